@@ -1,0 +1,4 @@
+//! OTLP messages → Arrow batches of the lake's tables.
+
+mod attributes;
+pub mod spans;

@@ -1,0 +1,717 @@
+//! OTLP spans → one Arrow batch of the `spans` table, with the validation that decides which
+//! spans are rejected (and reported back in `partial_success`).
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, Int64Builder, ListArray, StringBuilder, StructArray,
+    TimestampNanosecondBuilder, UInt32Builder,
+};
+use datafusion::arrow::buffer::OffsetBuffer;
+use datafusion::arrow::datatypes::Field;
+use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::record_batch::RecordBatch;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+use opentelemetry_proto::tonic::trace::v1::Span;
+
+use super::attributes::AttributeColumns;
+use crate::limits::Limits;
+use crate::schema::spans::{self, SPAN_KINDS, STATUS_CODES, UNKNOWN_SERVICE};
+
+/// Why one span was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpanRejection {
+    #[error("trace_id must be 16 bytes and not all zero (got {0} bytes)")]
+    TraceId(usize),
+    #[error("span_id must be 8 bytes and not all zero (got {0} bytes)")]
+    SpanId(usize),
+    #[error("parent_span_id must be empty or 8 bytes (got {0} bytes)")]
+    ParentSpanId(usize),
+    #[error("start_time_unix_nano must be set and before year 2262")]
+    StartTime,
+    #[error("end_time_unix_nano is before start_time_unix_nano")]
+    EndBeforeStart,
+    #[error("unknown span kind {0}")]
+    Kind(i32),
+    #[error("unknown status code {0}")]
+    StatusCode(i32),
+    #[error("{what} has {count} attributes, more than the limit of {limit}")]
+    TooManyAttributes {
+        what: &'static str,
+        count: usize,
+        limit: usize,
+    },
+    #[error("{count} {what}, more than the limit of {limit}")]
+    TooMany {
+        what: &'static str,
+        count: usize,
+        limit: usize,
+    },
+    #[error("link {0}: trace_id must be 16 bytes and span_id 8 bytes")]
+    LinkIds(usize),
+}
+
+/// A converted request: the accepted spans as one batch, and what was rejected.
+#[derive(Debug)]
+pub struct ConvertedSpans {
+    pub batch: RecordBatch,
+    pub rejected: usize,
+    /// The first rejection, with a count of the others; empty when nothing was rejected.
+    pub error_message: String,
+}
+
+fn check_attrs(
+    what: &'static str,
+    attrs: &[KeyValue],
+    limits: &Limits,
+) -> Result<(), SpanRejection> {
+    if attrs.len() > limits.max_attributes {
+        return Err(SpanRejection::TooManyAttributes {
+            what,
+            count: attrs.len(),
+            limit: limits.max_attributes,
+        });
+    }
+    Ok(())
+}
+
+fn valid_id(id: &[u8], len: usize) -> bool {
+    id.len() == len && id.iter().any(|b| *b != 0)
+}
+
+/// Checks one span against the OTLP rules and Lakescope's limits.
+pub fn validate_span(span: &Span, limits: &Limits) -> Result<(), SpanRejection> {
+    if !valid_id(&span.trace_id, 16) {
+        return Err(SpanRejection::TraceId(span.trace_id.len()));
+    }
+    if !valid_id(&span.span_id, 8) {
+        return Err(SpanRejection::SpanId(span.span_id.len()));
+    }
+    if !(span.parent_span_id.is_empty() || span.parent_span_id.len() == 8) {
+        return Err(SpanRejection::ParentSpanId(span.parent_span_id.len()));
+    }
+    if span.start_time_unix_nano == 0 || i64::try_from(span.end_time_unix_nano).is_err() {
+        return Err(SpanRejection::StartTime);
+    }
+    if span.end_time_unix_nano < span.start_time_unix_nano {
+        return Err(SpanRejection::EndBeforeStart);
+    }
+    if usize::try_from(span.kind).map_or(true, |k| k >= SPAN_KINDS.len()) {
+        return Err(SpanRejection::Kind(span.kind));
+    }
+    let status = span.status.as_ref().map_or(0, |s| s.code);
+    if usize::try_from(status).map_or(true, |c| c >= STATUS_CODES.len()) {
+        return Err(SpanRejection::StatusCode(status));
+    }
+    check_attrs("span", &span.attributes, limits)?;
+    for (what, count) in [("events", span.events.len()), ("links", span.links.len())] {
+        if count > limits.max_events_or_links {
+            return Err(SpanRejection::TooMany {
+                what,
+                count,
+                limit: limits.max_events_or_links,
+            });
+        }
+    }
+    for event in &span.events {
+        check_attrs("event", &event.attributes, limits)?;
+    }
+    for (i, link) in span.links.iter().enumerate() {
+        if link.trace_id.len() != 16 || link.span_id.len() != 8 {
+            return Err(SpanRejection::LinkIds(i));
+        }
+        check_attrs("link", &link.attributes, limits)?;
+    }
+    Ok(())
+}
+
+/// Checks the attributes shared by every span of a resource or scope.
+fn validate_shared(
+    what: &'static str,
+    attrs: &[KeyValue],
+    limits: &Limits,
+) -> Result<(), SpanRejection> {
+    check_attrs(what, attrs, limits)
+}
+
+/// What a request rejected.
+#[derive(Debug, Default)]
+pub struct Rejections {
+    pub count: usize,
+    pub first: Option<SpanRejection>,
+}
+
+impl Rejections {
+    fn add(&mut self, e: SpanRejection) {
+        self.count += 1;
+        self.first.get_or_insert(e);
+    }
+
+    pub fn message(&self) -> String {
+        match (&self.first, self.count) {
+            (None, _) => String::new(),
+            (Some(e), 1) => format!("1 span rejected: {e}"),
+            (Some(e), n) => format!("{n} spans rejected; the first: {e}"),
+        }
+    }
+}
+
+/// Keeps only the spans [`validate_span`] accepts (used to log exactly what was acknowledged).
+pub fn retain_valid(request: &mut ExportTraceServiceRequest, limits: &Limits) {
+    request.resource_spans.retain_mut(|rs| {
+        let resource = rs.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
+        if validate_shared("resource", resource, limits).is_err() {
+            return false;
+        }
+        rs.scope_spans.retain_mut(|ss| {
+            let scope = ss.scope.as_ref().map_or(&[][..], |s| &s.attributes[..]);
+            if validate_shared("scope", scope, limits).is_err() {
+                return false;
+            }
+            ss.spans.retain(|span| validate_span(span, limits).is_ok());
+            !ss.spans.is_empty()
+        });
+        !rs.scope_spans.is_empty()
+    });
+}
+
+fn hex_into(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 15) as usize] as char);
+    }
+}
+
+/// Lowercase hex of an id.
+pub fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    hex_into(&mut s, bytes);
+    s
+}
+
+fn as_str(value: Option<&AnyValue>) -> Option<&str> {
+    match value?.value.as_ref()? {
+        Value::StringValue(s) => Some(s),
+        _ => None,
+    }
+}
+
+fn as_int(value: Option<&AnyValue>) -> Option<i64> {
+    match value?.value.as_ref()? {
+        Value::IntValue(i) => Some(*i),
+        Value::StringValue(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// The semantic-convention attributes that get columns of their own. The first key listed for a
+/// column is the current convention; later ones are older names used when it is absent.
+#[derive(Default)]
+struct Promoted<'a> {
+    http_method: [Option<&'a str>; 2],
+    http_route: Option<&'a str>,
+    http_status: [Option<i64>; 2],
+    rpc_system: Option<&'a str>,
+    rpc_service: Option<&'a str>,
+    rpc_method: Option<&'a str>,
+    rpc_grpc_status: Option<i64>,
+    db_system: [Option<&'a str>; 2],
+    messaging_system: Option<&'a str>,
+    messaging_destination: Option<&'a str>,
+    server_address: [Option<&'a str>; 2],
+    server_port: [Option<i64>; 2],
+    peer_service: Option<&'a str>,
+    exception_type: Option<&'a str>,
+    exception_message: Option<&'a str>,
+}
+
+impl<'a> Promoted<'a> {
+    fn from_span(span: &'a Span) -> Self {
+        let mut p = Promoted::default();
+        for kv in &span.attributes {
+            let v = kv.value.as_ref();
+            match kv.key.as_str() {
+                "http.request.method" => p.http_method[0] = as_str(v),
+                "http.method" => p.http_method[1] = as_str(v),
+                "http.route" => p.http_route = as_str(v),
+                "http.response.status_code" => p.http_status[0] = as_int(v),
+                "http.status_code" => p.http_status[1] = as_int(v),
+                "rpc.system" => p.rpc_system = as_str(v),
+                "rpc.service" => p.rpc_service = as_str(v),
+                "rpc.method" => p.rpc_method = as_str(v),
+                "rpc.grpc.status_code" => p.rpc_grpc_status = as_int(v),
+                "db.system.name" => p.db_system[0] = as_str(v),
+                "db.system" => p.db_system[1] = as_str(v),
+                "messaging.system" => p.messaging_system = as_str(v),
+                "messaging.destination.name" => p.messaging_destination = as_str(v),
+                "server.address" => p.server_address[0] = as_str(v),
+                "net.peer.name" => p.server_address[1] = as_str(v),
+                "server.port" => p.server_port[0] = as_int(v),
+                "net.peer.port" => p.server_port[1] = as_int(v),
+                "peer.service" => p.peer_service = as_str(v),
+                "exception.type" => p.exception_type = as_str(v),
+                "exception.message" => p.exception_message = as_str(v),
+                _ => {}
+            }
+        }
+        if let Some(event) = span.events.iter().find(|e| e.name == "exception") {
+            let get = |key: &str| {
+                let kv = event.attributes.iter().find(|kv| kv.key == key);
+                as_str(kv.and_then(|kv| kv.value.as_ref()))
+            };
+            p.exception_type = get("exception.type").or(p.exception_type);
+            p.exception_message = get("exception.message").or(p.exception_message);
+        }
+        p
+    }
+}
+
+fn first<T: Copy>(options: [Option<T>; 2]) -> Option<T> {
+    options[0].or(options[1])
+}
+
+/// Resource identity taken from the resource attributes.
+struct ResourceIdentity<'a> {
+    service_name: &'a str,
+    namespace: Option<&'a str>,
+    version: Option<&'a str>,
+    instance_id: Option<&'a str>,
+}
+
+impl<'a> ResourceIdentity<'a> {
+    fn from_attributes(attrs: &'a [KeyValue]) -> Self {
+        let get = |key: &str| as_str(attrs.iter().find(|kv| kv.key == key)?.value.as_ref());
+        Self {
+            service_name: get("service.name").unwrap_or(UNKNOWN_SERVICE),
+            namespace: get("service.namespace"),
+            version: get("service.version"),
+            instance_id: get("service.instance.id"),
+        }
+    }
+}
+
+/// Column builders for the `spans` schema.
+struct SpanColumns {
+    trace_id: StringBuilder,
+    span_id: StringBuilder,
+    parent_span_id: StringBuilder,
+    trace_state: StringBuilder,
+    flags: UInt32Builder,
+    name: StringBuilder,
+    kind: StringBuilder,
+    start: TimestampNanosecondBuilder,
+    end: TimestampNanosecondBuilder,
+    duration: Int64Builder,
+    status_code: StringBuilder,
+    status_message: StringBuilder,
+    service_name: StringBuilder,
+    service_namespace: StringBuilder,
+    service_version: StringBuilder,
+    service_instance_id: StringBuilder,
+    http_method: StringBuilder,
+    http_route: StringBuilder,
+    http_status_code: Int64Builder,
+    rpc_system: StringBuilder,
+    rpc_service: StringBuilder,
+    rpc_method: StringBuilder,
+    rpc_grpc_status_code: Int64Builder,
+    db_system: StringBuilder,
+    messaging_system: StringBuilder,
+    messaging_destination: StringBuilder,
+    server_address: StringBuilder,
+    server_port: Int64Builder,
+    peer_service: StringBuilder,
+    exception_type: StringBuilder,
+    exception_message: StringBuilder,
+    attributes: AttributeColumns,
+    dropped_attributes: UInt32Builder,
+    events: EventColumns,
+    dropped_events: UInt32Builder,
+    links: LinkColumns,
+    dropped_links: UInt32Builder,
+    resource_attributes: AttributeColumns,
+    resource_dropped: UInt32Builder,
+    resource_schema_url: StringBuilder,
+    scope_name: StringBuilder,
+    scope_version: StringBuilder,
+    scope_attributes: AttributeColumns,
+    scope_dropped: UInt32Builder,
+    scope_schema_url: StringBuilder,
+    id_text: String,
+}
+
+fn timestamps(rows: usize) -> TimestampNanosecondBuilder {
+    TimestampNanosecondBuilder::with_capacity(rows).with_timezone("UTC")
+}
+
+impl SpanColumns {
+    fn with_capacity(rows: usize) -> Self {
+        let s = || StringBuilder::with_capacity(rows, rows * 8);
+        Self {
+            trace_id: StringBuilder::with_capacity(rows, rows * 32),
+            span_id: StringBuilder::with_capacity(rows, rows * 16),
+            parent_span_id: StringBuilder::with_capacity(rows, rows * 16),
+            trace_state: s(),
+            flags: UInt32Builder::with_capacity(rows),
+            name: s(),
+            kind: s(),
+            start: timestamps(rows),
+            end: timestamps(rows),
+            duration: Int64Builder::with_capacity(rows),
+            status_code: s(),
+            status_message: s(),
+            service_name: s(),
+            service_namespace: s(),
+            service_version: s(),
+            service_instance_id: s(),
+            http_method: s(),
+            http_route: s(),
+            http_status_code: Int64Builder::with_capacity(rows),
+            rpc_system: s(),
+            rpc_service: s(),
+            rpc_method: s(),
+            rpc_grpc_status_code: Int64Builder::with_capacity(rows),
+            db_system: s(),
+            messaging_system: s(),
+            messaging_destination: s(),
+            server_address: s(),
+            server_port: Int64Builder::with_capacity(rows),
+            peer_service: s(),
+            exception_type: s(),
+            exception_message: s(),
+            attributes: AttributeColumns::with_capacity(rows),
+            dropped_attributes: UInt32Builder::with_capacity(rows),
+            events: EventColumns::default(),
+            dropped_events: UInt32Builder::with_capacity(rows),
+            links: LinkColumns::default(),
+            dropped_links: UInt32Builder::with_capacity(rows),
+            resource_attributes: AttributeColumns::with_capacity(rows),
+            resource_dropped: UInt32Builder::with_capacity(rows),
+            resource_schema_url: s(),
+            scope_name: s(),
+            scope_version: s(),
+            scope_attributes: AttributeColumns::with_capacity(rows),
+            scope_dropped: UInt32Builder::with_capacity(rows),
+            scope_schema_url: s(),
+            id_text: String::with_capacity(32),
+        }
+    }
+
+    fn append_id(id_text: &mut String, builder: &mut StringBuilder, id: &[u8]) {
+        id_text.clear();
+        hex_into(id_text, id);
+        builder.append_value(id_text.as_str());
+    }
+
+    fn append(&mut self, span: &Span, ctx: &SpanContext<'_>) {
+        Self::append_id(&mut self.id_text, &mut self.trace_id, &span.trace_id);
+        Self::append_id(&mut self.id_text, &mut self.span_id, &span.span_id);
+        if span.parent_span_id.is_empty() {
+            self.parent_span_id.append_null();
+        } else {
+            Self::append_id(
+                &mut self.id_text,
+                &mut self.parent_span_id,
+                &span.parent_span_id,
+            );
+        }
+        self.trace_state.append_value(&span.trace_state);
+        self.flags.append_value(span.flags);
+        self.name.append_value(&span.name);
+        // validate_span has checked kind and status code are in range, and the times fit i64.
+        let kind = usize::try_from(span.kind).unwrap_or(0);
+        self.kind
+            .append_value(SPAN_KINDS[kind.min(SPAN_KINDS.len() - 1)]);
+        let start = i64::try_from(span.start_time_unix_nano).unwrap_or(i64::MAX);
+        let end = i64::try_from(span.end_time_unix_nano).unwrap_or(i64::MAX);
+        self.start.append_value(start);
+        self.end.append_value(end);
+        self.duration.append_value(end.saturating_sub(start).max(0));
+        let (code, message) = span
+            .status
+            .as_ref()
+            .map_or((0, ""), |s| (s.code, s.message.as_str()));
+        let code = usize::try_from(code).unwrap_or(0);
+        self.status_code
+            .append_value(STATUS_CODES[code.min(STATUS_CODES.len() - 1)]);
+        self.status_message.append_value(message);
+
+        let id = &ctx.identity;
+        self.service_name.append_value(id.service_name);
+        self.service_namespace.append_option(id.namespace);
+        self.service_version.append_option(id.version);
+        self.service_instance_id.append_option(id.instance_id);
+
+        let p = Promoted::from_span(span);
+        self.http_method.append_option(first(p.http_method));
+        self.http_route.append_option(p.http_route);
+        self.http_status_code.append_option(first(p.http_status));
+        self.rpc_system.append_option(p.rpc_system);
+        self.rpc_service.append_option(p.rpc_service);
+        self.rpc_method.append_option(p.rpc_method);
+        self.rpc_grpc_status_code.append_option(p.rpc_grpc_status);
+        self.db_system.append_option(first(p.db_system));
+        self.messaging_system.append_option(p.messaging_system);
+        self.messaging_destination
+            .append_option(p.messaging_destination);
+        self.server_address.append_option(first(p.server_address));
+        self.server_port.append_option(first(p.server_port));
+        self.peer_service.append_option(p.peer_service);
+        self.exception_type.append_option(p.exception_type);
+        self.exception_message.append_option(p.exception_message);
+
+        self.attributes.append(&span.attributes);
+        self.dropped_attributes
+            .append_value(span.dropped_attributes_count);
+        self.events.append(span);
+        self.dropped_events.append_value(span.dropped_events_count);
+        self.links.append(span);
+        self.dropped_links.append_value(span.dropped_links_count);
+
+        self.resource_attributes.append(ctx.resource_attributes);
+        self.resource_dropped.append_value(ctx.resource_dropped);
+        self.resource_schema_url
+            .append_value(ctx.resource_schema_url);
+        self.scope_name.append_value(ctx.scope_name);
+        self.scope_version.append_value(ctx.scope_version);
+        self.scope_attributes.append(ctx.scope_attributes);
+        self.scope_dropped.append_value(ctx.scope_dropped);
+        self.scope_schema_url.append_value(ctx.scope_schema_url);
+    }
+
+    fn finish(mut self) -> Result<RecordBatch, ArrowError> {
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(spans::COLUMNS.len());
+        let mut push = |a: ArrayRef| columns.push(a);
+        push(Arc::new(self.trace_id.finish()));
+        push(Arc::new(self.span_id.finish()));
+        push(Arc::new(self.parent_span_id.finish()));
+        push(Arc::new(self.trace_state.finish()));
+        push(Arc::new(self.flags.finish()));
+        push(Arc::new(self.name.finish()));
+        push(Arc::new(self.kind.finish()));
+        push(Arc::new(self.start.finish()));
+        push(Arc::new(self.end.finish()));
+        push(Arc::new(self.duration.finish()));
+        push(Arc::new(self.status_code.finish()));
+        push(Arc::new(self.status_message.finish()));
+        push(Arc::new(self.service_name.finish()));
+        push(Arc::new(self.service_namespace.finish()));
+        push(Arc::new(self.service_version.finish()));
+        push(Arc::new(self.service_instance_id.finish()));
+        push(Arc::new(self.http_method.finish()));
+        push(Arc::new(self.http_route.finish()));
+        push(Arc::new(self.http_status_code.finish()));
+        push(Arc::new(self.rpc_system.finish()));
+        push(Arc::new(self.rpc_service.finish()));
+        push(Arc::new(self.rpc_method.finish()));
+        push(Arc::new(self.rpc_grpc_status_code.finish()));
+        push(Arc::new(self.db_system.finish()));
+        push(Arc::new(self.messaging_system.finish()));
+        push(Arc::new(self.messaging_destination.finish()));
+        push(Arc::new(self.server_address.finish()));
+        push(Arc::new(self.server_port.finish()));
+        push(Arc::new(self.peer_service.finish()));
+        push(Arc::new(self.exception_type.finish()));
+        push(Arc::new(self.exception_message.finish()));
+        let (attrs, types) = self.attributes.finish();
+        push(attrs);
+        push(types);
+        push(Arc::new(self.dropped_attributes.finish()));
+        push(self.events.finish()?);
+        push(Arc::new(self.dropped_events.finish()));
+        push(self.links.finish()?);
+        push(Arc::new(self.dropped_links.finish()));
+        let (attrs, types) = self.resource_attributes.finish();
+        push(attrs);
+        push(types);
+        push(Arc::new(self.resource_dropped.finish()));
+        push(Arc::new(self.resource_schema_url.finish()));
+        push(Arc::new(self.scope_name.finish()));
+        push(Arc::new(self.scope_version.finish()));
+        let (attrs, types) = self.scope_attributes.finish();
+        push(attrs);
+        push(types);
+        push(Arc::new(self.scope_dropped.finish()));
+        push(Arc::new(self.scope_schema_url.finish()));
+        RecordBatch::try_new(spans::schema(), columns)
+    }
+}
+
+/// What every span of one scope shares.
+struct SpanContext<'a> {
+    identity: ResourceIdentity<'a>,
+    resource_attributes: &'a [KeyValue],
+    resource_dropped: u32,
+    resource_schema_url: &'a str,
+    scope_name: &'a str,
+    scope_version: &'a str,
+    scope_attributes: &'a [KeyValue],
+    scope_dropped: u32,
+    scope_schema_url: &'a str,
+}
+
+/// Offsets of a list column: one entry per span.
+fn offsets(lengths: &[usize]) -> OffsetBuffer<i32> {
+    OffsetBuffer::from_lengths(lengths.iter().copied())
+}
+
+#[derive(Default)]
+struct EventColumns {
+    lengths: Vec<usize>,
+    time: Option<TimestampNanosecondBuilder>,
+    name: StringBuilder,
+    attributes: Option<AttributeColumns>,
+    dropped: UInt32Builder,
+}
+
+impl EventColumns {
+    fn append(&mut self, span: &Span) {
+        self.lengths.push(span.events.len());
+        let time = self.time.get_or_insert_with(|| timestamps(0));
+        let attributes = self
+            .attributes
+            .get_or_insert_with(|| AttributeColumns::with_capacity(0));
+        for event in &span.events {
+            time.append_value(i64::try_from(event.time_unix_nano).unwrap_or(i64::MAX));
+            self.name.append_value(&event.name);
+            attributes.append(&event.attributes);
+            self.dropped.append_value(event.dropped_attributes_count);
+        }
+    }
+
+    fn finish(mut self) -> Result<ArrayRef, ArrowError> {
+        let (attrs, types) = self
+            .attributes
+            .unwrap_or_else(|| AttributeColumns::with_capacity(0))
+            .finish();
+        let time = self.time.unwrap_or_else(|| timestamps(0)).finish();
+        let values = StructArray::try_new(
+            spans::event_fields(),
+            vec![
+                Arc::new(time),
+                Arc::new(self.name.finish()),
+                attrs,
+                types,
+                Arc::new(self.dropped.finish()),
+            ],
+            None,
+        )?;
+        list(values, &self.lengths)
+    }
+}
+
+fn list(values: StructArray, lengths: &[usize]) -> Result<ArrayRef, ArrowError> {
+    let field = Arc::new(Field::new("item", Array::data_type(&values).clone(), true));
+    Ok(Arc::new(ListArray::try_new(
+        field,
+        offsets(lengths),
+        Arc::new(values),
+        None,
+    )?))
+}
+
+#[derive(Default)]
+struct LinkColumns {
+    lengths: Vec<usize>,
+    trace_id: StringBuilder,
+    span_id: StringBuilder,
+    trace_state: StringBuilder,
+    flags: UInt32Builder,
+    attributes: Option<AttributeColumns>,
+    dropped: UInt32Builder,
+}
+
+impl LinkColumns {
+    fn append(&mut self, span: &Span) {
+        self.lengths.push(span.links.len());
+        let attributes = self
+            .attributes
+            .get_or_insert_with(|| AttributeColumns::with_capacity(0));
+        for link in &span.links {
+            self.trace_id.append_value(hex(&link.trace_id));
+            self.span_id.append_value(hex(&link.span_id));
+            self.trace_state.append_value(&link.trace_state);
+            self.flags.append_value(link.flags);
+            attributes.append(&link.attributes);
+            self.dropped.append_value(link.dropped_attributes_count);
+        }
+    }
+
+    fn finish(mut self) -> Result<ArrayRef, ArrowError> {
+        let (attrs, types) = self
+            .attributes
+            .unwrap_or_else(|| AttributeColumns::with_capacity(0))
+            .finish();
+        let values = StructArray::try_new(
+            spans::link_fields(),
+            vec![
+                Arc::new(self.trace_id.finish()),
+                Arc::new(self.span_id.finish()),
+                Arc::new(self.trace_state.finish()),
+                Arc::new(self.flags.finish()),
+                attrs,
+                types,
+                Arc::new(self.dropped.finish()),
+            ],
+            None,
+        )?;
+        list(values, &self.lengths)
+    }
+}
+
+/// Converts every valid span of `request`; invalid ones are counted and skipped.
+pub fn convert(
+    request: &ExportTraceServiceRequest,
+    limits: &Limits,
+) -> Result<ConvertedSpans, ArrowError> {
+    let total: usize = request
+        .resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .map(|ss| ss.spans.len())
+        .sum();
+    let mut columns = SpanColumns::with_capacity(total);
+    let mut rejected = Rejections::default();
+    for rs in &request.resource_spans {
+        let (resource_attributes, resource_dropped) =
+            rs.resource.as_ref().map_or((&[][..], 0), |r| {
+                (&r.attributes[..], r.dropped_attributes_count)
+            });
+        let resource_ok = validate_shared("resource", resource_attributes, limits);
+        for ss in &rs.scope_spans {
+            let scope = ss.scope.as_ref();
+            let scope_attributes = scope.map_or(&[][..], |s| &s.attributes[..]);
+            let shared = resource_ok
+                .clone()
+                .and_then(|_| validate_shared("scope", scope_attributes, limits));
+            let ctx = SpanContext {
+                identity: ResourceIdentity::from_attributes(resource_attributes),
+                resource_attributes,
+                resource_dropped,
+                resource_schema_url: &rs.schema_url,
+                scope_name: scope.map_or("", |s| &s.name),
+                scope_version: scope.map_or("", |s| &s.version),
+                scope_attributes,
+                scope_dropped: scope.map_or(0, |s| s.dropped_attributes_count),
+                scope_schema_url: &ss.schema_url,
+            };
+            for span in &ss.spans {
+                match shared.clone().and_then(|_| validate_span(span, limits)) {
+                    Ok(()) => columns.append(span, &ctx),
+                    Err(e) => rejected.add(e),
+                }
+            }
+        }
+    }
+    Ok(ConvertedSpans {
+        batch: columns.finish()?,
+        rejected: rejected.count,
+        error_message: rejected.message(),
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,322 @@
+use super::*;
+use crate::schema::span_rows::read_spans;
+use datafusion::arrow::array::{AsArray, Int64Array};
+use opentelemetry_proto::tonic::common::v1::{ArrayValue, InstrumentationScope, KeyValueList};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Status};
+use proptest::prelude::*;
+
+fn kv(key: &str, value: Value) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        key_strindex: 0,
+        value: Some(AnyValue { value: Some(value) }),
+    }
+}
+
+fn s(v: &str) -> Value {
+    Value::StringValue(v.into())
+}
+
+fn full_span() -> Span {
+    Span {
+        trace_id: (1..=16).collect(),
+        span_id: (1..=8).collect(),
+        trace_state: "vendor=1".into(),
+        parent_span_id: vec![9; 8],
+        flags: 0x301,
+        name: "GET /cart/{id}".into(),
+        kind: 2,
+        start_time_unix_nano: 1_795_551_330_000_000_000,
+        end_time_unix_nano: 1_795_551_330_250_000_000,
+        attributes: vec![
+            kv("http.request.method", s("GET")),
+            kv("http.route", s("/cart/{id}")),
+            kv("http.response.status_code", Value::IntValue(503)),
+            kv("server.address", s("cart.internal")),
+            kv("sampled.ratio", Value::DoubleValue(0.25)),
+            kv("retry", Value::BoolValue(false)),
+            kv("blob", Value::BytesValue(vec![1, 2, 3])),
+            kv(
+                "tags",
+                Value::ArrayValue(ArrayValue {
+                    values: vec![AnyValue {
+                        value: Some(s("a")),
+                    }],
+                }),
+            ),
+            kv(
+                "nested",
+                Value::KvlistValue(KeyValueList {
+                    values: vec![kv("x", Value::IntValue(1))],
+                }),
+            ),
+        ],
+        dropped_attributes_count: 2,
+        events: vec![Event {
+            time_unix_nano: 1_795_551_330_100_000_000,
+            name: "exception".into(),
+            attributes: vec![
+                kv("exception.type", s("TimeoutError")),
+                kv("exception.message", s("upstream timed out after 250ms")),
+            ],
+            dropped_attributes_count: 1,
+        }],
+        dropped_events_count: 3,
+        links: vec![Link {
+            trace_id: vec![7; 16],
+            span_id: vec![8; 8],
+            trace_state: "k=v".into(),
+            attributes: vec![kv("link.kind", s("follows"))],
+            dropped_attributes_count: 4,
+            flags: 1,
+        }],
+        dropped_links_count: 5,
+        status: Some(Status {
+            message: "upstream timeout".into(),
+            code: 2,
+        }),
+    }
+}
+
+fn request(spans: Vec<Span>) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", s("cart")),
+                    kv("service.version", s("1.4.2")),
+                    kv("host.cpus", Value::IntValue(8)),
+                ],
+                dropped_attributes_count: 1,
+                entity_refs: vec![],
+            }),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(InstrumentationScope {
+                    name: "io.opentelemetry.http".into(),
+                    version: "2.0".into(),
+                    attributes: vec![kv("scope.attr", s("yes"))],
+                    dropped_attributes_count: 6,
+                }),
+                spans,
+                schema_url: "https://opentelemetry.io/schemas/1.26.0".into(),
+            }],
+            schema_url: "https://opentelemetry.io/schemas/1.25.0".into(),
+        }],
+    }
+}
+
+#[test]
+fn every_field_of_a_span_survives_the_round_trip() {
+    let req = request(vec![full_span()]);
+    let converted = convert(&req, &Limits::default()).unwrap();
+    assert_eq!(converted.rejected, 0);
+    let back = read_spans(&converted.batch).unwrap();
+    assert_eq!(back.len(), 1);
+    let rs = &req.resource_spans[0];
+    let ss = &rs.scope_spans[0];
+    assert_eq!(back[0].span, ss.spans[0]);
+    assert_eq!(Some(&back[0].resource), rs.resource.as_ref());
+    assert_eq!(back[0].resource_schema_url, rs.schema_url);
+    assert_eq!(Some(&back[0].scope), ss.scope.as_ref());
+    assert_eq!(back[0].scope_schema_url, ss.schema_url);
+}
+
+fn text(batch: &RecordBatch, name: &str) -> Option<String> {
+    let c = batch.column_by_name(name).unwrap().as_string::<i32>();
+    (!c.is_null(0)).then(|| c.value(0).to_owned())
+}
+
+fn int(batch: &RecordBatch, name: &str) -> Option<i64> {
+    let c = batch
+        .column_by_name(name)
+        .unwrap()
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap();
+    (!c.is_null(0)).then(|| c.value(0))
+}
+
+#[test]
+fn semantic_convention_attributes_get_their_own_columns() {
+    let batch = convert(&request(vec![full_span()]), &Limits::default())
+        .unwrap()
+        .batch;
+    use crate::schema::spans::col;
+    assert_eq!(text(&batch, col::SERVICE_NAME).as_deref(), Some("cart"));
+    assert_eq!(text(&batch, col::SERVICE_VERSION).as_deref(), Some("1.4.2"));
+    assert_eq!(text(&batch, col::SERVICE_NAMESPACE), None);
+    assert_eq!(text(&batch, col::SPAN_KIND).as_deref(), Some("SERVER"));
+    assert_eq!(text(&batch, col::STATUS_CODE).as_deref(), Some("ERROR"));
+    assert_eq!(text(&batch, col::HTTP_METHOD).as_deref(), Some("GET"));
+    assert_eq!(text(&batch, col::HTTP_ROUTE).as_deref(), Some("/cart/{id}"));
+    assert_eq!(int(&batch, col::HTTP_STATUS_CODE), Some(503));
+    assert_eq!(
+        text(&batch, col::SERVER_ADDRESS).as_deref(),
+        Some("cart.internal")
+    );
+    assert_eq!(text(&batch, col::DB_SYSTEM), None);
+    assert_eq!(
+        text(&batch, col::EXCEPTION_TYPE).as_deref(),
+        Some("TimeoutError")
+    );
+    assert_eq!(int(&batch, col::DURATION_NS), Some(250_000_000));
+    assert_eq!(
+        text(&batch, col::PARENT_SPAN_ID).as_deref(),
+        Some("0909090909090909")
+    );
+    assert_eq!(
+        text(&batch, col::TRACE_ID).as_deref(),
+        Some("0102030405060708090a0b0c0d0e0f10")
+    );
+}
+
+#[test]
+fn older_convention_names_fill_the_same_columns() {
+    let mut span = full_span();
+    span.attributes = vec![
+        kv("http.method", s("POST")),
+        kv("http.status_code", Value::IntValue(200)),
+        kv("db.system", s("postgresql")),
+        kv("net.peer.name", s("db1")),
+    ];
+    let batch = convert(&request(vec![span]), &Limits::default())
+        .unwrap()
+        .batch;
+    use crate::schema::spans::col;
+    assert_eq!(text(&batch, col::HTTP_METHOD).as_deref(), Some("POST"));
+    assert_eq!(int(&batch, col::HTTP_STATUS_CODE), Some(200));
+    assert_eq!(text(&batch, col::DB_SYSTEM).as_deref(), Some("postgresql"));
+    assert_eq!(text(&batch, col::SERVER_ADDRESS).as_deref(), Some("db1"));
+}
+
+#[test]
+fn a_resource_without_service_name_is_unknown_service() {
+    let mut req = request(vec![full_span()]);
+    req.resource_spans[0].resource = None;
+    let batch = convert(&req, &Limits::default()).unwrap().batch;
+    assert_eq!(
+        text(&batch, crate::schema::spans::col::SERVICE_NAME).as_deref(),
+        Some(UNKNOWN_SERVICE)
+    );
+}
+
+#[test]
+fn invalid_spans_are_rejected_and_the_rest_kept() {
+    let good = full_span();
+    let mut bad_trace = full_span();
+    bad_trace.trace_id = vec![0; 16];
+    let mut backwards = full_span();
+    backwards.end_time_unix_nano = backwards.start_time_unix_nano - 1;
+    let mut bad_kind = full_span();
+    bad_kind.kind = 9;
+    let mut short_span_id = full_span();
+    short_span_id.span_id = vec![1; 4];
+    let mut req = request(vec![good, bad_trace, backwards, bad_kind, short_span_id]);
+    let converted = convert(&req, &Limits::default()).unwrap();
+    assert_eq!(converted.batch.num_rows(), 1);
+    assert_eq!(converted.rejected, 4);
+    assert!(
+        converted
+            .error_message
+            .starts_with("4 spans rejected; the first: trace_id"),
+        "{}",
+        converted.error_message
+    );
+    retain_valid(&mut req, &Limits::default());
+    assert_eq!(req.resource_spans[0].scope_spans[0].spans.len(), 1);
+}
+
+#[test]
+fn too_many_attributes_rejects_the_span() {
+    let mut span = full_span();
+    span.attributes = (0..5).map(|i| kv(&format!("k{i}"), s("v"))).collect();
+    let limits = Limits {
+        max_attributes: 4,
+        ..Limits::default()
+    };
+    let converted = convert(&request(vec![span]), &limits).unwrap();
+    assert_eq!(converted.rejected, 1);
+    assert!(converted.error_message.contains("more than the limit of 4"));
+}
+
+#[test]
+fn an_empty_request_is_an_empty_batch() {
+    let converted = convert(&ExportTraceServiceRequest::default(), &Limits::default()).unwrap();
+    assert_eq!(converted.batch.num_rows(), 0);
+    assert_eq!(converted.rejected, 0);
+}
+
+fn any_value() -> impl Strategy<Value = Option<AnyValue>> {
+    let scalar = prop_oneof![
+        ".{0,12}".prop_map(Value::StringValue),
+        any::<i64>().prop_map(Value::IntValue),
+        any::<f64>()
+            .prop_filter("NaN never equals itself", |d| !d.is_nan())
+            .prop_map(Value::DoubleValue),
+        any::<bool>().prop_map(Value::BoolValue),
+        proptest::collection::vec(any::<u8>(), 0..8).prop_map(Value::BytesValue),
+    ];
+    proptest::option::weighted(
+        0.95,
+        scalar.prop_map(|value| AnyValue { value: Some(value) }),
+    )
+}
+
+fn attributes() -> impl Strategy<Value = Vec<KeyValue>> {
+    proptest::collection::vec(("[a-z.]{1,10}", any_value()), 0..6).prop_map(|pairs| {
+        pairs
+            .into_iter()
+            .map(|(key, value)| KeyValue {
+                key,
+                key_strindex: 0,
+                value,
+            })
+            .collect()
+    })
+}
+
+fn arb_span() -> impl Strategy<Value = Span> {
+    (
+        proptest::array::uniform16(1u8..),
+        proptest::array::uniform8(1u8..),
+        proptest::option::of(proptest::array::uniform8(1u8..)),
+        0i32..6,
+        0i32..3,
+        1u64..4_000_000_000_000_000_000,
+        0u64..10_000_000_000,
+        attributes(),
+        ".{0,20}",
+        any::<u32>(),
+    )
+        .prop_map(
+            |(trace, span, parent, kind, code, start, dur, attributes, name, flags)| Span {
+                trace_id: trace.to_vec(),
+                span_id: span.to_vec(),
+                parent_span_id: parent.map(|p| p.to_vec()).unwrap_or_default(),
+                name,
+                kind,
+                flags,
+                start_time_unix_nano: start,
+                end_time_unix_nano: start + dur,
+                attributes,
+                status: (code > 0).then(|| Status {
+                    message: String::new(),
+                    code,
+                }),
+                ..Span::default()
+            },
+        )
+}
+
+proptest! {
+    #[test]
+    fn any_valid_span_round_trips(spans in proptest::collection::vec(arb_span(), 1..20)) {
+        let req = request(spans.clone());
+        let converted = convert(&req, &Limits::default()).unwrap();
+        prop_assert_eq!(converted.rejected, 0);
+        let back: Vec<Span> = read_spans(&converted.batch).unwrap().into_iter().map(|s| s.span).collect();
+        prop_assert_eq!(back, spans);
+    }
+}

@@ -1,0 +1,273 @@
+//! The path of an accepted request: convert to Arrow → append to the write-ahead log (group commit
+//! on a dedicated thread) → add to the table's recent buffer → acknowledge.
+//!
+//! The log thread is the only writer of both the log and the recent buffers, so batches enter the
+//! buffers in sequence order and a flush can always checkpoint the log at the highest sequence it
+//! has taken.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use datafusion::arrow::record_batch::RecordBatch;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::convert::spans as convert_spans;
+use crate::lake::Lake;
+use crate::lake::flusher::Checkpoint;
+use crate::limits::Limits;
+use crate::wal::{self, Signal, WalError, WalWriter};
+
+/// How many requests may wait for the log thread before senders wait too.
+const QUEUE: usize = 1024;
+/// Most requests written under one fsync.
+const GROUP: usize = 512;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The log could not be written: the request was not acknowledged and can be retried.
+    #[error("write-ahead log unavailable: {0}")]
+    Unavailable(String),
+    /// Lakescope is shutting down.
+    #[error("shutting down")]
+    ShuttingDown,
+    /// A defect: an accepted request could not be converted.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// What the sender is told about an accepted request.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ExportOutcome {
+    pub accepted: usize,
+    pub rejected: usize,
+    pub error_message: String,
+}
+
+struct Append {
+    signal: Signal,
+    payload: Bytes,
+    batch: RecordBatch,
+    done: oneshot::Sender<Result<(), IngestError>>,
+}
+
+enum LogMsg {
+    Append(Append),
+    Checkpoint(u64, oneshot::Sender<Result<(), String>>),
+}
+
+/// Sends requests through the log into the lake. Cheap to clone.
+#[derive(Clone)]
+pub struct Ingest {
+    tx: mpsc::Sender<LogMsg>,
+    limits: Arc<Limits>,
+    high_water: Arc<AtomicU64>,
+}
+
+/// Tuning of the log.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// A segment is closed once it is larger than this.
+    pub segment_bytes: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl Ingest {
+    /// Replays the log into the lake's recent buffers, then starts the log thread.
+    pub fn start(
+        lake: Arc<Lake>,
+        limits: Limits,
+        config: LogConfig,
+    ) -> Result<(Self, std::thread::JoinHandle<()>), WalError> {
+        let dir = crate::lake::layout::wal_dir(lake.data_dir());
+        let (replayed, last_seq) = replay(&dir, &lake, &limits)?;
+        if replayed > 0 {
+            tracing::info!(records = replayed, last_seq, "write-ahead log replayed");
+        }
+        let writer = WalWriter::open(&dir, last_seq, config.segment_bytes)?;
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let high_water = Arc::new(AtomicU64::new(last_seq));
+        let thread = {
+            let high_water = Arc::clone(&high_water);
+            std::thread::Builder::new()
+                .name("lakescope-wal".into())
+                .spawn(move || log_thread(writer, rx, lake, high_water))
+                .map_err(|source| WalError::Io {
+                    path: dir.clone(),
+                    source,
+                })?
+        };
+        Ok((
+            Self {
+                tx,
+                limits: Arc::new(limits),
+                high_water,
+            },
+            thread,
+        ))
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Accepts a trace export. `raw` is the request's protobuf encoding when the sender used
+    /// protobuf; it is logged as is when every span is valid.
+    pub async fn export_traces(
+        &self,
+        request: ExportTraceServiceRequest,
+        raw: Option<Bytes>,
+    ) -> Result<ExportOutcome, IngestError> {
+        let limits = Arc::clone(&self.limits);
+        let (payload, batch, outcome) = tokio::task::spawn_blocking(move || {
+            let converted = convert_spans::convert(&request, &limits)
+                .map_err(|e| IngestError::Internal(e.to_string()))?;
+            let payload = match raw {
+                Some(raw) if converted.rejected == 0 => raw,
+                _ => {
+                    let mut request = request;
+                    if converted.rejected > 0 {
+                        convert_spans::retain_valid(&mut request, &limits);
+                    }
+                    Bytes::from(request.encode_to_vec())
+                }
+            };
+            let outcome = ExportOutcome {
+                accepted: converted.batch.num_rows(),
+                rejected: converted.rejected,
+                error_message: converted.error_message,
+            };
+            Ok::<_, IngestError>((payload, converted.batch, outcome))
+        })
+        .await
+        .map_err(|e| IngestError::Internal(e.to_string()))??;
+        if batch.num_rows() > 0 {
+            self.append(Signal::Traces, payload, batch).await?;
+        }
+        Ok(outcome)
+    }
+
+    async fn append(
+        &self,
+        signal: Signal,
+        payload: Bytes,
+        batch: RecordBatch,
+    ) -> Result<(), IngestError> {
+        let (done, wait) = oneshot::channel();
+        let msg = LogMsg::Append(Append {
+            signal,
+            payload,
+            batch,
+            done,
+        });
+        self.tx
+            .send(msg)
+            .await
+            .map_err(|_| IngestError::ShuttingDown)?;
+        wait.await.map_err(|_| IngestError::ShuttingDown)?
+    }
+
+    /// Stops the log thread once every queued request is logged (the thread ends when every
+    /// clone of this handle is dropped).
+    pub fn close(self) {}
+}
+
+impl Checkpoint for Ingest {
+    fn high_water(&self) -> u64 {
+        self.high_water.load(Ordering::Acquire)
+    }
+
+    async fn checkpoint(&self, seq: u64) -> Result<(), String> {
+        let (reply, wait) = oneshot::channel();
+        self.tx
+            .send(LogMsg::Checkpoint(seq, reply))
+            .await
+            .map_err(|_| "log thread stopped".to_string())?;
+        wait.await.map_err(|_| "log thread stopped".to_string())?
+    }
+}
+
+/// Re-adds every logged request above the checkpoint to the recent buffers.
+fn replay(dir: &Path, lake: &Lake, limits: &Limits) -> Result<(usize, u64), WalError> {
+    let mut count = 0;
+    let last = wal::replay(dir, |record| {
+        count += 1;
+        match record.signal {
+            Signal::Traces => {
+                let batch = ExportTraceServiceRequest::decode(record.payload.as_slice())
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| convert_spans::convert(&r, limits).map_err(|e| e.to_string()));
+                match batch {
+                    Ok(converted) => lake.spans.push(record.seq, converted.batch),
+                    Err(error) => {
+                        tracing::error!(seq = record.seq, %error, "logged request could not be replayed")
+                    }
+                }
+            }
+        }
+    })?;
+    Ok((count, last))
+}
+
+fn log_thread(
+    mut writer: WalWriter,
+    mut rx: mpsc::Receiver<LogMsg>,
+    lake: Arc<Lake>,
+    high_water: Arc<AtomicU64>,
+) {
+    let mut group: Vec<(u64, Append)> = Vec::with_capacity(GROUP);
+    while let Some(first) = rx.blocking_recv() {
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                LogMsg::Checkpoint(seq, reply) => {
+                    let _ = reply.send(writer.checkpoint(seq).map_err(|e| e.to_string()));
+                }
+                LogMsg::Append(append) => match writer.append(append.signal, &append.payload) {
+                    Ok(seq) => group.push((seq, append)),
+                    Err(e) => {
+                        let _ = append
+                            .done
+                            .send(Err(IngestError::Unavailable(e.to_string())));
+                    }
+                },
+            }
+            if group.len() < GROUP {
+                next = rx.try_recv().ok();
+            }
+        }
+        if group.is_empty() {
+            continue;
+        }
+        match writer.sync() {
+            Ok(()) => {
+                for (seq, append) in group.drain(..) {
+                    match append.signal {
+                        Signal::Traces => lake.spans.push(seq, append.batch),
+                    }
+                    high_water.store(seq, Ordering::Release);
+                    let _ = append.done.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "write-ahead log sync failed; requests refused");
+                for (_, append) in group.drain(..) {
+                    let _ = append
+                        .done
+                        .send(Err(IngestError::Unavailable(e.to_string())));
+                }
+            }
+        }
+    }
+    tracing::debug!("write-ahead log thread stopped");
+}

@@ -1,0 +1,110 @@
+//! The lake: Parquet files under the data directory plus the recent, not-yet-flushed batches.
+
+pub mod flusher;
+pub mod layout;
+pub mod table;
+pub mod writer;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use table::{LakeFile, Snapshot, Table};
+
+use crate::schema;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Wal(#[from] crate::wal::WalError),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LakeError + '_ {
+    move |source| LakeError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The tables of one data directory.
+#[derive(Debug)]
+pub struct Lake {
+    data_dir: PathBuf,
+    pub spans: Arc<Table>,
+}
+
+impl Lake {
+    /// Opens the data directory after whatever a crash left: removes half-written files from
+    /// `tmp/`, and the files of a flush whose WAL checkpoint was never written (their rows are
+    /// still in the log and will be replayed).
+    pub fn open(data_dir: &Path) -> Result<Self, LakeError> {
+        fs::create_dir_all(data_dir).map_err(io_err(data_dir))?;
+        let tmp = layout::tmp_dir(data_dir);
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
+        }
+        let checkpoint = crate::wal::read_checkpoint(&layout::wal_dir(data_dir))?;
+        let files = recover_table(data_dir, layout::SPANS, checkpoint)?;
+        tracing::info!(
+            data_dir = %data_dir.display(),
+            span_files = files.len(),
+            checkpoint,
+            "lake opened"
+        );
+        Ok(Self {
+            data_dir: data_dir.to_owned(),
+            spans: Arc::new(Table::new(layout::SPANS, schema::spans::schema(), files)),
+        })
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+}
+
+/// Lists a table's committed files, deleting those beyond the checkpoint.
+fn recover_table(
+    data_dir: &Path,
+    table: &str,
+    checkpoint: u64,
+) -> Result<Vec<LakeFile>, LakeError> {
+    let table_dir = layout::table_dir(data_dir, table);
+    let mut files = Vec::new();
+    if !table_dir.exists() {
+        return Ok(files);
+    }
+    let mut stack = vec![table_dir.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).map_err(io_err(&dir))? {
+            let entry = entry.map_err(io_err(&dir))?;
+            let path = entry.path();
+            let meta = entry.metadata().map_err(io_err(&path))?;
+            if meta.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let Some((partition_start, seq)) = layout::parse_file(&table_dir, &path) else {
+                tracing::warn!(path = %path.display(), "file not in the lake's layout; ignored");
+                continue;
+            };
+            if seq > checkpoint {
+                tracing::warn!(path = %path.display(), seq, checkpoint, "removing a file of an unfinished flush; its rows are replayed from the write-ahead log");
+                fs::remove_file(&path).map_err(io_err(&path))?;
+                continue;
+            }
+            files.push(LakeFile {
+                path,
+                size: meta.len(),
+                partition_start,
+                seq,
+            });
+        }
+    }
+    files.sort_by(|a, b| (a.partition_start, a.seq).cmp(&(b.partition_start, b.seq)));
+    Ok(files)
+}

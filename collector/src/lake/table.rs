@@ -1,0 +1,182 @@
+//! One table's live state: its committed Parquet files and the recent batches not yet in them.
+//!
+//! Both change under one lock, so a [`Snapshot`] sees every acknowledged row exactly once: a
+//! flush's batches stay visible until the files that hold them are added, in the same step that
+//! removes the batches.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+
+/// A committed Parquet file.
+#[derive(Debug, Clone)]
+pub struct LakeFile {
+    pub path: PathBuf,
+    pub size: u64,
+    /// Start of the hour partition (Unix ns): every row's start time is in [this, this + 1 h).
+    pub partition_start: i64,
+    /// The highest WAL sequence number this file's flush covers.
+    pub seq: u64,
+}
+
+/// What a query reads: the files and the recent batches at one instant.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub schema: SchemaRef,
+    pub files: Arc<Vec<LakeFile>>,
+    pub batches: Vec<RecordBatch>,
+}
+
+#[derive(Debug)]
+struct Buffered {
+    seq: u64,
+    batch: RecordBatch,
+    bytes: usize,
+    received: Instant,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    files: Arc<Vec<LakeFile>>,
+    pending: Vec<Buffered>,
+    /// Taken by a flush that has not committed yet; still visible to queries.
+    flushing: Vec<Buffered>,
+    pending_bytes: usize,
+    pending_rows: usize,
+}
+
+/// Batches handed to a flush, all with sequence numbers up to `last_seq`.
+#[derive(Debug)]
+pub struct FlushJob {
+    pub batches: Vec<RecordBatch>,
+    pub last_seq: u64,
+    pub rows: usize,
+}
+
+/// One table of the lake.
+#[derive(Debug)]
+pub struct Table {
+    name: &'static str,
+    schema: SchemaRef,
+    state: Mutex<State>,
+}
+
+impl Table {
+    pub fn new(name: &'static str, schema: SchemaRef, files: Vec<LakeFile>) -> Self {
+        Self {
+            name,
+            schema,
+            state: Mutex::new(State {
+                files: Arc::new(files),
+                ..State::default()
+            }),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    pub fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the state half-changed (every change is a
+        // few pushes and swaps), so a poisoned lock is still safe to use.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds an acknowledged batch. Called in sequence order by the log stage.
+    pub fn push(&self, seq: u64, batch: RecordBatch) {
+        if batch.num_rows() == 0 {
+            return;
+        }
+        let bytes = batch.get_array_memory_size();
+        let mut state = self.lock();
+        state.pending_bytes += bytes;
+        state.pending_rows += batch.num_rows();
+        state.pending.push(Buffered {
+            seq,
+            batch,
+            bytes,
+            received: Instant::now(),
+        });
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let state = self.lock();
+        let batches = state
+            .flushing
+            .iter()
+            .chain(&state.pending)
+            .map(|b| b.batch.clone())
+            .collect();
+        Snapshot {
+            schema: self.schema(),
+            files: Arc::clone(&state.files),
+            batches,
+        }
+    }
+
+    /// Bytes and rows waiting for a flush, and when the oldest of them arrived.
+    pub fn pending(&self) -> (usize, usize, Option<Instant>) {
+        let state = self.lock();
+        let oldest = state.pending.first().map(|b| b.received);
+        (state.pending_bytes, state.pending_rows, oldest)
+    }
+
+    /// Moves the pending batches with sequence numbers up to `mark` into a flush; `None` when
+    /// there are none or a flush is already running.
+    pub fn begin_flush(&self, mark: u64) -> Option<FlushJob> {
+        let mut state = self.lock();
+        if !state.flushing.is_empty() {
+            return None;
+        }
+        let split = state.pending.partition_point(|b| b.seq <= mark);
+        if split == 0 {
+            return None;
+        }
+        let rest = state.pending.split_off(split);
+        let taken = std::mem::replace(&mut state.pending, rest);
+        state.pending_bytes -= taken.iter().map(|b| b.bytes).sum::<usize>();
+        state.pending_rows -= taken.iter().map(|b| b.batch.num_rows()).sum::<usize>();
+        let last_seq = taken.last().map_or(0, |b| b.seq);
+        let batches: Vec<RecordBatch> = taken.iter().map(|b| b.batch.clone()).collect();
+        let rows = batches.iter().map(|b| b.num_rows()).sum();
+        state.flushing = taken;
+        Some(FlushJob {
+            batches,
+            last_seq,
+            rows,
+        })
+    }
+
+    /// Makes the flush's files visible and its batches invisible, in one step.
+    pub fn commit_flush(&self, new_files: Vec<LakeFile>) {
+        let mut state = self.lock();
+        let mut files = Vec::clone(&state.files);
+        files.extend(new_files);
+        state.files = Arc::new(files);
+        state.flushing.clear();
+    }
+
+    /// Puts a failed flush's batches back in front of the pending ones.
+    pub fn abort_flush(&self) {
+        let mut state = self.lock();
+        let mut back = std::mem::take(&mut state.flushing);
+        state.pending_bytes += back.iter().map(|b| b.bytes).sum::<usize>();
+        state.pending_rows += back.iter().map(|b| b.batch.num_rows()).sum::<usize>();
+        back.append(&mut state.pending);
+        state.pending = back;
+    }
+
+    /// Committed files, with their total size in bytes.
+    pub fn file_stats(&self) -> (usize, u64) {
+        let state = self.lock();
+        (state.files.len(), state.files.iter().map(|f| f.size).sum())
+    }
+}

@@ -1,0 +1,211 @@
+//! Writes a flush's batches as Parquet files, one per hour partition, atomically: each file is
+//! written and fsynced under `tmp/`, then renamed into its partition directory, so a reader never
+//! sees half a file.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use datafusion::arrow::array::{AsArray, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::{
+    SortColumn, concat_batches, lexsort_to_indices, take_record_batch,
+};
+use datafusion::arrow::datatypes::TimestampNanosecondType;
+use datafusion::arrow::error::ArrowError;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::errors::ParquetError;
+use datafusion::parquet::file::metadata::KeyValue;
+use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use datafusion::parquet::schema::types::ColumnPath;
+
+use super::layout;
+use super::table::{FlushJob, LakeFile};
+use crate::schema::spans::col;
+
+/// Parquet key-value metadata key holding the flush's WAL sequence number.
+pub const SEQ_KEY: &str = "lakescope.wal_seq";
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("arrow: {0}")]
+    Arrow(#[from] ArrowError),
+    #[error("parquet: {0}")]
+    Parquet(#[from] ParquetError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("batch has no {0} column")]
+    MissingColumn(&'static str),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
+    move |source| WriteError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn properties(rows: usize, seq: u64) -> WriterProperties {
+    let trace_id = ColumnPath::from(col::TRACE_ID);
+    let ids = [col::TRACE_ID, col::SPAN_ID, col::PARENT_SPAN_ID];
+    let mut builder = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(256 * 1024))
+        .set_column_bloom_filter_enabled(trace_id.clone(), true)
+        .set_column_bloom_filter_fpp(trace_id.clone(), 0.01)
+        .set_column_bloom_filter_max_ndv(trace_id, rows.max(1) as u64)
+        .set_key_value_metadata(Some(vec![KeyValue::new(SEQ_KEY.into(), seq.to_string())]));
+    // Random ids do not repeat within a row group often enough for a dictionary to pay.
+    for id in ids {
+        builder = builder.set_column_dictionary_enabled(ColumnPath::from(id), false);
+    }
+    builder.build()
+}
+
+/// Row indices of `batch` by hour partition of `time_column`.
+fn split_by_partition(
+    batch: &RecordBatch,
+    time_column: &'static str,
+) -> Result<BTreeMap<i64, Vec<u32>>, WriteError> {
+    let times = batch
+        .column_by_name(time_column)
+        .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
+        .ok_or(WriteError::MissingColumn(time_column))?;
+    let mut parts: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+    for (i, t) in times.values().iter().enumerate() {
+        parts
+            .entry(layout::partition_of(*t))
+            .or_default()
+            .push(i as u32);
+    }
+    Ok(parts)
+}
+
+/// Orders rows by service, then time, so that files prune well on the common filters.
+fn sort_for_storage(batch: &RecordBatch) -> Result<RecordBatch, WriteError> {
+    let column = |name: &'static str| {
+        batch
+            .column_by_name(name)
+            .cloned()
+            .ok_or(WriteError::MissingColumn(name))
+    };
+    let keys = [
+        SortColumn {
+            values: column(col::SERVICE_NAME)?,
+            options: None,
+        },
+        SortColumn {
+            values: column(col::START_TIME)?,
+            options: None,
+        },
+    ];
+    let indices = lexsort_to_indices(&keys, None)?;
+    Ok(take_record_batch(batch, &indices)?)
+}
+
+/// Creates `dir` and fsyncs every directory it had to create, so the new entries survive a crash.
+fn create_dir_durably(dir: &Path) -> Result<(), WriteError> {
+    if dir.exists() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dir_durably(parent)?;
+    }
+    fs::create_dir(dir)
+        .or_else(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
+        .map_err(io_err(dir))?;
+    if let Some(parent) = dir.parent() {
+        File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(parent))?;
+    }
+    Ok(())
+}
+
+/// Writes one file atomically and returns it.
+fn write_file(
+    data_dir: &Path,
+    table: &str,
+    partition_start: i64,
+    seq: u64,
+    n: usize,
+    batch: &RecordBatch,
+) -> Result<LakeFile, WriteError> {
+    let tmp_dir = layout::tmp_dir(data_dir);
+    create_dir_durably(&tmp_dir)?;
+    let tmp = tmp_dir.join(format!("{table}-{}", layout::file_name(seq, n)));
+    let file = File::create(&tmp).map_err(io_err(&tmp))?;
+    let mut writer = ArrowWriter::try_new(
+        file,
+        batch.schema(),
+        Some(properties(batch.num_rows(), seq)),
+    )?;
+    writer.write(batch)?;
+    let file = writer.into_inner()?;
+    file.sync_all().map_err(io_err(&tmp))?;
+    let size = file.metadata().map_err(io_err(&tmp))?.len();
+    drop(file);
+
+    let dir = layout::table_dir(data_dir, table).join(layout::partition_dir(partition_start));
+    create_dir_durably(&dir)?;
+    let path = dir.join(layout::file_name(seq, n));
+    fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(&dir))?;
+    Ok(LakeFile {
+        path,
+        size,
+        partition_start,
+        seq,
+    })
+}
+
+/// Writes a flush as one sorted file per hour partition. On error, removes the files it already
+/// renamed into place, so a retry cannot duplicate rows.
+pub fn write_flush(
+    data_dir: &Path,
+    table: &'static str,
+    job: &FlushJob,
+) -> Result<Vec<LakeFile>, WriteError> {
+    let Some(first) = job.batches.first() else {
+        return Ok(Vec::new());
+    };
+    let all = concat_batches(&first.schema(), &job.batches)?;
+    let parts = split_by_partition(&all, col::START_TIME)?;
+    let mut written = Vec::with_capacity(parts.len());
+    let single = parts.len() == 1;
+    for (n, (partition_start, rows)) in parts.into_iter().enumerate() {
+        let result = (|| {
+            let part = if single {
+                all.clone()
+            } else {
+                take_record_batch(&all, &UInt32Array::from(rows))?
+            };
+            let sorted = sort_for_storage(&part)?;
+            write_file(data_dir, table, partition_start, job.last_seq, n, &sorted)
+        })();
+        match result {
+            Ok(file) => written.push(file),
+            Err(e) => {
+                for file in &written {
+                    if let Err(rm) = fs::remove_file(&file.path) {
+                        tracing::error!(path = %file.path.display(), error = %rm, "could not remove a file of a failed flush; its rows may be duplicated after the retry");
+                    }
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(written)
+}

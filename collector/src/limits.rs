@@ -1,0 +1,24 @@
+//! The bounds every client-controlled input is held to. Documented in `docs/limits.md`.
+
+/// Limits applied while decoding and converting OTLP requests.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body accepted, before and after decompression (HTTP 413, gRPC
+    /// RESOURCE_EXHAUSTED beyond it).
+    pub max_request_bytes: usize,
+    /// Most attributes on one span, event, link, resource or scope; a span over it is rejected
+    /// and reported in `partial_success`.
+    pub max_attributes: usize,
+    /// Most events, and most links, on one span.
+    pub max_events_or_links: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: 16 * 1024 * 1024,
+            max_attributes: 1024,
+            max_events_or_links: 1024,
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! OTLP/gRPC: `TraceService/Export`.
+//!
+//! A hand-written service instead of the generated one, so that the request arrives as raw bytes:
+//! a decode failure becomes INVALID_ARGUMENT (the generated codec says INTERNAL), and a fully
+//! valid request is logged without re-encoding.
+
+use std::convert::Infallible;
+use std::marker::PhantomData;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use prost::Message;
+use tonic::codec::{
+    Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings, EncodeBuf, Encoder,
+};
+use tonic::codegen::{BoxFuture, Service, StdError, http};
+use tonic::server::{NamedService, UnaryService};
+use tonic::{Code, Status};
+
+use super::ReceiveError;
+use super::decode::DecodeError;
+use crate::ingest::{Ingest, IngestError};
+
+/// Decodes nothing (the request stays bytes); encodes a prost response.
+struct RawCodec<T>(PhantomData<T>);
+
+struct RawDecoder;
+struct ProstEncoder<T>(PhantomData<T>);
+
+impl<T: Message + Send + 'static> Codec for RawCodec<T> {
+    type Encode = T;
+    type Decode = Bytes;
+    type Encoder = ProstEncoder<T>;
+    type Decoder = RawDecoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        ProstEncoder(PhantomData)
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawDecoder
+    }
+}
+
+impl Decoder for RawDecoder {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+impl<T: Message> Encoder for ProstEncoder<T> {
+    type Item = T;
+    type Error = Status;
+
+    fn encode(&mut self, item: T, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        item.encode(dst)
+            .map_err(|e| Status::internal(format!("encoding the response: {e}")))
+    }
+}
+
+/// The one place gRPC status codes are chosen.
+pub fn status(error: &ReceiveError) -> Status {
+    let code = match error {
+        ReceiveError::Decode(DecodeError::TooLarge { .. }) => Code::ResourceExhausted,
+        ReceiveError::Decode(_) => Code::InvalidArgument,
+        ReceiveError::Ingest(IngestError::Unavailable(_) | IngestError::ShuttingDown) => {
+            Code::Unavailable
+        }
+        ReceiveError::Ingest(IngestError::Internal(_)) => Code::Internal,
+    };
+    Status::new(code, error.to_string())
+}
+
+/// The OTLP trace service.
+#[derive(Clone)]
+pub struct TraceService {
+    ingest: Ingest,
+}
+
+impl TraceService {
+    pub fn new(ingest: Ingest) -> Self {
+        Self { ingest }
+    }
+}
+
+impl NamedService for TraceService {
+    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+}
+
+struct Export(Ingest);
+
+impl UnaryService<Bytes> for Export {
+    type Response = ExportTraceServiceResponse;
+    type Future = BoxFuture<tonic::Response<Self::Response>, Status>;
+
+    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
+        let ingest = self.0.clone();
+        Box::pin(async move {
+            let raw = request.into_inner();
+            let result = async {
+                let message =
+                    ExportTraceServiceRequest::decode(raw.clone()).map_err(DecodeError::from)?;
+                Ok::<_, ReceiveError>(ingest.export_traces(message, Some(raw)).await?)
+            }
+            .await;
+            match result {
+                Ok(outcome) => Ok(tonic::Response::new(ExportTraceServiceResponse {
+                    partial_success: (outcome.rejected > 0).then(|| ExportTracePartialSuccess {
+                        rejected_spans: outcome.rejected as i64,
+                        error_message: outcome.error_message,
+                    }),
+                })),
+                Err(error) => {
+                    tracing::debug!(%error, "OTLP/gRPC export refused");
+                    Err(status(&error))
+                }
+            }
+        })
+    }
+}
+
+impl<B> Service<http::Request<B>> for TraceService
+where
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let ingest = self.ingest.clone();
+        let export_path = format!("/{}/Export", Self::NAME);
+        Box::pin(async move {
+            if req.uri().path() != export_path {
+                return Ok(Status::unimplemented("no such method").into_http());
+            }
+            let limit = ingest.limits().max_request_bytes;
+            let mut accept = EnabledCompressionEncodings::default();
+            accept.enable(CompressionEncoding::Gzip);
+            accept.enable(CompressionEncoding::Zstd);
+            let mut grpc =
+                tonic::server::Grpc::new(RawCodec::<ExportTraceServiceResponse>(PhantomData))
+                    .apply_compression_config(accept, EnabledCompressionEncodings::default())
+                    .apply_max_message_size_config(Some(limit), None);
+            Ok(grpc.unary(Export(ingest), req).await)
+        })
+    }
+}

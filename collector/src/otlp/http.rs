@@ -1,0 +1,107 @@
+//! OTLP/HTTP: `POST /v1/traces` with protobuf or JSON bodies, optionally gzip or zstd encoded.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use prost::Message;
+use serde::Serialize;
+
+use super::decode::{self, DecodeError, Encoding};
+use super::{RETRY_AFTER_SECS, ReceiveError, Status};
+use crate::ingest::{Ingest, IngestError};
+
+/// The OTLP/HTTP routes.
+pub fn router(ingest: Ingest) -> Router {
+    Router::new()
+        .route("/v1/traces", post(traces))
+        .layer(DefaultBodyLimit::disable())
+        .with_state(ingest)
+}
+
+fn encode<M: Message + Serialize>(message: &M, encoding: Encoding) -> Vec<u8> {
+    match encoding {
+        Encoding::Protobuf => message.encode_to_vec(),
+        Encoding::Json => serde_json::to_vec(message).unwrap_or_default(),
+    }
+}
+
+fn respond<M: Message + Serialize>(code: StatusCode, message: &M, encoding: Encoding) -> Response {
+    let mut response = (code, encode(message, encoding)).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(encoding.content_type()),
+    );
+    response
+}
+
+/// The one place HTTP status codes are chosen. The body is a `google.rpc.Status` in the request's
+/// encoding (protobuf when the request's own encoding is unknown).
+pub fn error_response(error: &ReceiveError, encoding: Encoding) -> Response {
+    let (code, grpc_code) = match error {
+        ReceiveError::Decode(DecodeError::TooLarge { .. }) => (StatusCode::PAYLOAD_TOO_LARGE, 8),
+        ReceiveError::Decode(
+            DecodeError::UnsupportedMediaType(_) | DecodeError::UnsupportedEncoding(_),
+        ) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, 3),
+        ReceiveError::Decode(_) => (StatusCode::BAD_REQUEST, 3),
+        ReceiveError::Ingest(IngestError::Unavailable(_) | IngestError::ShuttingDown) => {
+            (StatusCode::SERVICE_UNAVAILABLE, 14)
+        }
+        ReceiveError::Ingest(IngestError::Internal(_)) => (StatusCode::INTERNAL_SERVER_ERROR, 13),
+    };
+    let status = Status {
+        code: grpc_code,
+        message: error.to_string(),
+    };
+    let mut response = respond(code, &status, encoding);
+    if code == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    }
+    response
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, DecodeError> {
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| DecodeError::TooLarge { limit })
+}
+
+async fn traces(State(ingest): State<Ingest>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let encoding = match decode::encoding(&parts.headers) {
+        Ok(encoding) => encoding,
+        Err(e) => return error_response(&e.into(), Encoding::Protobuf),
+    };
+    let result = async {
+        let limit = ingest.limits().max_request_bytes;
+        let body = read_body(body, limit).await?;
+        let body = decode::decompress(&parts.headers, body, limit)?;
+        let message: ExportTraceServiceRequest = decode::decode(&body, encoding)?;
+        let raw = (encoding == Encoding::Protobuf).then_some(body);
+        Ok::<_, ReceiveError>(ingest.export_traces(message, raw).await?)
+    }
+    .await;
+    match result {
+        Ok(outcome) => {
+            let response = ExportTraceServiceResponse {
+                partial_success: (outcome.rejected > 0).then(|| ExportTracePartialSuccess {
+                    rejected_spans: outcome.rejected as i64,
+                    error_message: outcome.error_message,
+                }),
+            };
+            respond(StatusCode::OK, &response, encoding)
+        }
+        Err(error) => {
+            tracing::debug!(%error, "OTLP/HTTP export refused");
+            error_response(&error, encoding)
+        }
+    }
+}

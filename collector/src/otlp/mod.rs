@@ -1,0 +1,31 @@
+//! OTLP receivers: gRPC (`grpc`) and HTTP (`http`), sharing body decoding (`decode`) and the
+//! mapping of failures to each protocol's status.
+
+pub mod decode;
+pub mod grpc;
+pub mod http;
+
+use decode::DecodeError;
+
+use crate::ingest::IngestError;
+
+/// A request that could not be accepted, in terms both protocols can express.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiveError {
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+}
+
+/// `google.rpc.Status`, the body of an OTLP/HTTP error response.
+#[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
+pub struct Status {
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    #[prost(string, tag = "2")]
+    pub message: String,
+}
+
+/// Seconds a sender should wait before retrying a request refused for lack of capacity.
+pub const RETRY_AFTER_SECS: u64 = 1;

@@ -1,0 +1,201 @@
+//! How OTLP attribute values are stored: a `Map(Utf8, Utf8)` of text values, queryable as
+//! `attributes['http.route']`, plus a string of one type letter per entry so the typed value can be
+//! restored exactly.
+//!
+//! | letter | OTLP value | text form |
+//! |---|---|---|
+//! | `s` | string | the string |
+//! | `i` | int | decimal |
+//! | `d` | double | shortest text that parses back to the same double (`NaN`, `inf`, `-inf`) |
+//! | `b` | bool | `true` / `false` |
+//! | `y` | bytes | standard base64 |
+//! | `a` | array | OTLP/JSON of the `ArrayValue` |
+//! | `m` | key-value list | OTLP/JSON of the `KeyValueList` |
+//! | `r` | string-table index (profiles only) | decimal |
+//! | `e` | empty (no value set) | empty string |
+
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use datafusion::arrow::datatypes::{DataType, Field, Fields};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValueList};
+
+/// The Arrow type of every attribute map column.
+pub fn map_type() -> DataType {
+    let entries = Fields::from(vec![
+        Field::new("key", DataType::Utf8, false),
+        Field::new("value", DataType::Utf8, true),
+    ]);
+    DataType::Map(
+        Arc::new(Field::new("entries", DataType::Struct(entries), false)),
+        false,
+    )
+}
+
+/// The text form and type letter of one attribute value.
+pub fn encode_value(value: Option<&AnyValue>, text: &mut String) -> char {
+    use std::fmt::Write;
+    let Some(value) = value.and_then(|v| v.value.as_ref()) else {
+        return 'e';
+    };
+    match value {
+        Value::StringValue(s) => {
+            text.push_str(s);
+            's'
+        }
+        Value::IntValue(i) => {
+            let _ = write!(text, "{i}");
+            'i'
+        }
+        Value::DoubleValue(d) => {
+            let _ = write!(text, "{d:?}");
+            'd'
+        }
+        Value::BoolValue(b) => {
+            text.push_str(if *b { "true" } else { "false" });
+            'b'
+        }
+        Value::BytesValue(bytes) => {
+            BASE64.encode_string(bytes, text);
+            'y'
+        }
+        Value::StringValueStrindex(i) => {
+            let _ = write!(text, "{i}");
+            'r'
+        }
+        Value::ArrayValue(array) => {
+            text.push_str(&serde_json::to_string(array).unwrap_or_default());
+            'a'
+        }
+        Value::KvlistValue(list) => {
+            text.push_str(&serde_json::to_string(list).unwrap_or_default());
+            'm'
+        }
+    }
+}
+
+/// Restores the OTLP value from its text form and type letter; `None` for an empty value or text
+/// that does not match its letter (only possible in a file edited by hand).
+pub fn decode_value(text: &str, letter: char) -> Option<AnyValue> {
+    let value = match letter {
+        's' => Value::StringValue(text.to_owned()),
+        'i' => Value::IntValue(text.parse().ok()?),
+        'd' => Value::DoubleValue(text.parse().ok()?),
+        'b' => Value::BoolValue(text == "true"),
+        'y' => Value::BytesValue(BASE64.decode(text).ok()?),
+        'r' => Value::StringValueStrindex(text.parse().ok()?),
+        'a' => Value::ArrayValue(serde_json::from_str::<ArrayValue>(text).ok()?),
+        'm' => Value::KvlistValue(serde_json::from_str::<KeyValueList>(text).ok()?),
+        _ => return None,
+    };
+    Some(AnyValue { value: Some(value) })
+}
+
+/// A value as plain JSON for API responses: numbers as numbers, arrays as arrays, key-value lists
+/// as objects, bytes as base64 text.
+pub fn to_json(value: &AnyValue) -> serde_json::Value {
+    use serde_json::Value as J;
+    match &value.value {
+        None => J::Null,
+        Some(Value::StringValue(s)) => J::String(s.clone()),
+        Some(Value::IntValue(i)) => J::from(*i),
+        Some(Value::StringValueStrindex(i)) => J::from(*i),
+        Some(Value::DoubleValue(d)) => serde_json::Number::from_f64(*d)
+            .map(J::Number)
+            .unwrap_or_else(|| J::String(format!("{d:?}"))),
+        Some(Value::BoolValue(b)) => J::Bool(*b),
+        Some(Value::BytesValue(bytes)) => J::String(BASE64.encode(bytes)),
+        Some(Value::ArrayValue(array)) => J::Array(array.values.iter().map(to_json).collect()),
+        Some(Value::KvlistValue(list)) => J::Object(
+            list.values
+                .iter()
+                .map(|kv| {
+                    let v = kv.value.as_ref().map(to_json).unwrap_or(J::Null);
+                    (kv.key.clone(), v)
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// The JSON form of a stored (text, letter) pair.
+pub fn text_to_json(text: &str, letter: char) -> serde_json::Value {
+    match decode_value(text, letter) {
+        Some(value) => to_json(&value),
+        None if letter == 'e' => serde_json::Value::Null,
+        None => serde_json::Value::String(text.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::common::v1::KeyValue;
+
+    fn any(value: Value) -> AnyValue {
+        AnyValue { value: Some(value) }
+    }
+
+    fn round_trip(value: AnyValue) -> (String, char, Option<AnyValue>) {
+        let mut text = String::new();
+        let letter = encode_value(Some(&value), &mut text);
+        let back = decode_value(&text, letter);
+        (text, letter, back)
+    }
+
+    #[test]
+    fn scalar_values_keep_their_type_and_value() {
+        for (value, want_text, want_letter) in [
+            (any(Value::StringValue("/cart".into())), "/cart", 's'),
+            (any(Value::IntValue(-42)), "-42", 'i'),
+            (any(Value::DoubleValue(0.1)), "0.1", 'd'),
+            (any(Value::DoubleValue(1e300)), "1e300", 'd'),
+            (any(Value::BoolValue(true)), "true", 'b'),
+            (any(Value::BytesValue(vec![0, 255, 7])), "AP8H", 'y'),
+        ] {
+            let (text, letter, back) = round_trip(value.clone());
+            assert_eq!((text.as_str(), letter), (want_text, want_letter));
+            assert_eq!(back, Some(value));
+        }
+    }
+
+    #[test]
+    fn nested_values_round_trip_through_otlp_json() {
+        let nested = any(Value::KvlistValue(KeyValueList {
+            values: vec![KeyValue {
+                key: "ids".into(),
+                key_strindex: 0,
+                value: Some(any(Value::ArrayValue(ArrayValue {
+                    values: vec![any(Value::IntValue(1)), any(Value::StringValue("x".into()))],
+                }))),
+            }],
+        }));
+        let (_, letter, back) = round_trip(nested.clone());
+        assert_eq!(letter, 'm');
+        assert_eq!(back, Some(nested.clone()));
+        assert_eq!(to_json(&nested), serde_json::json!({"ids": [1, "x"]}));
+    }
+
+    #[test]
+    fn a_missing_value_is_stored_as_empty() {
+        let mut text = String::new();
+        assert_eq!(encode_value(None, &mut text), 'e');
+        assert_eq!(text_to_json(&text, 'e'), serde_json::Value::Null);
+    }
+
+    #[test]
+    fn non_finite_doubles_survive() {
+        for d in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let (text, _, back) = round_trip(any(Value::DoubleValue(d)));
+            let Some(AnyValue {
+                value: Some(Value::DoubleValue(b)),
+            }) = back
+            else {
+                panic!("not a double: {text}");
+            };
+            assert!(b.is_nan() && d.is_nan() || b == d, "{text}");
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! Reads rows of the `spans` table back into OTLP messages: the inverse of
+//! `convert::spans`, used by the query API to return whole spans and by tests to prove that no
+//! field is lost.
+
+use datafusion::arrow::array::{
+    Array, AsArray, ListArray, MapArray, RecordBatch, StringArray, StructArray,
+};
+use datafusion::arrow::datatypes::{TimestampNanosecondType, UInt32Type};
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
+use opentelemetry_proto::tonic::trace::v1::{Span, Status};
+
+use super::attributes::decode_value;
+use super::spans::{SPAN_KINDS, STATUS_CODES, col};
+
+/// One stored span with the resource and scope it was sent with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSpan {
+    pub resource: Resource,
+    pub resource_schema_url: String,
+    pub scope: InstrumentationScope,
+    pub scope_schema_url: String,
+    pub span: Span,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("column {0} is missing or has an unexpected type")]
+pub struct ColumnError(pub &'static str);
+
+fn strings<'a>(batch: &'a RecordBatch, name: &'static str) -> Result<&'a StringArray, ColumnError> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_string_opt::<i32>())
+        .ok_or(ColumnError(name))
+}
+
+fn u32s<'a>(
+    batch: &'a RecordBatch,
+    name: &'static str,
+) -> Result<&'a datafusion::arrow::array::UInt32Array, ColumnError> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_primitive_opt::<UInt32Type>())
+        .ok_or(ColumnError(name))
+}
+
+fn times<'a>(
+    batch: &'a RecordBatch,
+    name: &'static str,
+) -> Result<&'a datafusion::arrow::array::TimestampNanosecondArray, ColumnError> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
+        .ok_or(ColumnError(name))
+}
+
+fn maps<'a>(batch: &'a RecordBatch, name: &'static str) -> Result<&'a MapArray, ColumnError> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_map_opt())
+        .ok_or(ColumnError(name))
+}
+
+fn lists<'a>(batch: &'a RecordBatch, name: &'static str) -> Result<&'a ListArray, ColumnError> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_list_opt::<i32>())
+        .ok_or(ColumnError(name))
+}
+
+fn unhex(text: &str) -> Vec<u8> {
+    const_hex::decode(text).unwrap_or_default()
+}
+
+/// The attributes of row `row` of a map column and its type-letter column.
+fn key_values(map: &MapArray, types: &StringArray, row: usize) -> Vec<KeyValue> {
+    let entries = map.value(row);
+    let (Some(keys), Some(values)) = (
+        entries.column(0).as_string_opt::<i32>(),
+        entries.column(1).as_string_opt::<i32>(),
+    ) else {
+        return Vec::new();
+    };
+    let letters = types.value(row);
+    keys.iter()
+        .zip(values.iter())
+        .zip(letters.chars().chain(std::iter::repeat('s')))
+        .map(|((key, value), letter)| KeyValue {
+            key: key.unwrap_or_default().to_owned(),
+            key_strindex: 0,
+            value: decode_value(value.unwrap_or_default(), letter),
+        })
+        .collect()
+}
+
+fn struct_field<'a>(s: &'a StructArray, name: &'static str) -> Result<&'a dyn Array, ColumnError> {
+    s.column_by_name(name)
+        .map(|c| c.as_ref())
+        .ok_or(ColumnError(name))
+}
+
+fn events(list: &ListArray, row: usize) -> Result<Vec<Event>, ColumnError> {
+    let values = list.value(row);
+    let s = values.as_struct_opt().ok_or(ColumnError(col::EVENTS))?;
+    let time = struct_field(s, "time")?
+        .as_primitive_opt::<TimestampNanosecondType>()
+        .ok_or(ColumnError("events.time"))?;
+    let name = struct_field(s, "name")?
+        .as_string_opt::<i32>()
+        .ok_or(ColumnError("events.name"))?;
+    let attrs = struct_field(s, "attributes")?
+        .as_map_opt()
+        .ok_or(ColumnError("events.attributes"))?;
+    let types = struct_field(s, "attribute_types")?
+        .as_string_opt::<i32>()
+        .ok_or(ColumnError("events.attribute_types"))?;
+    let dropped = struct_field(s, "dropped_attributes_count")?
+        .as_primitive_opt::<UInt32Type>()
+        .ok_or(ColumnError("events.dropped_attributes_count"))?;
+    Ok((0..s.len())
+        .map(|i| Event {
+            time_unix_nano: time.value(i) as u64,
+            name: name.value(i).to_owned(),
+            attributes: key_values(attrs, types, i),
+            dropped_attributes_count: dropped.value(i),
+        })
+        .collect())
+}
+
+fn links(list: &ListArray, row: usize) -> Result<Vec<Link>, ColumnError> {
+    let values = list.value(row);
+    let s = values.as_struct_opt().ok_or(ColumnError(col::LINKS))?;
+    let text = |name: &'static str| {
+        struct_field(s, name)?
+            .as_string_opt::<i32>()
+            .ok_or(ColumnError(name))
+    };
+    let (trace_id, span_id, trace_state, types) = (
+        text("trace_id")?,
+        text("span_id")?,
+        text("trace_state")?,
+        text("attribute_types")?,
+    );
+    let flags = struct_field(s, "flags")?
+        .as_primitive_opt::<UInt32Type>()
+        .ok_or(ColumnError("links.flags"))?;
+    let attrs = struct_field(s, "attributes")?
+        .as_map_opt()
+        .ok_or(ColumnError("links.attributes"))?;
+    let dropped = struct_field(s, "dropped_attributes_count")?
+        .as_primitive_opt::<UInt32Type>()
+        .ok_or(ColumnError("links.dropped_attributes_count"))?;
+    Ok((0..s.len())
+        .map(|i| Link {
+            trace_id: unhex(trace_id.value(i)),
+            span_id: unhex(span_id.value(i)),
+            trace_state: trace_state.value(i).to_owned(),
+            attributes: key_values(attrs, types, i),
+            dropped_attributes_count: dropped.value(i),
+            flags: flags.value(i),
+        })
+        .collect())
+}
+
+fn enum_index(names: &[&str], value: &str) -> i32 {
+    names.iter().position(|n| *n == value).unwrap_or(0) as i32
+}
+
+/// Every row of a batch with the `spans` schema (or a projection that keeps every stored
+/// column), as OTLP spans.
+pub fn read_spans(batch: &RecordBatch) -> Result<Vec<StoredSpan>, ColumnError> {
+    let trace_id = strings(batch, col::TRACE_ID)?;
+    let span_id = strings(batch, col::SPAN_ID)?;
+    let parent = strings(batch, col::PARENT_SPAN_ID)?;
+    let trace_state = strings(batch, col::TRACE_STATE)?;
+    let flags = u32s(batch, col::FLAGS)?;
+    let name = strings(batch, col::NAME)?;
+    let kind = strings(batch, col::SPAN_KIND)?;
+    let start = times(batch, col::START_TIME)?;
+    let end = times(batch, col::END_TIME)?;
+    let status_code = strings(batch, col::STATUS_CODE)?;
+    let status_message = strings(batch, col::STATUS_MESSAGE)?;
+    let attrs = maps(batch, col::ATTRIBUTES)?;
+    let attr_types = strings(batch, col::ATTRIBUTE_TYPES)?;
+    let dropped_attrs = u32s(batch, col::DROPPED_ATTRIBUTES_COUNT)?;
+    let event_list = lists(batch, col::EVENTS)?;
+    let dropped_events = u32s(batch, col::DROPPED_EVENTS_COUNT)?;
+    let link_list = lists(batch, col::LINKS)?;
+    let dropped_links = u32s(batch, col::DROPPED_LINKS_COUNT)?;
+    let res_attrs = maps(batch, col::RESOURCE_ATTRIBUTES)?;
+    let res_types = strings(batch, col::RESOURCE_ATTRIBUTE_TYPES)?;
+    let res_dropped = u32s(batch, col::RESOURCE_DROPPED_ATTRIBUTES_COUNT)?;
+    let res_schema = strings(batch, col::RESOURCE_SCHEMA_URL)?;
+    let scope_name = strings(batch, col::SCOPE_NAME)?;
+    let scope_version = strings(batch, col::SCOPE_VERSION)?;
+    let scope_attrs = maps(batch, col::SCOPE_ATTRIBUTES)?;
+    let scope_types = strings(batch, col::SCOPE_ATTRIBUTE_TYPES)?;
+    let scope_dropped = u32s(batch, col::SCOPE_DROPPED_ATTRIBUTES_COUNT)?;
+    let scope_schema = strings(batch, col::SCOPE_SCHEMA_URL)?;
+
+    let mut out = Vec::with_capacity(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        let code = enum_index(&STATUS_CODES, status_code.value(i));
+        let message = status_message.value(i);
+        let status = (code != 0 || !message.is_empty()).then(|| Status {
+            message: message.to_owned(),
+            code,
+        });
+        out.push(StoredSpan {
+            resource: Resource {
+                attributes: key_values(res_attrs, res_types, i),
+                dropped_attributes_count: res_dropped.value(i),
+                entity_refs: Vec::new(),
+            },
+            resource_schema_url: res_schema.value(i).to_owned(),
+            scope: InstrumentationScope {
+                name: scope_name.value(i).to_owned(),
+                version: scope_version.value(i).to_owned(),
+                attributes: key_values(scope_attrs, scope_types, i),
+                dropped_attributes_count: scope_dropped.value(i),
+            },
+            scope_schema_url: scope_schema.value(i).to_owned(),
+            span: Span {
+                trace_id: unhex(trace_id.value(i)),
+                span_id: unhex(span_id.value(i)),
+                trace_state: trace_state.value(i).to_owned(),
+                parent_span_id: if parent.is_null(i) {
+                    Vec::new()
+                } else {
+                    unhex(parent.value(i))
+                },
+                flags: flags.value(i),
+                name: name.value(i).to_owned(),
+                kind: enum_index(&SPAN_KINDS, kind.value(i)),
+                start_time_unix_nano: start.value(i) as u64,
+                end_time_unix_nano: end.value(i) as u64,
+                attributes: key_values(attrs, attr_types, i),
+                dropped_attributes_count: dropped_attrs.value(i),
+                events: events(event_list, i)?,
+                dropped_events_count: dropped_events.value(i),
+                links: links(link_list, i)?,
+                dropped_links_count: dropped_links.value(i),
+                status,
+            },
+        });
+    }
+    Ok(out)
+}
