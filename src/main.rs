@@ -1,1 +1,26 @@
-fn main() {}
+//! The `lakescope` binary: parses the configuration, builds the stages and wires them together.
+
+mod config;
+mod demo;
+mod serve;
+
+use std::io::IsTerminal;
+
+use clap::Parser;
+use config::{Cli, Command};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    match Cli::parse().command {
+        Command::Serve(config) => serve::run(config, None).await,
+        Command::Demo(config) => serve::run(config.serve, Some(config.rate)).await,
+    }
+}

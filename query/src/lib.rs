@@ -1,1 +1,14 @@
+//! The query side: a DataFusion session over the lake (`engine`, `table`), the domain views the
+//! dashboard and alert rules ask for (`views`), and the JSON API that serves them (`api`).
+//!
+//! It reads the lake only through the collector's public types (the table schemas and
+//! [`lakescope_collector::lake::Table::snapshot`]); it never writes.
 
+pub mod api;
+pub mod engine;
+pub mod sketch;
+pub mod table;
+pub mod time_range;
+pub mod views;
+
+pub use engine::{QueryEngine, QueryLimits};

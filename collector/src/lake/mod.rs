@@ -105,6 +105,6 @@ fn recover_table(
             });
         }
     }
-    files.sort_by(|a, b| (a.partition_start, a.seq).cmp(&(b.partition_start, b.seq)));
+    files.sort_by_key(|f| (f.partition_start, f.seq));
     Ok(files)
 }

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use prost::Message;
 use tonic::codec::{
@@ -110,12 +110,7 @@ impl UnaryService<Bytes> for Export {
             }
             .await;
             match result {
-                Ok(outcome) => Ok(tonic::Response::new(ExportTraceServiceResponse {
-                    partial_success: (outcome.rejected > 0).then(|| ExportTracePartialSuccess {
-                        rejected_spans: outcome.rejected as i64,
-                        error_message: outcome.error_message,
-                    }),
-                })),
+                Ok(outcome) => Ok(tonic::Response::new(super::trace_response(outcome))),
                 Err(error) => {
                     tracing::debug!(%error, "OTLP/gRPC export refused");
                     Err(status(&error))

@@ -7,9 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use serde::Serialize;
 
@@ -91,12 +89,7 @@ async fn traces(State(ingest): State<Ingest>, request: Request) -> Response {
     .await;
     match result {
         Ok(outcome) => {
-            let response = ExportTraceServiceResponse {
-                partial_success: (outcome.rejected > 0).then(|| ExportTracePartialSuccess {
-                    rejected_spans: outcome.rejected as i64,
-                    error_message: outcome.error_message,
-                }),
-            };
+            let response = super::trace_response(outcome);
             respond(StatusCode::OK, &response, encoding)
         }
         Err(error) => {

@@ -7,7 +7,11 @@ pub mod http;
 
 use decode::DecodeError;
 
-use crate::ingest::IngestError;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceResponse,
+};
+
+use crate::ingest::{ExportOutcome, IngestError};
 
 /// A request that could not be accepted, in terms both protocols can express.
 #[derive(Debug, thiserror::Error)]
@@ -29,3 +33,14 @@ pub struct Status {
 
 /// Seconds a sender should wait before retrying a request refused for lack of capacity.
 pub const RETRY_AFTER_SECS: u64 = 1;
+
+/// The response to an accepted trace export: `partial_success` only when spans were rejected.
+pub fn trace_response(outcome: ExportOutcome) -> ExportTraceServiceResponse {
+    let rejected = outcome.rejected > 0;
+    ExportTraceServiceResponse {
+        partial_success: rejected.then_some(ExportTracePartialSuccess {
+            rejected_spans: outcome.rejected as i64,
+            error_message: outcome.error_message,
+        }),
+    }
+}

@@ -1,0 +1,158 @@
+//! The DataFusion session over the lake, with the limits every query runs under.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::{DataFusionError, ScalarValue};
+use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::physical_plan::execute_stream;
+use futures::StreamExt;
+use lakescope_collector::Lake;
+use lakescope_collector::schema::spans::col;
+
+use crate::sketch;
+use crate::table::LakeTable;
+
+/// Bounds on every query.
+#[derive(Debug, Clone)]
+pub struct QueryLimits {
+    /// A query running longer is cancelled.
+    pub timeout: Duration,
+    /// Most rows `POST /api/v1/sql` returns; the rest are cut off and the answer says so.
+    pub max_rows: usize,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            max_rows: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The query itself is wrong (syntax, unknown column, not allowed).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("query took longer than the limit of {0:?}")]
+    Timeout(Duration),
+    #[error("query failed: {0}")]
+    Execution(String),
+}
+
+impl From<DataFusionError> for QueryError {
+    fn from(e: DataFusionError) -> Self {
+        match e {
+            DataFusionError::SQL(..)
+            | DataFusionError::Plan(_)
+            | DataFusionError::SchemaError(..)
+            | DataFusionError::NotImplemented(_) => QueryError::Invalid(e.to_string()),
+            DataFusionError::Context(_, inner) => QueryError::from(*inner),
+            other => QueryError::Execution(other.to_string()),
+        }
+    }
+}
+
+/// Rows of a query, cut to a limit.
+#[derive(Debug)]
+pub struct Rows {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    /// True when more rows matched than were returned.
+    pub truncated: bool,
+    pub elapsed: Duration,
+}
+
+/// The query side of Lakescope: one DataFusion session with the lake's tables registered.
+#[derive(Clone)]
+pub struct QueryEngine {
+    ctx: SessionContext,
+    limits: QueryLimits,
+}
+
+impl QueryEngine {
+    pub fn new(lake: &Lake, limits: QueryLimits) -> Result<Self, QueryError> {
+        let config = SessionConfig::new().with_information_schema(true);
+        let ctx = SessionContext::new_with_config(config);
+        ctx.register_table(
+            "spans",
+            Arc::new(LakeTable::new(Arc::clone(&lake.spans), col::START_TIME)),
+        )?;
+        ctx.register_udaf(sketch::latency_sketch(DataType::Int64));
+        ctx.register_udf(sketch::sketch_quantile());
+        Ok(Self { ctx, limits })
+    }
+
+    pub fn limits(&self) -> &QueryLimits {
+        &self.limits
+    }
+
+    /// Runs one of Lakescope's own queries with typed parameters (`$1`, `$2`, ...).
+    pub async fn query(&self, sql: &str, params: Vec<ScalarValue>) -> Result<Rows, QueryError> {
+        self.run(sql, params, SQLOptions::new(), usize::MAX).await
+    }
+
+    /// Runs a user's query: read-only (no DDL, DML or session statements; no file or URL
+    /// tables), cut to [`QueryLimits::max_rows`] and [`QueryLimits::timeout`].
+    pub async fn user_query(&self, sql: &str) -> Result<Rows, QueryError> {
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        self.run(sql, Vec::new(), options, self.limits.max_rows)
+            .await
+    }
+
+    async fn run(
+        &self,
+        sql: &str,
+        params: Vec<ScalarValue>,
+        options: SQLOptions,
+        max_rows: usize,
+    ) -> Result<Rows, QueryError> {
+        let started = Instant::now();
+        let work = async {
+            let mut frame = self.ctx.sql_with_options(sql, options).await?;
+            if !params.is_empty() {
+                frame = frame.with_param_values(params)?;
+            }
+            let plan = frame.create_physical_plan().await?;
+            let schema = plan.schema();
+            let mut stream = execute_stream(plan, self.ctx.task_ctx())?;
+            let mut batches = Vec::new();
+            let mut rows = 0usize;
+            let mut truncated = false;
+            while let Some(batch) = stream.next().await {
+                let batch = batch?;
+                let room = max_rows - rows;
+                if batch.num_rows() > room {
+                    batches.push(batch.slice(0, room));
+                    truncated = true;
+                    break;
+                }
+                rows += batch.num_rows();
+                batches.push(batch);
+            }
+            Ok::<_, QueryError>((schema, batches, truncated))
+        };
+        let (schema, batches, truncated) =
+            tokio::time::timeout(self.limits.timeout, work)
+                .await
+                .map_err(|_| QueryError::Timeout(self.limits.timeout))??;
+        Ok(Rows {
+            schema,
+            batches,
+            truncated,
+            elapsed: started.elapsed(),
+        })
+    }
+}
+
+/// A UTC nanosecond timestamp parameter.
+pub fn timestamp(nanos: i64) -> ScalarValue {
+    ScalarValue::TimestampNanosecond(Some(nanos), Some("UTC".into()))
+}

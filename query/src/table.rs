@@ -1,0 +1,174 @@
+//! A lake table as a DataFusion table: its committed Parquet files and its recent batches, read
+//! from one [`Snapshot`] per scan so that every row is seen exactly once.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::{DFSchema, Result, ScalarValue};
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::{
+    BinaryExpr, Expr, Operator, TableProviderFilterPushDown, TableType,
+};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::union::UnionExec;
+use lakescope_collector::lake::layout::PARTITION_NANOS;
+use lakescope_collector::lake::{LakeFile, Table};
+
+/// A [`Table`] of the lake, readable by DataFusion.
+#[derive(Debug)]
+pub struct LakeTable {
+    table: Arc<Table>,
+    /// The column whose value decides a row's hour partition.
+    time_column: &'static str,
+}
+
+impl LakeTable {
+    pub fn new(table: Arc<Table>, time_column: &'static str) -> Self {
+        Self { table, time_column }
+    }
+}
+
+/// Lower and upper bounds (inclusive, Unix ns) on `column` implied by the scan's filters.
+fn time_bounds(filters: &[Expr], column: &str) -> (i64, i64) {
+    let mut lo = i64::MIN;
+    let mut hi = i64::MAX;
+    for filter in filters {
+        let Expr::BinaryExpr(BinaryExpr { left, op, right }) = filter else {
+            continue;
+        };
+        let (col, value, op) = match (left.as_ref(), right.as_ref()) {
+            (Expr::Column(c), Expr::Literal(v, _)) => (c, v, *op),
+            (Expr::Literal(v, _), Expr::Column(c)) => match op.swap() {
+                Some(swapped) => (c, v, swapped),
+                None => continue,
+            },
+            _ => continue,
+        };
+        if col.name != column {
+            continue;
+        }
+        let nanos = match value {
+            ScalarValue::TimestampNanosecond(Some(v), _) => *v,
+            ScalarValue::TimestampMicrosecond(Some(v), _) => v.saturating_mul(1_000),
+            ScalarValue::TimestampMillisecond(Some(v), _) => v.saturating_mul(1_000_000),
+            ScalarValue::TimestampSecond(Some(v), _) => v.saturating_mul(1_000_000_000),
+            _ => continue,
+        };
+        match op {
+            Operator::Gt | Operator::GtEq => lo = lo.max(nanos),
+            Operator::Lt | Operator::LtEq => hi = hi.min(nanos),
+            Operator::Eq => {
+                lo = lo.max(nanos);
+                hi = hi.min(nanos);
+            }
+            _ => {}
+        }
+    }
+    (lo, hi)
+}
+
+fn partitioned_file(file: &LakeFile) -> PartitionedFile {
+    let path = file.path.to_string_lossy();
+    PartitionedFile::new(path.trim_start_matches('/'), file.size)
+}
+
+#[async_trait]
+impl TableProvider for LakeTable {
+    fn schema(&self) -> SchemaRef {
+        self.table.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        // Used to prune files and row groups; DataFusion still applies every filter to the rows.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let snapshot = self.table.snapshot();
+        let schema = snapshot.schema;
+        let (lo, hi) = time_bounds(filters, self.time_column);
+        let files: Vec<PartitionedFile> = snapshot
+            .files
+            .iter()
+            .filter(|f| f.partition_start <= hi && f.partition_start + PARTITION_NANOS > lo)
+            .map(partitioned_file)
+            .collect();
+
+        let mut plans: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+        if !files.is_empty() {
+            let mut source = ParquetSource::new(Arc::clone(&schema));
+            if let Some(predicate) = conjunction(filters.to_vec()) {
+                let df_schema = DFSchema::try_from(Arc::clone(&schema))?;
+                source = source.with_predicate(state.create_physical_expr(predicate, &df_schema)?);
+            }
+            let partitions = state.config().target_partitions().max(1);
+            let groups: Vec<FileGroup> = files
+                .chunks(files.len().div_ceil(partitions))
+                .map(|chunk| FileGroup::new(chunk.to_vec()))
+                .collect();
+            let config =
+                FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
+                    .with_file_groups(groups)
+                    .with_projection_indices(projection.cloned())?
+                    .with_limit(limit)
+                    .build();
+            plans.push(
+                ParquetFormat::default()
+                    .create_physical_plan(state, config)
+                    .await?,
+            );
+        }
+        if !snapshot.batches.is_empty() || plans.is_empty() {
+            plans.push(MemorySourceConfig::try_new_exec(
+                &[snapshot.batches],
+                Arc::clone(&schema),
+                projection.cloned(),
+            )?);
+        }
+        UnionExec::try_new(plans)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::common::Column;
+    use datafusion::logical_expr::lit;
+
+    fn ts(v: i64) -> Expr {
+        lit(ScalarValue::TimestampNanosecond(
+            Some(v),
+            Some("UTC".into()),
+        ))
+    }
+
+    #[test]
+    fn bounds_come_from_comparisons_on_the_time_column() {
+        let c = || Expr::Column(Column::from_name("start_time"));
+        let filters = vec![c().gt_eq(ts(100)), c().lt(ts(200)), ts(150).gt(c())];
+        assert_eq!(time_bounds(&filters, "start_time"), (100, 150));
+        let other = vec![Expr::Column(Column::from_name("end_time")).gt(ts(5))];
+        assert_eq!(time_bounds(&other, "start_time"), (i64::MIN, i64::MAX));
+    }
+}

@@ -1,0 +1,81 @@
+//! Command-line and environment configuration. Every flag is documented in `--help` and in the
+//! README; each has an environment variable of the same name in upper case, prefixed
+//! `LAKESCOPE_`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "lakescope", version, about = "OpenTelemetry traces in, Parquet on disk, answers from DataFusion", long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Receive OTLP, store it in the lake and serve the dashboard and API.
+    Serve(ServeConfig),
+    /// `serve`, plus a simulated microservice fleet sending traces to it.
+    Demo(DemoConfig),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Directory of the lake (Parquet files) and the write-ahead log.
+    #[arg(long, env = "LAKESCOPE_DATA_DIR", default_value = "./lakescope-data")]
+    pub data_dir: PathBuf,
+
+    /// Address of the OTLP/gRPC receiver (port 0 picks a free port).
+    #[arg(long, env = "LAKESCOPE_OTLP_GRPC", default_value = "127.0.0.1:4317")]
+    pub otlp_grpc: SocketAddr,
+
+    /// Address of the OTLP/HTTP receiver (`POST /v1/traces`).
+    #[arg(long, env = "LAKESCOPE_OTLP_HTTP", default_value = "127.0.0.1:4318")]
+    pub otlp_http: SocketAddr,
+
+    /// Address of the dashboard and the JSON API.
+    #[arg(long, env = "LAKESCOPE_HTTP", default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+
+    /// Flush buffered data to Parquet once the oldest of it is this old.
+    #[arg(long, env = "LAKESCOPE_FLUSH_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub flush_interval: Duration,
+
+    /// Flush once the buffers hold this many bytes of Arrow data.
+    #[arg(long, env = "LAKESCOPE_FLUSH_BYTES", default_value_t = 128 * 1024 * 1024)]
+    pub flush_bytes: usize,
+
+    /// Largest OTLP request body, compressed or not (bigger: HTTP 413 / gRPC RESOURCE_EXHAUSTED).
+    #[arg(long, env = "LAKESCOPE_MAX_REQUEST_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_request_bytes: usize,
+
+    /// Most attributes on a span, event, link, resource or scope; spans over it are rejected.
+    #[arg(long, env = "LAKESCOPE_MAX_ATTRIBUTES", default_value_t = 1024)]
+    pub max_attributes: usize,
+
+    /// Most events, and most links, on one span; spans over it are rejected.
+    #[arg(long, env = "LAKESCOPE_MAX_EVENTS_OR_LINKS", default_value_t = 1024)]
+    pub max_events_or_links: usize,
+
+    /// A query running longer than this is cancelled.
+    #[arg(long, env = "LAKESCOPE_QUERY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub query_timeout: Duration,
+
+    /// Most rows `POST /api/v1/sql` returns.
+    #[arg(long, env = "LAKESCOPE_SQL_MAX_ROWS", default_value_t = 10_000)]
+    pub sql_max_rows: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoConfig {
+    #[command(flatten)]
+    pub serve: ServeConfig,
+
+    /// Traces per second the simulated fleet sends (about ten spans each).
+    #[arg(long, env = "LAKESCOPE_DEMO_RATE", default_value_t = 20.0)]
+    pub rate: f64,
+}

@@ -1,0 +1,71 @@
+//! `lakescope demo`: a simulated fleet that sends its traces to the running server over real
+//! OTLP/gRPC, so a newcomer sees a live dashboard at once.
+
+pub mod fleet;
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fleet::Fleet;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use tokio_util::sync::CancellationToken;
+
+fn now_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// Sends `traces_per_second` simulated traces to the OTLP/gRPC endpoint at `addr` until `stop`.
+pub async fn run(addr: SocketAddr, traces_per_second: f64, stop: CancellationToken) {
+    let endpoint = format!("http://{addr}");
+    let mut fleet = Fleet::new(SmallRng::from_os_rng());
+    let tick = Duration::from_millis(250);
+    let mut interval = tokio::time::interval(tick);
+    let mut owed = 0.0;
+    let mut client = None;
+    let mut sent: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = interval.tick() => {}
+        }
+        owed += traces_per_second * tick.as_secs_f64();
+        let count = owed.floor() as usize;
+        owed -= count as f64;
+        if count == 0 {
+            continue;
+        }
+        let now = now_nanos();
+        let step = tick.as_nanos() as u64 / count as u64;
+        let spans = (0..count)
+            .flat_map(|i| fleet.trace(now - step * (count - 1 - i) as u64))
+            .collect::<Vec<_>>();
+        let request = Fleet::request(spans);
+        if client.is_none() {
+            match TraceServiceClient::connect(endpoint.clone()).await {
+                Ok(c) => client = Some(c),
+                Err(error) => {
+                    tracing::warn!(%error, "demo fleet cannot reach {endpoint}; retrying");
+                    continue;
+                }
+            }
+        }
+        let Some(c) = client.as_mut() else { continue };
+        match c.export(request).await {
+            Ok(_) => {
+                sent += count as u64;
+                if sent.is_multiple_of(1000) || sent < count as u64 * 2 {
+                    tracing::info!(traces = sent, "demo fleet sending traces");
+                }
+            }
+            Err(status) => {
+                tracing::warn!(%status, "demo export refused");
+                client = None;
+            }
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! `lakescope serve`: opens the lake, replays the log, starts the receivers, the flusher and the
+//! HTTP server, and shuts them down in order on Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use lakescope_collector::ingest::LogConfig;
+use lakescope_collector::lake::flusher::{self, FlushPolicy};
+use lakescope_collector::otlp;
+use lakescope_collector::{Ingest, Lake, Limits};
+use lakescope_query::{QueryEngine, QueryLimits};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ServeConfig;
+
+async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for {what} on {addr}"))?;
+    let bound = listener.local_addr()?;
+    Ok((listener, bound))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+pub async fn run(config: ServeConfig, demo_rate: Option<f64>) -> anyhow::Result<()> {
+    tracing::info!(?config, "starting lakescope {}", env!("CARGO_PKG_VERSION"));
+    let lake = Arc::new(Lake::open(&config.data_dir).with_context(|| {
+        format!(
+            "cannot open the data directory {}",
+            config.data_dir.display()
+        )
+    })?);
+    let limits = Limits {
+        max_request_bytes: config.max_request_bytes,
+        max_attributes: config.max_attributes,
+        max_events_or_links: config.max_events_or_links,
+    };
+    let (ingest, log_thread) = Ingest::start(Arc::clone(&lake), limits, LogConfig::default())
+        .context("cannot open the write-ahead log")?;
+    let engine = QueryEngine::new(
+        &lake,
+        QueryLimits {
+            timeout: config.query_timeout,
+            max_rows: config.sql_max_rows,
+        },
+    )?;
+
+    let (grpc_listener, grpc_addr) = bind(config.otlp_grpc, "OTLP/gRPC").await?;
+    let (otlp_http_listener, otlp_http_addr) = bind(config.otlp_http, "OTLP/HTTP").await?;
+    let (http_listener, http_addr) = bind(config.http, "the dashboard").await?;
+    tracing::info!("OTLP/gRPC listening on {grpc_addr}");
+    tracing::info!("OTLP/HTTP listening on {otlp_http_addr}");
+    tracing::info!("dashboard and API listening on {http_addr} (open http://{http_addr}/)");
+
+    let stop = CancellationToken::new();
+    let flusher = tokio::spawn(flusher::run(
+        Arc::clone(&lake),
+        ingest.clone(),
+        FlushPolicy {
+            max_age: config.flush_interval,
+            max_bytes: config.flush_bytes,
+        },
+        stop.child_token(),
+    ));
+
+    let servers = CancellationToken::new();
+    let grpc = tonic::transport::Server::builder()
+        .add_service(otlp::grpc::TraceService::new(ingest.clone()))
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(grpc_listener),
+            servers.clone().cancelled_owned(),
+        );
+    let otlp_http = axum::serve(otlp_http_listener, otlp::http::router(ingest.clone()))
+        .with_graceful_shutdown(servers.clone().cancelled_owned());
+    let app = lakescope_query::api::router(engine).merge(lakescope_ui::router());
+    let http =
+        axum::serve(http_listener, app).with_graceful_shutdown(servers.clone().cancelled_owned());
+
+    let demo = demo_rate.map(|rate| {
+        tracing::info!(rate, "demo fleet starting");
+        tokio::spawn(crate::demo::run(grpc_addr, rate, servers.child_token()))
+    });
+
+    let grpc = tokio::spawn(grpc);
+    let otlp_http = tokio::spawn(async move { otlp_http.await });
+    let http = tokio::spawn(async move { http.await });
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: no new requests; flushing");
+    servers.cancel();
+    if let Some(demo) = demo {
+        let _ = demo.await;
+    }
+    grpc.await?.context("OTLP/gRPC server failed")?;
+    otlp_http.await?.context("OTLP/HTTP server failed")?;
+    http.await?.context("dashboard server failed")?;
+    stop.cancel();
+    flusher.await?;
+    drop(ingest);
+    tokio::task::spawn_blocking(move || log_thread.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("write-ahead log thread panicked"))?;
+    tracing::info!("stopped");
+    Ok(())
+}
