@@ -1,0 +1,205 @@
+//! Runs the real `lakescope` binary for end-to-end tests: port 0 everywhere, a temporary data
+//! directory, addresses read from the server's own log.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub struct Server {
+    child: Child,
+    pub grpc: SocketAddr,
+    pub otlp_http: SocketAddr,
+    pub http: SocketAddr,
+    pub data_dir: PathBuf,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+fn addr_after(line: &str, marker: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find(marker)? + marker.len()..];
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+impl Server {
+    /// Starts `lakescope serve` on `data_dir` with extra flags, and waits until it listens.
+    pub fn start(data_dir: &Path, args: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lakescope"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args([
+                "--otlp-grpc",
+                "127.0.0.1:0",
+                "--otlp-http",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+            ])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start lakescope");
+        let stderr = child.stderr.take().expect("stderr");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        {
+            let logs = Arc::clone(&logs);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    for (i, marker) in [
+                        "OTLP/gRPC listening on ",
+                        "OTLP/HTTP listening on ",
+                        "dashboard and API listening on ",
+                    ]
+                    .iter()
+                    .enumerate()
+                    {
+                        if let Some(addr) = addr_after(&line, marker) {
+                            let _ = tx.send((i, addr));
+                        }
+                    }
+                    logs.lock().unwrap().push(line);
+                }
+            });
+        }
+        let mut addrs = [None; 3];
+        while addrs.iter().any(Option::is_none) {
+            match rx.recv_timeout(Duration::from_secs(60)) {
+                Ok((i, addr)) => addrs[i] = Some(addr),
+                Err(_) => panic!(
+                    "lakescope did not start; log:\n{}",
+                    logs.lock().unwrap().join("\n")
+                ),
+            }
+        }
+        let [grpc, otlp_http, http] = addrs.map(Option::unwrap);
+        Server {
+            child,
+            grpc,
+            otlp_http,
+            http,
+            data_dir: data_dir.to_owned(),
+            logs,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http, path)
+    }
+
+    pub fn otlp_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.otlp_http, path)
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(mut self) {
+        self.signal("-KILL");
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, and the exit status must be success.
+    pub fn stop(mut self) {
+        self.signal("-TERM");
+        let status = self.child.wait().expect("wait");
+        assert!(
+            status.success(),
+            "lakescope exited with {status}; log:\n{}",
+            self.logs()
+        );
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let res = reqwest::get(self.url(path)).await.expect("GET");
+        let status = res.status();
+        let body: Value = res.json().await.expect("JSON body");
+        assert!(status.is_success(), "GET {path}: {status} {body}");
+        body
+    }
+
+    pub async fn get_status(&self, path: &str) -> (u16, Value) {
+        let res = reqwest::get(self.url(path)).await.expect("GET");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn sql(&self, query: &str) -> (u16, Value) {
+        let res = reqwest::Client::new()
+            .post(self.url("/api/v1/sql"))
+            .json(&serde_json::json!({ "query": query }))
+            .send()
+            .await
+            .expect("POST sql");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The one number a `SELECT count(*) ...` returns.
+    pub async fn count(&self, query: &str) -> i64 {
+        let (status, body) = self.sql(query).await;
+        assert_eq!(status, 200, "{body}");
+        let row = body["rows"][0].as_object().expect("a row").clone();
+        row.values()
+            .next()
+            .and_then(Value::as_i64)
+            .expect("a count")
+    }
+
+    /// The services overview entry of one service.
+    pub async fn service(&self, name: &str, range: &str) -> Value {
+        let body = self.get(&format!("/api/v1/services?{range}")).await;
+        body["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("service {name} not in {body}"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The nearest-rank quantile, the definition the API documents.
+pub fn nearest_rank(values: &[f64], q: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((q * sorted.len() as f64).ceil() as usize).max(1);
+    sorted[rank - 1]
+}
+
+/// Asserts `got` is within 1 % of `want`, the accuracy the API promises for percentiles.
+pub fn assert_within_1pct(got: &Value, want: f64, what: &str) {
+    let got = got
+        .as_f64()
+        .unwrap_or_else(|| panic!("{what} is not a number: {got}"));
+    assert!(
+        (got - want).abs() <= want * 0.01,
+        "{what}: got {got}, want {want} ± 1 %"
+    );
+}
