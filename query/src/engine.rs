@@ -44,15 +44,23 @@ pub enum QueryError {
     Execution(String),
 }
 
-impl From<DataFusionError> for QueryError {
-    fn from(e: DataFusionError) -> Self {
-        match e {
-            DataFusionError::SQL(..)
-            | DataFusionError::Plan(_)
-            | DataFusionError::SchemaError(..)
-            | DataFusionError::NotImplemented(_) => QueryError::Invalid(e.to_string()),
-            DataFusionError::Context(_, inner) => QueryError::from(*inner),
-            other => QueryError::Execution(other.to_string()),
+impl QueryError {
+    /// An error while parsing or planning: the query is at fault.
+    fn planning(e: DataFusionError) -> Self {
+        QueryError::Invalid(e.strip_backtrace())
+    }
+
+    /// An error while running a planned query: the server's fault when reading the lake failed,
+    /// otherwise the query's (a failed cast, a division by zero).
+    fn execution(e: DataFusionError) -> Self {
+        match e.find_root() {
+            DataFusionError::IoError(_)
+            | DataFusionError::ObjectStore(_)
+            | DataFusionError::ParquetError(_)
+            | DataFusionError::Internal(_)
+            | DataFusionError::ResourcesExhausted(_)
+            | DataFusionError::External(_) => QueryError::Execution(e.strip_backtrace()),
+            _ => QueryError::Invalid(e.strip_backtrace()),
         }
     }
 }
@@ -81,7 +89,8 @@ impl QueryEngine {
         ctx.register_table(
             "spans",
             Arc::new(LakeTable::new(Arc::clone(&lake.spans), col::START_TIME)),
-        )?;
+        )
+        .map_err(QueryError::planning)?;
         ctx.register_udaf(sketch::latency_sketch(DataType::Int64));
         ctx.register_udf(sketch::sketch_quantile());
         Ok(Self { ctx, limits })
@@ -116,18 +125,28 @@ impl QueryEngine {
     ) -> Result<Rows, QueryError> {
         let started = Instant::now();
         let work = async {
-            let mut frame = self.ctx.sql_with_options(sql, options).await?;
+            let mut frame = self
+                .ctx
+                .sql_with_options(sql, options)
+                .await
+                .map_err(QueryError::planning)?;
             if !params.is_empty() {
-                frame = frame.with_param_values(params)?;
+                frame = frame
+                    .with_param_values(params)
+                    .map_err(QueryError::planning)?;
             }
-            let plan = frame.create_physical_plan().await?;
+            let plan = frame
+                .create_physical_plan()
+                .await
+                .map_err(QueryError::planning)?;
             let schema = plan.schema();
-            let mut stream = execute_stream(plan, self.ctx.task_ctx())?;
+            let mut stream =
+                execute_stream(plan, self.ctx.task_ctx()).map_err(QueryError::execution)?;
             let mut batches = Vec::new();
             let mut rows = 0usize;
             let mut truncated = false;
             while let Some(batch) = stream.next().await {
-                let batch = batch?;
+                let batch = batch.map_err(QueryError::execution)?;
                 let room = max_rows - rows;
                 if batch.num_rows() > room {
                     batches.push(batch.slice(0, room));
