@@ -203,3 +203,46 @@ pub fn assert_within_1pct(got: &Value, want: f64, what: &str) {
         "{what}: got {got}, want {want} ± 1 %"
     );
 }
+
+/// The Python with the test dependencies (`tests/python/requirements.txt`): `LAKESCOPE_PYTHON`,
+/// else the virtualenv `tests/run` creates, else `python3`.
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("LAKESCOPE_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default()
+        .join(".cache/lakescope/venv/bin/python");
+    if venv.exists() {
+        venv
+    } else {
+        PathBuf::from("python3")
+    }
+}
+
+/// Runs a script from `tests/` with [`python`] and returns its standard output; fails the test
+/// with the script's own error output when it fails.
+pub fn run_python(script: &str, args: &[&str]) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(script);
+    let out = Command::new(python())
+        .arg(&path)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {}: {e}; run ./tests/run to install the test dependencies",
+                python().display()
+            )
+        });
+    assert!(
+        out.status.success(),
+        "{script} failed ({}); if a module is missing, run ./tests/run to install the test dependencies.\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}

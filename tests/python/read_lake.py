@@ -1,0 +1,58 @@
+"""Reads a Lakescope data directory with pyarrow and DuckDB only (no Lakescope code) and prints,
+as JSON, what each engine finds in the spans table: row count, the sorted span ids, the columns
+and per-service counts. Usage: read_lake.py DATA_DIR"""
+
+import json
+import sys
+from pathlib import Path
+
+import duckdb
+import pyarrow.dataset as ds
+
+
+def with_pyarrow(spans_dir: Path) -> dict:
+    dataset = ds.dataset(spans_dir, format="parquet", partitioning="hive")
+    table = dataset.to_table()
+    services = {}
+    for name in table.column("service_name").to_pylist():
+        services[name] = services.get(name, 0) + 1
+    attributes = table.column("attributes").type
+    return {
+        "rows": table.num_rows,
+        "span_ids": sorted(table.column("span_id").to_pylist()),
+        "columns": table.schema.names,
+        "services": services,
+        "attributes_type": str(attributes),
+        "partitions": sorted({str(p) for p in table.column("hour").unique().to_pylist()}),
+    }
+
+
+def with_duckdb(spans_dir: Path) -> dict:
+    glob = str(spans_dir / "**" / "*.parquet")
+    con = duckdb.connect()
+    rel = f"read_parquet('{glob}', hive_partitioning = true)"
+    rows = con.execute(f"SELECT count(*) FROM {rel}").fetchone()[0]
+    ids = [r[0] for r in con.execute(f"SELECT span_id FROM {rel} ORDER BY span_id").fetchall()]
+    services = dict(con.execute(f"SELECT service_name, count(*) FROM {rel} GROUP BY 1").fetchall())
+    errors = con.execute(
+        f"SELECT count(*) FROM {rel} WHERE status_code = 'ERROR' AND span_kind = 'SERVER'"
+    ).fetchone()[0]
+    route = con.execute(
+        f"SELECT attributes['http.route'] FROM {rel} WHERE attributes['http.route'] IS NOT NULL LIMIT 1"
+    ).fetchone()
+    return {
+        "rows": rows,
+        "span_ids": ids,
+        "services": services,
+        "server_errors": errors,
+        "http_route": route[0] if route else None,
+    }
+
+
+def main() -> None:
+    spans_dir = Path(sys.argv[1]) / "spans"
+    print(json.dumps({"pyarrow": with_pyarrow(spans_dir), "duckdb": with_duckdb(spans_dir)}))
+
+
+if __name__ == "__main__":
+    main()
