@@ -21,6 +21,8 @@ pub enum Command {
     Serve(ServeConfig),
     /// `serve`, plus a simulated microservice fleet sending traces to it.
     Demo(DemoConfig),
+    /// Send the demo fleet's traffic flat out to a server and report throughput.
+    Loadgen(crate::loadgen::LoadgenConfig),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -46,7 +48,7 @@ pub struct ServeConfig {
     pub flush_interval: Duration,
 
     /// Flush once the buffers hold this many bytes of Arrow data.
-    #[arg(long, env = "LAKESCOPE_FLUSH_BYTES", default_value_t = 128 * 1024 * 1024)]
+    #[arg(long, env = "LAKESCOPE_FLUSH_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub flush_bytes: usize,
 
     /// Largest OTLP request body, compressed or not (bigger: HTTP 413 / gRPC RESOURCE_EXHAUSTED).

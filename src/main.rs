@@ -2,6 +2,7 @@
 
 mod config;
 mod demo;
+mod loadgen;
 mod serve;
 
 use std::io::IsTerminal;
@@ -22,5 +23,6 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(config) => serve::run(config, None).await,
         Command::Demo(config) => serve::run(config.serve, Some(config.rate)).await,
+        Command::Loadgen(config) => loadgen::run(config).await,
     }
 }

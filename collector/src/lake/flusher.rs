@@ -30,7 +30,7 @@ impl Default for FlushPolicy {
     fn default() -> Self {
         Self {
             max_age: Duration::from_secs(30),
-            max_bytes: 128 * 1024 * 1024,
+            max_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -26,7 +26,14 @@ pub fn router(ingest: Ingest) -> Router {
 fn encode<M: Message + Serialize>(message: &M, encoding: Encoding) -> Vec<u8> {
     match encoding {
         Encoding::Protobuf => message.encode_to_vec(),
-        Encoding::Json => serde_json::to_vec(message).unwrap_or_default(),
+        Encoding::Json => {
+            // Absent message fields are left out (the protobuf JSON mapping), not written as null.
+            let mut value = serde_json::to_value(message).unwrap_or_default();
+            if let serde_json::Value::Object(map) = &mut value {
+                map.retain(|_, v| !v.is_null());
+            }
+            serde_json::to_vec(&value).unwrap_or_default()
+        }
     }
 }
 

@@ -382,9 +382,32 @@ pub const STATUS_CODES: [&str; 3] = ["UNSET", "OK", "ERROR"];
 /// The service name stored when a resource carries no `service.name` (as the SDKs default it).
 pub const UNKNOWN_SERVICE: &str = "unknown_service";
 
+/// The column table of `docs/lake.md`, generated from [`COLUMNS`].
+pub fn markdown_table() -> String {
+    let mut out = String::from("| column | type | meaning |\n|---|---|---|\n");
+    for c in COLUMNS {
+        out.push_str(&format!(
+            "| `{}` | {} | {} |\n",
+            c.name, c.doc_type, c.description
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_lake_docs_carry_the_current_column_table() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/lake.md");
+        let docs = std::fs::read_to_string(path).expect("docs/lake.md");
+        assert!(
+            docs.contains(&markdown_table()),
+            "docs/lake.md is out of date; its spans table must read:\n{}",
+            markdown_table()
+        );
+    }
 
     #[test]
     fn every_schema_field_is_documented_in_order() {
