@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use common::Server;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 
 fn now_nanos() -> u64 {
@@ -43,26 +41,7 @@ fn request(batch: u32, n: u32) -> ExportTraceServiceRequest {
             }
         })
         .collect();
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![KeyValue {
-                    key: "service.name".into(),
-                    key_strindex: 0,
-                    value: Some(AnyValue {
-                        value: Some(any_value::Value::StringValue("ledger".into())),
-                    }),
-                }],
-                dropped_attributes_count: 0,
-                entity_refs: vec![],
-            }),
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..ScopeSpans::default()
-            }],
-            schema_url: String::new(),
-        }],
-    }
+    common::export_request("ledger", spans)
 }
 
 fn span_id_hex(batch: u32, i: u32) -> String {
