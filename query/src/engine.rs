@@ -93,6 +93,7 @@ impl QueryEngine {
         .map_err(QueryError::planning)?;
         ctx.register_udaf(sketch::latency_sketch(DataType::Int64));
         ctx.register_udf(sketch::sketch_quantile());
+        ctx.register_udf(crate::fingerprint::udf());
         Ok(Self { ctx, limits })
     }
 
@@ -124,6 +125,7 @@ impl QueryEngine {
         max_rows: usize,
     ) -> Result<Rows, QueryError> {
         let started = Instant::now();
+        tracing::debug!(sql, ?params, "query");
         let work = async {
             let mut frame = self
                 .ctx

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod engine;
+pub mod fingerprint;
 pub mod sketch;
 pub mod table;
 pub mod time_range;

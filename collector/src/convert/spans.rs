@@ -226,6 +226,7 @@ struct Promoted<'a> {
     peer_service: Option<&'a str>,
     exception_type: Option<&'a str>,
     exception_message: Option<&'a str>,
+    exception_stacktrace: Option<&'a str>,
 }
 
 impl<'a> Promoted<'a> {
@@ -254,6 +255,7 @@ impl<'a> Promoted<'a> {
                 "peer.service" => p.peer_service = as_str(v),
                 "exception.type" => p.exception_type = as_str(v),
                 "exception.message" => p.exception_message = as_str(v),
+                "exception.stacktrace" => p.exception_stacktrace = as_str(v),
                 _ => {}
             }
         }
@@ -264,6 +266,7 @@ impl<'a> Promoted<'a> {
             };
             p.exception_type = get("exception.type").or(p.exception_type);
             p.exception_message = get("exception.message").or(p.exception_message);
+            p.exception_stacktrace = get("exception.stacktrace").or(p.exception_stacktrace);
         }
         p
     }
@@ -326,6 +329,7 @@ struct SpanColumns {
     peer_service: StringBuilder,
     exception_type: StringBuilder,
     exception_message: StringBuilder,
+    exception_stacktrace: StringBuilder,
     attributes: AttributeColumns,
     dropped_attributes: UInt32Builder,
     events: EventColumns,
@@ -382,6 +386,7 @@ impl SpanColumns {
             peer_service: s(),
             exception_type: s(),
             exception_message: s(),
+            exception_stacktrace: s(),
             attributes: AttributeColumns::with_capacity(rows),
             dropped_attributes: UInt32Builder::with_capacity(rows),
             events: EventColumns::default(),
@@ -462,6 +467,8 @@ impl SpanColumns {
         self.peer_service.append_option(p.peer_service);
         self.exception_type.append_option(p.exception_type);
         self.exception_message.append_option(p.exception_message);
+        self.exception_stacktrace
+            .append_option(p.exception_stacktrace);
 
         self.attributes.append(&span.attributes);
         self.dropped_attributes
@@ -516,6 +523,7 @@ impl SpanColumns {
         push(Arc::new(self.peer_service.finish()));
         push(Arc::new(self.exception_type.finish()));
         push(Arc::new(self.exception_message.finish()));
+        push(Arc::new(self.exception_stacktrace.finish()));
         let (attrs, types) = self.attributes.finish();
         push(attrs);
         push(types);

@@ -42,6 +42,7 @@ pub mod col {
     pub const PEER_SERVICE: &str = "peer_service";
     pub const EXCEPTION_TYPE: &str = "exception_type";
     pub const EXCEPTION_MESSAGE: &str = "exception_message";
+    pub const EXCEPTION_STACKTRACE: &str = "exception_stacktrace";
     pub const ATTRIBUTES: &str = "attributes";
     pub const ATTRIBUTE_TYPES: &str = "attribute_types";
     pub const DROPPED_ATTRIBUTES_COUNT: &str = "dropped_attributes_count";
@@ -190,6 +191,11 @@ pub const COLUMNS: &[Column] = &[
         col::EXCEPTION_MESSAGE,
         "Utf8, nullable",
         "exception.message, taken from the same place as exception_type.",
+    ),
+    c(
+        col::EXCEPTION_STACKTRACE,
+        "Utf8, nullable",
+        "exception.stacktrace, taken from the same place as exception_type.",
     ),
     c(
         col::ATTRIBUTES,
@@ -341,6 +347,7 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         opt_text(col::PEER_SERVICE),
         opt_text(col::EXCEPTION_TYPE),
         opt_text(col::EXCEPTION_MESSAGE),
+        opt_text(col::EXCEPTION_STACKTRACE),
         map(col::ATTRIBUTES),
         text(col::ATTRIBUTE_TYPES),
         count(col::DROPPED_ATTRIBUTES_COUNT),

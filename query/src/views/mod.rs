@@ -1,5 +1,10 @@
 //! The questions the dashboard and alert rules ask, as typed answers computed with SQL over the
 //! lake.
 
+pub mod dependencies;
+pub mod errors;
+pub mod latency;
+pub mod red;
+mod rows;
 pub mod services;
 pub mod traces;

@@ -73,8 +73,23 @@ pub struct TraceQuery {
     pub service: Option<String>,
     pub operation: Option<String>,
     pub min_duration_ns: Option<i64>,
+    pub max_duration_ns: Option<i64>,
     pub status: Option<StatusFilter>,
+    /// `(key, value)`: the span, its resource or its scope has this attribute with this value
+    /// (compared as text, as stored).
+    pub attributes: Vec<(String, String)>,
+    pub order: TraceOrder,
     pub limit: usize,
+}
+
+/// How search results are ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TraceOrder {
+    /// Most recent first.
+    #[default]
+    Time,
+    /// Longest matching span first.
+    Duration,
 }
 
 /// One trace in search results.
@@ -114,9 +129,26 @@ pub async fn search(engine: &QueryEngine, q: &TraceQuery) -> Result<Vec<TraceSum
             ScalarValue::Utf8(Some(status.code().to_owned())),
         );
     }
+    if let Some(max) = q.max_duration_ns {
+        add("duration_ns <= ?", ScalarValue::Int64(Some(max)));
+    }
+    for (key, value) in &q.attributes {
+        params.push(ScalarValue::Utf8(Some(key.clone())));
+        params.push(ScalarValue::Utf8(Some(value.clone())));
+        let (k, v) = (params.len() - 1, params.len());
+        conditions.push(format!(
+            "(array_has(map_extract(attributes, ${k}), ${v}) \
+              OR array_has(map_extract(resource_attributes, ${k}), ${v}) \
+              OR array_has(map_extract(scope_attributes, ${k}), ${v}))"
+        ));
+    }
+    let order = match q.order {
+        TraceOrder::Time => "latest DESC",
+        TraceOrder::Duration => "longest DESC",
+    };
     let sql = format!(
-        "SELECT trace_id, max(start_time) AS latest FROM spans WHERE {} \
-         GROUP BY trace_id ORDER BY latest DESC, trace_id LIMIT {}",
+        "SELECT trace_id, max(start_time) AS latest, max(duration_ns) AS longest FROM spans \
+         WHERE {} GROUP BY trace_id ORDER BY {order}, trace_id LIMIT {}",
         conditions.join(" AND "),
         q.limit
     );
@@ -130,7 +162,10 @@ pub async fn search(engine: &QueryEngine, q: &TraceQuery) -> Result<Vec<TraceSum
         // Only well-formed ids are placed into the summary query below.
         ids.extend(col.iter().flatten().filter_map(TraceId::parse));
     }
-    summaries(engine, &ids).await
+    let mut found = summaries(engine, &ids).await?;
+    // Keep the search's order (the summary query orders by start time).
+    found.sort_by_key(|t| ids.iter().position(|id| id.as_str() == t.trace_id));
+    Ok(found)
 }
 
 /// Summaries of the given traces, over all their spans, newest first.

@@ -1,0 +1,274 @@
+//! Latency distributions: a histogram and a heatmap (histogram per time step) of a service's
+//! requests (or of one operation, or of every service's entry spans), and the comparison of a
+//! slow region against the rest.
+
+use datafusion::common::ScalarValue;
+use serde::Serialize;
+
+use super::dependencies::CLOCK_SKEW;
+use super::red::{Measure, measure_of};
+use super::rows;
+use crate::engine::{QueryEngine, QueryError, timestamp};
+use crate::time_range::TimeRange;
+use crate::views::traces::rfc3339;
+
+/// Upper bounds (inclusive, ms) of the histogram buckets; a last bucket holds the rest.
+pub const BOUNDS_MS: [f64; 19] = [
+    0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0,
+    5000.0, 10000.0, 20000.0, 50000.0,
+];
+
+fn bucket_case() -> String {
+    let mut sql = String::from("CASE");
+    for (i, ms) in BOUNDS_MS.iter().enumerate() {
+        sql.push_str(&format!(
+            " WHEN duration_ns <= {} THEN {i}",
+            (ms * 1e6) as i64
+        ));
+    }
+    sql.push_str(&format!(" ELSE {} END", BOUNDS_MS.len()));
+    sql
+}
+
+/// Which requests a latency view covers.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    pub service: Option<String>,
+    pub operation: Option<String>,
+    pub range: TimeRange,
+}
+
+/// The SQL filter and parameters (from `$first`) of a selection, and the measure used.
+async fn filter(
+    engine: &QueryEngine,
+    sel: &Selection,
+    first: usize,
+) -> Result<(String, Vec<ScalarValue>, Measure), QueryError> {
+    let mut sql = "start_time >= $1 AND start_time < $2".to_owned();
+    let mut params = Vec::new();
+    let measure = match &sel.service {
+        Some(service) => {
+            params.push(ScalarValue::Utf8(Some(service.clone())));
+            sql.push_str(&format!(" AND service_name = ${first}"));
+            measure_of(engine, service, sel.range).await?
+        }
+        None => Measure::Entry,
+    };
+    sql.push_str(&format!(" AND {}", measure.predicate()));
+    if let Some(op) = &sel.operation {
+        params.push(ScalarValue::Utf8(Some(op.clone())));
+        sql.push_str(&format!(" AND name = ${}", first + params.len() - 1));
+    }
+    Ok((sql, params, measure))
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Bucket {
+    /// Upper bound in ms; `null` for the last, unbounded bucket.
+    pub le_ms: Option<f64>,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Distribution {
+    pub service: Option<String>,
+    pub operation: Option<String>,
+    pub measured_by: Measure,
+    pub total: u64,
+    pub histogram: Vec<Bucket>,
+    pub step_seconds: f64,
+    pub times: Vec<String>,
+    /// `heatmap[t][b]`: requests that started in step `t` and fall in bucket `b`.
+    pub heatmap: Vec<Vec<u64>>,
+}
+
+pub async fn distribution(
+    engine: &QueryEngine,
+    sel: &Selection,
+    step: i64,
+) -> Result<Distribution, QueryError> {
+    let (filter, extra, measure) = filter(engine, sel, 5).await?;
+    let mut params = vec![
+        timestamp(sel.range.start),
+        timestamp(sel.range.end),
+        ScalarValue::Int64(Some(sel.range.start)),
+        ScalarValue::Int64(Some(step)),
+    ];
+    params.extend(extra);
+    let sql = format!(
+        "SELECT (CAST(start_time AS BIGINT) - $3) / $4 AS t, {} AS b, count(*) AS n \
+         FROM spans WHERE {filter} GROUP BY 1, 2",
+        bucket_case()
+    );
+    let steps = ((sel.range.end - sel.range.start + step - 1) / step).max(1) as usize;
+    let width = BOUNDS_MS.len() + 1;
+    let mut heatmap = vec![vec![0u64; width]; steps];
+    for batch in &engine.query(&sql, params).await?.batches {
+        let (t, b, n) = (
+            rows::ints(batch, "t")?,
+            rows::ints(batch, "b")?,
+            rows::ints(batch, "n")?,
+        );
+        for row in 0..batch.num_rows() {
+            let (Ok(t), Ok(b)) = (usize::try_from(t.value(row)), usize::try_from(b.value(row)))
+            else {
+                continue;
+            };
+            if let Some(cell) = heatmap.get_mut(t).and_then(|r| r.get_mut(b)) {
+                *cell += rows::count(n, row);
+            }
+        }
+    }
+    let histogram: Vec<Bucket> = (0..width)
+        .map(|b| Bucket {
+            le_ms: BOUNDS_MS.get(b).copied(),
+            count: heatmap.iter().map(|r| r[b]).sum(),
+        })
+        .collect();
+    Ok(Distribution {
+        service: sel.service.clone(),
+        operation: sel.operation.clone(),
+        measured_by: measure,
+        total: histogram.iter().map(|b| b.count).sum(),
+        histogram,
+        step_seconds: step as f64 / 1e9,
+        times: (0..steps)
+            .map(|i| rfc3339(sel.range.start + i as i64 * step))
+            .collect(),
+        heatmap,
+    })
+}
+
+/// One value of one dimension, in the slow region and in the rest.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Contrast {
+    pub dimension: String,
+    pub value: String,
+    pub selected: u64,
+    pub selected_share: f64,
+    pub rest: u64,
+    pub rest_share: f64,
+    /// `selected_share - rest_share`: how much more common the value is among the slow requests.
+    pub difference: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Comparison {
+    pub selected: u64,
+    pub rest: u64,
+    pub contrasts: Vec<Contrast>,
+}
+
+/// Dimensions compared, as (name, SQL expression over the measured spans).
+const DIMENSIONS: [(&str, &str); 8] = [
+    ("operation", "name"),
+    ("http.route", "http_route"),
+    (
+        "http.response.status_code",
+        "arrow_cast(http_status_code, 'Utf8')",
+    ),
+    ("rpc.method", "rpc_method"),
+    ("status", "status_code"),
+    ("service.version", "service_version"),
+    ("service.instance.id", "service_instance_id"),
+    ("server.address", "server_address"),
+];
+
+/// Compares the requests with durations in `[min_ms, max_ms)` against the other requests of the
+/// selection: which values of each dimension, and which services in their traces, are
+/// over-represented among them. The 30 largest differences first.
+pub async fn compare(
+    engine: &QueryEngine,
+    sel: &Selection,
+    min_ms: f64,
+    max_ms: f64,
+) -> Result<Comparison, QueryError> {
+    let (filter, extra, _) = filter(engine, sel, 5).await?;
+    let mut params = vec![
+        timestamp(sel.range.start),
+        timestamp(sel.range.end),
+        ScalarValue::Int64(Some((min_ms * 1e6) as i64)),
+        ScalarValue::Int64(Some(if max_ms.is_finite() {
+            (max_ms * 1e6) as i64
+        } else {
+            i64::MAX
+        })),
+    ];
+    params.extend(extra);
+    let skew = params.len() + 1;
+    params.push(timestamp(sel.range.start.saturating_sub(CLOCK_SKEW)));
+    params.push(timestamp(sel.range.end.saturating_add(CLOCK_SKEW)));
+    let columns: Vec<String> = DIMENSIONS
+        .iter()
+        .enumerate()
+        .map(|(i, (_, expr))| format!("{expr} AS d{i}"))
+        .collect();
+    let mut parts = vec![
+        "SELECT 'total' AS dimension, '' AS value, count(*) FILTER (WHERE sel) AS s, count(*) FILTER (WHERE NOT sel) AS r FROM m".to_owned(),
+    ];
+    for (i, (name, _)) in DIMENSIONS.iter().enumerate() {
+        parts.push(format!(
+            "SELECT '{name}', d{i}, count(*) FILTER (WHERE sel), count(*) FILTER (WHERE NOT sel) \
+             FROM m WHERE d{i} IS NOT NULL GROUP BY d{i}"
+        ));
+    }
+    parts.push(format!(
+        "SELECT 'service in trace', x.service_name, \
+           count(DISTINCT m.trace_id) FILTER (WHERE m.sel), count(DISTINCT m.trace_id) FILTER (WHERE NOT m.sel) \
+         FROM m JOIN spans x ON x.trace_id = m.trace_id \
+         WHERE x.start_time >= ${skew} AND x.start_time < ${} AND x.service_name <> m.service_name \
+         GROUP BY x.service_name",
+        skew + 1
+    ));
+    let sql = format!(
+        "WITH m AS (SELECT trace_id, service_name, {}, (duration_ns >= $3 AND duration_ns < $4) AS sel \
+                    FROM spans WHERE {filter}) {}",
+        columns.join(", "),
+        parts.join(" UNION ALL ")
+    );
+    let mut selected = 0;
+    let mut rest = 0;
+    let mut raw = Vec::new();
+    for batch in &engine.query(&sql, params).await?.batches {
+        let (dim, value) = (
+            rows::strings(batch, "dimension")?,
+            rows::strings(batch, "value")?,
+        );
+        let (s, r) = (rows::ints(batch, "s")?, rows::ints(batch, "r")?);
+        for row in 0..batch.num_rows() {
+            let (s, r) = (rows::count(s, row), rows::count(r, row));
+            if dim.value(row) == "total" {
+                (selected, rest) = (s, r);
+            } else {
+                raw.push((dim.value(row).to_owned(), value.value(row).to_owned(), s, r));
+            }
+        }
+    }
+    let share = |n: u64, of: u64| if of > 0 { n as f64 / of as f64 } else { 0.0 };
+    let mut contrasts: Vec<Contrast> = raw
+        .into_iter()
+        .map(|(dimension, value, s, r)| {
+            let (selected_share, rest_share) = (share(s, selected), share(r, rest));
+            Contrast {
+                dimension,
+                value,
+                selected: s,
+                selected_share,
+                rest: r,
+                rest_share,
+                difference: selected_share - rest_share,
+            }
+        })
+        .collect();
+    contrasts.sort_by(|a, b| {
+        b.difference
+            .total_cmp(&a.difference)
+            .then_with(|| (&a.dimension, &a.value).cmp(&(&b.dimension, &b.value)))
+    });
+    contrasts.truncate(30);
+    Ok(Comparison {
+        selected,
+        rest,
+        contrasts,
+    })
+}
