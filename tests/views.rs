@@ -64,7 +64,7 @@ fn child(
 }
 
 fn failing(i: u64) -> bool {
-    i % 8 == 0
+    i.is_multiple_of(8)
 }
 
 /// Sends the fleet; the mailer's consumer spans go in a later, separate export (and a separate
