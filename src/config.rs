@@ -67,6 +67,10 @@ pub struct ServeConfig {
     #[arg(long, env = "LAKESCOPE_QUERY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub query_timeout: Duration,
 
+    /// Directory of your own dashboard files (`*.json`); default `<data-dir>/dashboards`.
+    #[arg(long, env = "LAKESCOPE_DASHBOARDS_DIR")]
+    pub dashboards_dir: Option<PathBuf>,
+
     /// Most rows `POST /api/v1/sql` returns.
     #[arg(long, env = "LAKESCOPE_SQL_MAX_ROWS", default_value_t = 10_000)]
     pub sql_max_rows: usize,

@@ -94,7 +94,15 @@ pub async fn run(config: ServeConfig, demo_rate: Option<f64>) -> anyhow::Result<
         );
     let otlp_http = axum::serve(otlp_http_listener, otlp::http::router(ingest.clone()))
         .with_graceful_shutdown(servers.clone().cancelled_owned());
-    let app = lakescope_query::api::router(engine).merge(lakescope_ui::router());
+    let dashboards = lakescope_query::dashboards::Dashboards {
+        dir: Some(
+            config
+                .dashboards_dir
+                .clone()
+                .unwrap_or_else(|| config.data_dir.join("dashboards")),
+        ),
+    };
+    let app = lakescope_query::api::router(engine, dashboards).merge(lakescope_ui::router());
     let http =
         axum::serve(http_listener, app).with_graceful_shutdown(servers.clone().cancelled_owned());
 

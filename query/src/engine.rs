@@ -108,13 +108,16 @@ impl QueryEngine {
 
     /// Runs a user's query: read-only (no DDL, DML or session statements; no file or URL
     /// tables), cut to [`QueryLimits::max_rows`] and [`QueryLimits::timeout`].
-    pub async fn user_query(&self, sql: &str) -> Result<Rows, QueryError> {
+    pub async fn user_query(
+        &self,
+        sql: &str,
+        params: Vec<ScalarValue>,
+    ) -> Result<Rows, QueryError> {
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
-        self.run(sql, Vec::new(), options, self.limits.max_rows)
-            .await
+        self.run(sql, params, options, self.limits.max_rows).await
     }
 
     async fn run(

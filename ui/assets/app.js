@@ -1,154 +1,200 @@
-// The services page: the services overview table, refreshed every 5 s, and the recent traces of
-// the service a user clicks. Everything comes from the JSON API documented in docs/api.md.
-"use strict";
+// The dashboard shell: a hash router (#/page/arg?params), the time range every page shares
+// through the URL, auto-refresh, and the helpers pages use. Pages live in pages/*.js and export
+// `render(view, ctx)`, which may return a refresh function.
+import { el } from "./dom.js";
 
-const state = { services: [], sort: "name", asc: true, selected: null, timer: null };
+const pages = {
+  "": () => import("./pages/overview.js"),
+  services: () => import("./pages/services.js"),
+  errors: () => import("./pages/errors.js"),
+  dependencies: () => import("./pages/dependencies.js"),
+  traces: () => import("./pages/traces.js"),
+  dashboards: () => import("./pages/dashboards.js"),
+};
 
-const $ = (sel) => document.querySelector(sel);
+const RANGES = ["5m", "15m", "1h", "6h", "24h", "7d"];
 
-function range() {
-  return { start: "now-" + $("#range").value, end: "now" };
+/** The current route: page, the path after it, and the hash's query parameters. */
+export function route() {
+  const hash = location.hash.replace(/^#\/?/, "");
+  const [path, query = ""] = hash.split("?");
+  const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+  return { page: parts[0] || "", args: parts.slice(1), params: new URLSearchParams(query) };
 }
 
-function query(params) {
-  return new URLSearchParams(Object.entries(params).filter(([, v]) => v !== undefined && v !== null && v !== "")).toString();
+/** A link to a page, keeping the current time range. */
+export function href(path, params = {}) {
+  const current = route().params;
+  const q = new URLSearchParams();
+  for (const key of ["range", "start", "end"]) if (current.get(key)) q.set(key, current.get(key));
+  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null && v !== "") q.set(k, v);
+  const s = q.toString();
+  return "#/" + path.split("/").map(encodeURIComponent).join("/").replace(/%2F/g, "/") + (s ? "?" + s : "");
 }
 
-async function getJSON(url) {
-  const res = await fetch(url, { headers: { accept: "application/json" } });
+export function navigate(path, params) {
+  location.hash = href(path, params);
+}
+
+/** The shared time range as API parameters. */
+export function rangeParams() {
+  const p = route().params;
+  if (p.get("start")) return { start: p.get("start"), end: p.get("end") || "now" };
+  const r = RANGES.includes(p.get("range")) ? p.get("range") : "15m";
+  return { start: "now-" + r, end: "now" };
+}
+
+export function query(params) {
+  return new URLSearchParams(
+    Object.entries(params).filter(([, v]) => v !== undefined && v !== null && v !== ""),
+  ).toString();
+}
+
+/** GET a JSON API endpoint; throws an Error with the API's message on failure. */
+export async function api(path, params = {}) {
+  const q = query(params);
+  const res = await fetch("/api/v1/" + path + (q ? "?" + q : ""), { headers: { accept: "application/json" } });
   const body = await res.json().catch(() => ({}));
   if (!res.ok) throw new Error(body.error || res.status + " " + res.statusText);
   return body;
 }
 
-function fmtMs(v) {
-  if (v === null || v === undefined) return "–";
-  if (v >= 1000) return (v / 1000).toFixed(2) + " s";
-  if (v >= 10) return v.toFixed(0) + " ms";
-  if (v >= 1) return v.toFixed(1) + " ms";
-  return v.toFixed(2) + " ms";
-}
-
-function fmtRate(v) {
-  return v >= 100 ? v.toFixed(0) : v >= 1 ? v.toFixed(2) : v.toFixed(3);
-}
-
-function errorClass(ratio) {
-  return ratio >= 0.05 ? "bad" : ratio >= 0.01 ? "warn" : "good";
-}
-
-function cell(text, field, cls) {
-  const td = document.createElement("td");
-  td.textContent = text;
-  td.dataset.field = field;
-  if (cls) td.className = cls;
-  return td;
-}
-
-function renderServices() {
-  const rows = [...state.services].sort((a, b) => {
-    const x = a[state.sort], y = b[state.sort];
-    const c = typeof x === "string" ? x.localeCompare(y) : (x ?? -1) - (y ?? -1);
-    return state.asc ? c : -c;
+export async function sql(text) {
+  const res = await fetch("/api/v1/sql", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ query: text }),
   });
-  const body = $("#services tbody");
-  body.replaceChildren(...rows.map((s) => {
-    const tr = document.createElement("tr");
-    tr.dataset.service = s.name;
-    if (s.name === state.selected) tr.className = "selected";
-    tr.append(
-      cell(s.name, "name"),
-      cell(String(s.requests), "requests", "num"),
-      cell(fmtRate(s.rate_per_s), "rate_per_s", "num"),
-      cell(String(s.errors), "errors", "num"),
-      cell((s.error_ratio * 100).toFixed(2) + " %", "error_ratio", "num " + errorClass(s.error_ratio)),
-      cell(fmtMs(s.p50_ms), "p50_ms", "num"),
-      cell(fmtMs(s.p95_ms), "p95_ms", "num"),
-      cell(fmtMs(s.p99_ms), "p99_ms", "num"),
-    );
-    tr.addEventListener("click", () => selectService(s.name));
-    return tr;
-  }));
-  document.querySelectorAll("#services th[data-sort]").forEach((th) => {
-    th.classList.toggle("sorted", th.dataset.sort === state.sort);
-    th.classList.toggle("asc", th.dataset.sort === state.sort && state.asc);
-  });
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok) throw new Error(body.error || res.status + " " + res.statusText);
+  return body;
 }
 
-async function loadServices() {
-  const status = $("#status");
-  try {
-    const data = await getJSON("/api/v1/services?" + query(range()));
-    state.services = data.services;
-    $("#services").hidden = data.services.length === 0;
-    status.textContent = data.services.length === 0
-      ? "No spans in this range yet. Point an OpenTelemetry exporter at this server, or run `lakescope demo`."
-      : data.services.length + " services";
-    renderServices();
-    $("#updated").textContent = "updated " + new Date().toLocaleTimeString();
-  } catch (e) {
-    status.textContent = "Could not load services: " + e.message;
+export const fmt = {
+  ms(v) {
+    if (v === null || v === undefined) return "–";
+    if (v >= 1000) return (v / 1000).toFixed(2) + " s";
+    if (v >= 10) return v.toFixed(0) + " ms";
+    if (v >= 1) return v.toFixed(1) + " ms";
+    return v.toFixed(2) + " ms";
+  },
+  rate(v) {
+    return v >= 100 ? v.toFixed(0) : v >= 1 ? v.toFixed(2) : v.toFixed(3);
+  },
+  pct(ratio) {
+    return (ratio * 100).toFixed(2) + " %";
+  },
+  errorClass(ratio) {
+    return ratio >= 0.05 ? "bad" : ratio >= 0.01 ? "warn" : "good";
+  },
+  time(iso) {
+    return new Date(iso).toLocaleTimeString();
+  },
+  datetime(iso) {
+    return new Date(iso).toLocaleString();
+  },
+};
+
+/** The message shown when a view has nothing to show yet. */
+export function emptyState(what) {
+  return el("div", { class: "empty" },
+    el("p", {}, `No ${what} in this time range yet.`),
+    el("p", { class: "muted" },
+      "Point an OpenTelemetry exporter at this server (OTLP/gRPC on port 4317, OTLP/HTTP on 4318), ",
+      "or start it with `lakescope demo` to see a simulated shop."));
+}
+
+export function errorBox(e) {
+  return el("p", { class: "error-box", role: "alert" }, "Could not load: " + e.message);
+}
+
+// --- the shell ---
+
+let refresher = null;
+let timer = null;
+
+function syncRangeControls() {
+  const p = route().params;
+  const select = document.getElementById("range");
+  const custom = document.getElementById("custom-range");
+  if (p.get("start")) {
+    select.value = "custom";
+    custom.hidden = false;
+  } else {
+    select.value = RANGES.includes(p.get("range")) ? p.get("range") : "15m";
+    custom.hidden = true;
   }
 }
 
-async function loadTraces() {
-  if (!state.selected) return;
-  const params = { ...range(), service: state.selected, limit: 20, status: $("#errors-only").checked ? "error" : "" };
-  const body = $("#traces tbody");
+function setRange(params) {
+  const r = route();
+  const q = new URLSearchParams(r.params);
+  for (const key of ["range", "start", "end"]) q.delete(key);
+  for (const [k, v] of Object.entries(params)) q.set(k, v);
+  const path = [r.page, ...r.args].map(encodeURIComponent).join("/");
+  location.hash = "#/" + path + (q.toString() ? "?" + q : "");
+}
+
+async function show() {
+  const r = route();
+  const load = pages[r.page];
+  const view = document.getElementById("view");
+  document.querySelectorAll("#nav a").forEach((a) => {
+    const active = a.dataset.page === (r.page || "overview");
+    a.toggleAttribute("aria-current", active);
+    a.href = href(a.dataset.page === "overview" ? "" : a.dataset.page);
+  });
+  syncRangeControls();
+  if (!load) {
+    view.replaceChildren(el("p", {}, "No such page. ", el("a", { href: "#/" }, "Back to the overview.")));
+    return;
+  }
+  const module = await load();
+  view.replaceChildren();
+  refresher = null;
   try {
-    const data = await getJSON("/api/v1/traces?" + query(params));
-    body.replaceChildren(...data.traces.map((t) => {
-      const tr = document.createElement("tr");
-      tr.dataset.traceId = t.trace_id;
-      const link = document.createElement("a");
-      link.href = "/api/v1/traces/" + t.trace_id;
-      link.textContent = t.root_operation;
-      const op = document.createElement("td");
-      op.append(link);
-      tr.append(
-        cell(new Date(t.start_time).toLocaleTimeString(), "start_time"),
-        op,
-        cell(t.root_service, "root_service"),
-        cell(fmtMs(t.duration_ms), "duration_ms", "num"),
-        cell(String(t.span_count), "span_count", "num"),
-        cell(t.error ? "error" : "ok", "error", t.error ? "bad" : "good"),
-      );
-      return tr;
-    }));
+    refresher = (await module.render(view, r)) || null;
+    stamp();
   } catch (e) {
-    body.replaceChildren();
-    $("#traces-service").textContent = state.selected + " (" + e.message + ")";
+    view.replaceChildren(errorBox(e));
   }
 }
 
-function selectService(name) {
-  state.selected = name;
-  $("#traces-panel").hidden = false;
-  $("#traces-service").textContent = name;
-  renderServices();
-  loadTraces();
-}
-
-function refresh() {
-  loadServices();
-  loadTraces();
+function stamp() {
+  document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
 }
 
 function schedule() {
-  clearInterval(state.timer);
-  state.timer = $("#auto").checked ? setInterval(refresh, 5000) : null;
+  clearInterval(timer);
+  timer = document.getElementById("auto").checked
+    ? setInterval(async () => {
+        if (refresher) {
+          await refresher();
+          stamp();
+        }
+      }, 5000)
+    : null;
 }
 
-document.querySelectorAll("#services th[data-sort]").forEach((th) => {
-  th.addEventListener("click", () => {
-    const key = th.dataset.sort;
-    state.asc = state.sort === key ? !state.asc : key === "name";
-    state.sort = key;
-    renderServices();
-  });
+document.getElementById("range").addEventListener("change", (e) => {
+  if (e.target.value === "custom") {
+    document.getElementById("custom-range").hidden = false;
+    const end = new Date();
+    const start = new Date(end.getTime() - 3600e3);
+    const local = (d) => new Date(d.getTime() - d.getTimezoneOffset() * 60e3).toISOString().slice(0, 19);
+    document.getElementById("custom-start").value = local(start);
+    document.getElementById("custom-end").value = local(end);
+  } else {
+    setRange({ range: e.target.value });
+  }
 });
-$("#range").addEventListener("change", refresh);
-$("#auto").addEventListener("change", schedule);
-$("#errors-only").addEventListener("change", loadTraces);
-refresh();
+document.getElementById("custom-apply").addEventListener("click", () => {
+  const start = new Date(document.getElementById("custom-start").value);
+  const end = new Date(document.getElementById("custom-end").value);
+  if (isNaN(start) || isNaN(end) || start >= end) return;
+  setRange({ start: start.toISOString(), end: end.toISOString() });
+});
+document.getElementById("auto").addEventListener("change", schedule);
+window.addEventListener("hashchange", show);
+show();
 schedule();

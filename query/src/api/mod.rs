@@ -1,5 +1,6 @@
 //! The JSON API: `/api/v1/...`. Every endpoint is described in `docs/api.md` and `docs/openapi.yaml`.
 
+mod dashboards;
 mod error;
 mod params;
 mod services;
@@ -8,15 +9,38 @@ mod sql;
 mod traces;
 mod views;
 
+use std::sync::Arc;
+
 use axum::Router;
+use axum::extract::FromRef;
 use axum::routing::{get, post};
 
 pub use error::ApiError;
 
+use crate::dashboards::Dashboards;
 use crate::engine::QueryEngine;
 
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub engine: QueryEngine,
+    pub dashboards: Arc<Dashboards>,
+}
+
+impl FromRef<ApiState> for QueryEngine {
+    fn from_ref(state: &ApiState) -> Self {
+        state.engine.clone()
+    }
+}
+
+impl FromRef<ApiState> for Arc<Dashboards> {
+    fn from_ref(state: &ApiState) -> Self {
+        Arc::clone(&state.dashboards)
+    }
+}
+
 /// The API routes, for merging into the dashboard server.
-pub fn router(engine: QueryEngine) -> Router {
+pub fn router(engine: QueryEngine, dashboards: Dashboards) -> Router {
     Router::new()
         .route("/api/v1/services", get(services::list))
         .route("/api/v1/services/{service}/series", get(services::series))
@@ -31,5 +55,14 @@ pub fn router(engine: QueryEngine) -> Router {
         .route("/api/v1/traces", get(traces::search))
         .route("/api/v1/traces/{trace_id}", get(traces::get))
         .route("/api/v1/sql", post(sql::post))
-        .with_state(engine)
+        .route("/api/v1/dashboards", get(dashboards::list))
+        .route("/api/v1/dashboards/{id}", get(dashboards::get))
+        .route(
+            "/api/v1/dashboards/{id}/panels/{index}",
+            get(dashboards::panel),
+        )
+        .with_state(ApiState {
+            engine,
+            dashboards: Arc::new(dashboards),
+        })
 }

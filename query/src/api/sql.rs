@@ -26,7 +26,12 @@ pub async fn post(
 ) -> Result<Json<Value>, ApiError> {
     let Json(request) = body
         .map_err(|e| ApiError::BadRequest(format!("body must be {{\"query\": \"...\"}}: {e}")))?;
-    let rows = engine.user_query(&request.query).await?;
+    let rows = engine.user_query(&request.query, Vec::new()).await?;
+    Ok(Json(rows_json(&rows)?))
+}
+
+/// Rows as the SQL endpoint answers them: columns, rows as objects, counts, timing.
+pub fn rows_json(rows: &crate::engine::Rows) -> Result<Value, ApiError> {
     let mut writer = WriterBuilder::new()
         .with_explicit_nulls(true)
         .build::<_, JsonArray>(Vec::new());
@@ -47,11 +52,11 @@ pub async fn post(
         .map(|f| json!({ "name": f.name(), "type": f.data_type().to_string() }))
         .collect();
     let row_count: usize = rows.batches.iter().map(|b| b.num_rows()).sum();
-    Ok(Json(json!({
+    Ok(json!({
         "columns": columns,
         "rows": data,
         "row_count": row_count,
         "truncated": rows.truncated,
         "elapsed_ms": rows.elapsed.as_secs_f64() * 1e3,
-    })))
+    }))
 }
