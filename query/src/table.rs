@@ -163,6 +163,66 @@ mod tests {
         ))
     }
 
+    /// Files written before a nullable column was added stay readable: the column reads as null.
+    #[tokio::test]
+    async fn files_without_a_newer_column_read_it_as_null() {
+        use datafusion::arrow::array::{Array, AsArray};
+        use datafusion::parquet::arrow::ArrowWriter;
+        use lakescope_collector::lake::layout;
+        use lakescope_collector::schema::spans;
+
+        let dir = tempfile::tempdir().unwrap();
+        // One span, converted as today, then written without `exception_stacktrace`.
+        let request: opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest =
+            serde_json::from_str(
+                r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{
+                "traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174",
+                "name":"old","kind":2,"startTimeUnixNano":"1795551330000000000",
+                "endTimeUnixNano":"1795551330001000000"}]}]}]}"#,
+            )
+            .unwrap();
+        let batch = lakescope_collector::convert::spans::convert(
+            &request,
+            &lakescope_collector::Limits::default(),
+        )
+        .unwrap()
+        .batch;
+        let keep: Vec<usize> = (0..batch.num_columns())
+            .filter(|i| batch.schema().field(*i).name() != spans::col::EXCEPTION_STACKTRACE)
+            .collect();
+        let old = batch.project(&keep).unwrap();
+        let partition = layout::partition_of(1_795_551_330_000_000_000);
+        let part_dir =
+            layout::table_dir(dir.path(), layout::SPANS).join(layout::partition_dir(partition));
+        std::fs::create_dir_all(&part_dir).unwrap();
+        let file = std::fs::File::create(part_dir.join(layout::file_name(0, 0))).unwrap();
+        let mut writer = ArrowWriter::try_new(file, old.schema(), None).unwrap();
+        writer.write(&old).unwrap();
+        writer.close().unwrap();
+
+        let lake = lakescope_collector::Lake::open(dir.path()).unwrap();
+        let engine = crate::QueryEngine::new(&lake, crate::QueryLimits::default()).unwrap();
+        let rows = engine
+            .user_query("SELECT name, exception_stacktrace FROM spans", Vec::new())
+            .await
+            .unwrap();
+        let batch = &rows.batches[0];
+        assert_eq!(batch.num_rows(), 1);
+        assert_eq!(
+            batch
+                .column(0)
+                .as_string_view_opt()
+                .map(|a| a.value(0).to_owned())
+                .or_else(|| batch
+                    .column(0)
+                    .as_string_opt::<i32>()
+                    .map(|a| a.value(0).to_owned()))
+                .as_deref(),
+            Some("old")
+        );
+        assert!(batch.column(1).is_null(0));
+    }
+
     #[test]
     fn bounds_come_from_comparisons_on_the_time_column() {
         let c = || Expr::Column(Column::from_name("start_time"));

@@ -2,14 +2,15 @@
 //!
 //! An edge is an exact join over the stored spans, with no pairing window on arrival: a CLIENT or
 //! PRODUCER span in the range, and a SERVER or CONSUMER span of another service whose parent it
-//! is. The callee's span is looked for within [`CLOCK_SKEW`] of the range, to tolerate clocks of
+//! is; each such pair is one call (a producer whose message two services consume makes one call
+//! to each). The callee's span is looked for within [`CLOCK_SKEW`] of the range, to tolerate clocks of
 //! different hosts, not arrival order. A CLIENT or PRODUCER span with no instrumented child is an
 //! edge to a virtual node named from its attributes: a queue (`messaging.system`, its
 //! destination), a cache (`db.system` redis, memcached, valkey), a database (`db.system`, named by
 //! `peer.service` or `server.address`), or an external host (`peer.service`, `server.address`).
 //! Client spans with none of those attributes and no instrumented child are not drawn.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde::Serialize;
 
@@ -57,53 +58,47 @@ pub struct ServiceGraph {
     pub edges: Vec<Edge>,
 }
 
-const CALLER_SQL: &str = "
+/// One join of caller spans with their callee children; each (caller span, callee span) pair is
+/// one call, a caller span without an instrumented child one call to its virtual peer.
+const GRAPH_SQL: &str = "
 WITH callers AS (
   SELECT trace_id, span_id, service_name, status_code, duration_ns,
-         db_system, messaging_system, messaging_destination, server_address, peer_service
+    CASE
+      WHEN messaging_system IS NOT NULL THEN coalesce(messaging_destination, server_address, messaging_system)
+      WHEN db_system IS NOT NULL THEN coalesce(peer_service, server_address, db_system)
+      ELSE coalesce(peer_service, server_address)
+    END AS peer,
+    CASE
+      WHEN messaging_system IS NOT NULL THEN 'queue'
+      WHEN lower(db_system) IN ('redis', 'memcached', 'valkey') THEN 'cache'
+      WHEN db_system IS NOT NULL THEN 'database'
+      ELSE 'external'
+    END AS peer_kind
   FROM spans
   WHERE start_time >= $1 AND start_time < $2 AND span_kind IN ('CLIENT', 'PRODUCER')
 ),
 callees AS (
-  SELECT trace_id, parent_span_id, min(service_name) AS callee
+  SELECT trace_id, parent_span_id, service_name, status_code, duration_ns
   FROM spans
   WHERE start_time >= $3 AND start_time < $4 AND span_kind IN ('SERVER', 'CONSUMER')
     AND parent_span_id IS NOT NULL
-  GROUP BY trace_id, parent_span_id
 ),
 calls AS (
-  SELECT c.service_name AS source, c.status_code, c.duration_ns,
-    CASE
-      WHEN s.callee IS NOT NULL THEN s.callee
-      WHEN c.messaging_system IS NOT NULL THEN coalesce(c.messaging_destination, c.server_address, c.messaging_system)
-      WHEN c.db_system IS NOT NULL THEN coalesce(c.peer_service, c.server_address, c.db_system)
-      ELSE coalesce(c.peer_service, c.server_address)
-    END AS target,
-    CASE
-      WHEN s.callee IS NOT NULL THEN 'service'
-      WHEN c.messaging_system IS NOT NULL THEN 'queue'
-      WHEN lower(c.db_system) IN ('redis', 'memcached', 'valkey') THEN 'cache'
-      WHEN c.db_system IS NOT NULL THEN 'database'
-      ELSE 'external'
-    END AS target_kind
-  FROM callers c LEFT JOIN callees s ON s.trace_id = c.trace_id AND s.parent_span_id = c.span_id
-  WHERE s.callee IS NULL OR s.callee <> c.service_name
+  SELECT c.service_name AS source, coalesce(s.service_name, c.peer) AS target,
+    CASE WHEN s.service_name IS NULL THEN c.peer_kind ELSE 'service' END AS target_kind,
+    c.status_code AS caller_status, c.duration_ns AS caller_ns,
+    s.service_name AS callee, s.status_code AS callee_status, s.duration_ns AS callee_ns
+  FROM callers c LEFT JOIN callees s ON s.parent_span_id = c.span_id AND s.trace_id = c.trace_id
 )
 SELECT source, target, target_kind, count(*) AS calls,
-  count(*) FILTER (WHERE status_code = 'ERROR') AS errors,
-  latency_sketch(duration_ns) AS latency
-FROM calls WHERE target IS NOT NULL
+  count(*) FILTER (WHERE caller_status = 'ERROR') AS errors,
+  latency_sketch(caller_ns) AS latency,
+  count(callee) AS callee_requests,
+  count(*) FILTER (WHERE callee_status = 'ERROR') AS callee_errors,
+  latency_sketch(callee_ns) AS callee_latency
+FROM calls
+WHERE target IS NOT NULL AND (callee IS NULL OR callee <> source)
 GROUP BY source, target, target_kind";
-
-const CALLEE_SQL: &str = "
-SELECT c.service_name AS source, s.service_name AS target, count(*) AS requests,
-  count(*) FILTER (WHERE s.status_code = 'ERROR') AS errors,
-  latency_sketch(s.duration_ns) AS latency
-FROM spans c JOIN spans s ON s.trace_id = c.trace_id AND s.parent_span_id = c.span_id
-WHERE c.start_time >= $1 AND c.start_time < $2 AND c.span_kind IN ('CLIENT', 'PRODUCER')
-  AND s.start_time >= $3 AND s.start_time < $4 AND s.span_kind IN ('SERVER', 'CONSUMER')
-  AND s.service_name <> c.service_name
-GROUP BY c.service_name, s.service_name";
 
 /// The graph of calls made in `range`.
 pub async fn graph(engine: &QueryEngine, range: TimeRange) -> Result<ServiceGraph, QueryError> {
@@ -116,38 +111,26 @@ pub async fn graph(engine: &QueryEngine, range: TimeRange) -> Result<ServiceGrap
         ]
     };
     let seconds = range.seconds();
-
-    let mut callee_side: BTreeMap<(String, String), CalleeSide> = BTreeMap::new();
-    for batch in &engine.query(CALLEE_SQL, params()).await?.batches {
-        let (source, target) = (
-            rows::strings(batch, "source")?,
-            rows::strings(batch, "target")?,
-        );
-        let (requests, errors) = (rows::ints(batch, "requests")?, rows::ints(batch, "errors")?);
-        let latency = rows::binaries(batch, "latency")?;
-        for row in 0..batch.num_rows() {
-            callee_side.insert(
-                (source.value(row).to_owned(), target.value(row).to_owned()),
-                CalleeSide {
-                    red: Red::new(
-                        rows::count(requests, row),
-                        rows::count(errors, row),
-                        &rows::sketch(latency, row)?,
-                        seconds,
-                    ),
-                },
-            );
-        }
-    }
-
+    let (calls, services) = tokio::try_join!(
+        engine.query(GRAPH_SQL, params()),
+        engine.query(
+            "SELECT DISTINCT service_name FROM spans WHERE start_time >= $1 AND start_time < $2",
+            vec![timestamp(range.start), timestamp(range.end)],
+        )
+    )?;
     let mut nodes: BTreeSet<Node> = BTreeSet::new();
     let mut edges = Vec::new();
-    for batch in &engine.query(CALLER_SQL, params()).await?.batches {
+    for batch in &calls.batches {
         let source = rows::strings(batch, "source")?;
         let target = rows::strings(batch, "target")?;
         let kind = rows::strings(batch, "target_kind")?;
         let (calls, errors) = (rows::ints(batch, "calls")?, rows::ints(batch, "errors")?);
         let latency = rows::binaries(batch, "latency")?;
+        let (callee_n, callee_e) = (
+            rows::ints(batch, "callee_requests")?,
+            rows::ints(batch, "callee_errors")?,
+        );
+        let callee_l = rows::binaries(batch, "callee_latency")?;
         for row in 0..batch.num_rows() {
             let red = Red::new(
                 rows::count(calls, row),
@@ -155,18 +138,24 @@ pub async fn graph(engine: &QueryEngine, range: TimeRange) -> Result<ServiceGrap
                 &rows::sketch(latency, row)?,
                 seconds,
             );
-            let (source, target, kind) = (
-                source.value(row).to_owned(),
-                target.value(row).to_owned(),
-                kind.value(row).to_owned(),
-            );
+            let kind = kind.value(row).to_owned();
+            let callee = (kind == "service").then(|| {
+                rows::sketch(callee_l, row).map(|sketch| CalleeSide {
+                    red: Red::new(
+                        rows::count(callee_n, row),
+                        rows::count(callee_e, row),
+                        &sketch,
+                        seconds,
+                    ),
+                })
+            });
+            let target = target.value(row).to_owned();
             nodes.insert(Node {
                 id: target.clone(),
                 kind: kind.clone(),
             });
-            let callee = callee_side.remove(&(source.clone(), target.clone()));
             edges.push(Edge {
-                source,
+                source: source.value(row).to_owned(),
                 target,
                 target_kind: kind,
                 calls: red.requests,
@@ -176,17 +165,10 @@ pub async fn graph(engine: &QueryEngine, range: TimeRange) -> Result<ServiceGrap
                 p50_ms: red.p50_ms,
                 p95_ms: red.p95_ms,
                 p99_ms: red.p99_ms,
-                callee,
+                callee: callee.transpose()?,
             });
         }
     }
-
-    let services = engine
-        .query(
-            "SELECT DISTINCT service_name FROM spans WHERE start_time >= $1 AND start_time < $2",
-            vec![timestamp(range.start), timestamp(range.end)],
-        )
-        .await?;
     for batch in &services.batches {
         let name = rows::strings(batch, "service_name")?;
         for row in 0..batch.num_rows() {

@@ -203,45 +203,70 @@ pub async fn compare(
         .enumerate()
         .map(|(i, (_, expr))| format!("{expr} AS d{i}"))
         .collect();
-    let mut parts = vec![
-        "SELECT 'total' AS dimension, '' AS value, count(*) FILTER (WHERE sel) AS s, count(*) FILTER (WHERE NOT sel) AS r FROM m".to_owned(),
-    ];
-    for (i, (name, _)) in DIMENSIONS.iter().enumerate() {
-        parts.push(format!(
-            "SELECT '{name}', d{i}, count(*) FILTER (WHERE sel), count(*) FILTER (WHERE NOT sel) \
-             FROM m WHERE d{i} IS NOT NULL GROUP BY d{i}"
-        ));
-    }
-    parts.push(format!(
-        "SELECT 'service in trace', x.service_name, \
-           count(DISTINCT m.trace_id) FILTER (WHERE m.sel), count(DISTINCT m.trace_id) FILTER (WHERE NOT m.sel) \
+    let m = format!(
+        "m AS (SELECT trace_id, service_name, {}, (duration_ns >= $3 AND duration_ns < $4) AS sel \
+               FROM spans WHERE {filter})",
+        columns.join(", ")
+    );
+    // One scan for every dimension: a grouping set per dimension, and () for the totals.
+    let sets: Vec<String> = (0..DIMENSIONS.len()).map(|i| format!("(d{i})")).collect();
+    let flags: Vec<String> = (0..DIMENSIONS.len())
+        .map(|i| format!("grouping(d{i}) AS g{i}"))
+        .collect();
+    let dims: Vec<String> = (0..DIMENSIONS.len()).map(|i| format!("d{i}")).collect();
+    let by_dimension = format!(
+        "WITH {m} SELECT {}, {}, count(*) FILTER (WHERE sel) AS s, count(*) FILTER (WHERE NOT sel) AS r \
+         FROM m GROUP BY GROUPING SETS ((), {})",
+        dims.join(", "),
+        flags.join(", "),
+        sets.join(", ")
+    );
+    let in_trace = format!(
+        "WITH {m} SELECT x.service_name AS value, \
+           count(DISTINCT m.trace_id) FILTER (WHERE m.sel) AS s, \
+           count(DISTINCT m.trace_id) FILTER (WHERE NOT m.sel) AS r \
          FROM m JOIN spans x ON x.trace_id = m.trace_id \
          WHERE x.start_time >= ${skew} AND x.start_time < ${} AND x.service_name <> m.service_name \
          GROUP BY x.service_name",
         skew + 1
-    ));
-    let sql = format!(
-        "WITH m AS (SELECT trace_id, service_name, {}, (duration_ns >= $3 AND duration_ns < $4) AS sel \
-                    FROM spans WHERE {filter}) {}",
-        columns.join(", "),
-        parts.join(" UNION ALL ")
     );
+    let (grouped, traces) = tokio::try_join!(
+        engine.query(&by_dimension, params.clone()),
+        engine.query(&in_trace, params)
+    )?;
     let mut selected = 0;
     let mut rest = 0;
     let mut raw = Vec::new();
-    for batch in &engine.query(&sql, params).await?.batches {
-        let (dim, value) = (
-            rows::strings(batch, "dimension")?,
-            rows::strings(batch, "value")?,
-        );
+    for batch in &grouped.batches {
         let (s, r) = (rows::ints(batch, "s")?, rows::ints(batch, "r")?);
+        let values: Vec<_> = (0..DIMENSIONS.len())
+            .map(|i| rows::strings(batch, &format!("d{i}")))
+            .collect::<Result<_, _>>()?;
+        let grouping: Vec<_> = (0..DIMENSIONS.len())
+            .map(|i| rows::grouping(batch, &format!("g{i}")))
+            .collect::<Result<_, _>>()?;
         for row in 0..batch.num_rows() {
             let (s, r) = (rows::count(s, row), rows::count(r, row));
-            if dim.value(row) == "total" {
-                (selected, rest) = (s, r);
-            } else {
-                raw.push((dim.value(row).to_owned(), value.value(row).to_owned(), s, r));
+            match (0..DIMENSIONS.len()).find(|i| grouping[*i](row) == 0) {
+                None => (selected, rest) = (s, r),
+                Some(i) => {
+                    if let Some(value) = rows::text(values[i], row) {
+                        raw.push((DIMENSIONS[i].0.to_owned(), value, s, r));
+                    }
+                }
             }
+        }
+    }
+    for batch in &traces.batches {
+        let value = rows::strings(batch, "value")?;
+        let (s, r) = (rows::ints(batch, "s")?, rows::ints(batch, "r")?);
+        for row in 0..batch.num_rows() {
+            raw.push((
+                "service in trace".to_owned(),
+                value.value(row).to_owned(),
+                rows::count(s, row),
+                rows::count(r, row),
+            ));
         }
     }
     let share = |n: u64, of: u64| if of > 0 { n as f64 / of as f64 } else { 0.0 };

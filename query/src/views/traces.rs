@@ -75,8 +75,8 @@ pub struct TraceQuery {
     pub min_duration_ns: Option<i64>,
     pub max_duration_ns: Option<i64>,
     pub status: Option<StatusFilter>,
-    /// `(key, value)`: the span, its resource or its scope has this attribute with this value
-    /// (compared as text, as stored).
+    /// `(key, value)`: the span or its resource has this attribute with this value (compared as
+    /// text, as stored).
     pub attributes: Vec<(String, String)>,
     pub order: TraceOrder,
     pub limit: usize,
@@ -133,14 +133,8 @@ pub async fn search(engine: &QueryEngine, q: &TraceQuery) -> Result<Vec<TraceSum
         add("duration_ns <= ?", ScalarValue::Int64(Some(max)));
     }
     for (key, value) in &q.attributes {
-        params.push(ScalarValue::Utf8(Some(key.clone())));
         params.push(ScalarValue::Utf8(Some(value.clone())));
-        let (k, v) = (params.len() - 1, params.len());
-        conditions.push(format!(
-            "(array_has(map_extract(attributes, ${k}), ${v}) \
-              OR array_has(map_extract(resource_attributes, ${k}), ${v}) \
-              OR array_has(map_extract(scope_attributes, ${k}), ${v}))"
-        ));
+        conditions.push(attribute_condition(key, params.len()));
     }
     let order = match q.order {
         TraceOrder::Time => "latest DESC",
@@ -166,6 +160,47 @@ pub async fn search(engine: &QueryEngine, q: &TraceQuery) -> Result<Vec<TraceSum
     // Keep the search's order (the summary query orders by start time).
     found.sort_by_key(|t| ids.iter().position(|id| id.as_str() == t.trace_id));
     Ok(found)
+}
+
+/// Semantic-convention attributes with columns of their own, and whether the column is an
+/// integer. A column also holds the older or newer name of the same attribute.
+const PROMOTED: [(&str, &str, bool); 21] = [
+    ("service.name", "service_name", false),
+    ("service.namespace", "service_namespace", false),
+    ("service.version", "service_version", false),
+    ("service.instance.id", "service_instance_id", false),
+    ("http.request.method", "http_method", false),
+    ("http.method", "http_method", false),
+    ("http.route", "http_route", false),
+    ("http.response.status_code", "http_status_code", true),
+    ("http.status_code", "http_status_code", true),
+    ("rpc.system", "rpc_system", false),
+    ("rpc.service", "rpc_service", false),
+    ("rpc.method", "rpc_method", false),
+    ("rpc.grpc.status_code", "rpc_grpc_status_code", true),
+    ("db.system.name", "db_system", false),
+    ("db.system", "db_system", false),
+    ("messaging.system", "messaging_system", false),
+    ("messaging.destination.name", "messaging_destination", false),
+    ("server.address", "server_address", false),
+    ("server.port", "server_port", true),
+    ("peer.service", "peer_service", false),
+    ("exception.type", "exception_type", false),
+];
+
+/// The SQL condition "the span (or its resource) has attribute `key` = parameter `$value`".
+/// Promoted attributes compare their column (fast: statistics and no map decoding); others look
+/// the key up in the span's and the resource's attribute maps.
+fn attribute_condition(key: &str, value: usize) -> String {
+    if let Some((_, column, int)) = PROMOTED.iter().find(|(k, _, _)| *k == key) {
+        return if *int {
+            format!("CAST({column} AS VARCHAR) = ${value}")
+        } else {
+            format!("{column} = ${value}")
+        };
+    }
+    let key = key.replace('\'', "''");
+    format!("(attributes['{key}'] = ${value} OR resource_attributes['{key}'] = ${value})")
 }
 
 /// Summaries of the given traces, over all their spans, newest first.
