@@ -10,7 +10,6 @@ use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::physical_plan::execute_stream;
 use futures::StreamExt;
 use lakescope_collector::Lake;
-use lakescope_collector::schema::spans::col;
 
 use crate::sketch;
 use crate::table::LakeTable;
@@ -86,11 +85,11 @@ impl QueryEngine {
     pub fn new(lake: &Lake, limits: QueryLimits) -> Result<Self, QueryError> {
         let config = SessionConfig::new().with_information_schema(true);
         let ctx = SessionContext::new_with_config(config);
-        ctx.register_table(
-            "spans",
-            Arc::new(LakeTable::new(Arc::clone(&lake.spans), col::START_TIME)),
-        )
-        .map_err(QueryError::planning)?;
+        for table in lake.tables() {
+            let time_column = table.spec().time_column;
+            ctx.register_table(table.name(), Arc::new(LakeTable::new(table, time_column)))
+                .map_err(QueryError::planning)?;
+        }
         ctx.register_udaf(sketch::latency_sketch(DataType::Int64));
         ctx.register_udf(sketch::sketch_quantile());
         ctx.register_udf(crate::fingerprint::udf());

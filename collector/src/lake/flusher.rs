@@ -45,17 +45,17 @@ fn due(table: &Table, policy: &FlushPolicy) -> bool {
 pub async fn flush_all<C: Checkpoint>(lake: &Arc<Lake>, log: &C) -> Result<usize, String> {
     // Read the mark before taking batches: every batch at or below it is already buffered.
     let mark = log.high_water();
-    let tables = [Arc::clone(&lake.spans)];
     let mut rows = 0;
-    for table in tables {
+    for table in lake.tables() {
         let Some(job) = table.begin_flush(mark) else {
             continue;
         };
         let data_dir = lake.data_dir().to_owned();
         let name = table.name();
+        let spec = table.spec();
         let started = std::time::Instant::now();
         let result = tokio::task::spawn_blocking(move || {
-            let files = writer::write_flush(&data_dir, name, &job);
+            let files = writer::write_flush(&data_dir, spec, &job);
             (job, files)
         })
         .await;
@@ -102,7 +102,7 @@ pub async fn run<C: Checkpoint>(
             _ = stop.cancelled() => break,
             _ = tick.tick() => {}
         }
-        if !due(&lake.spans, &policy) {
+        if !lake.tables().iter().any(|t| due(t, &policy)) {
             continue;
         }
         if let Err(error) = flush_all(&lake, &log).await {

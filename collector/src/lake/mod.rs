@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 pub use table::{LakeFile, Snapshot, Table};
 
-use crate::schema;
+use crate::schema::{self, TableSpec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LakeError {
@@ -49,17 +49,22 @@ impl Lake {
             fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
         }
         let checkpoint = crate::wal::read_checkpoint(&layout::wal_dir(data_dir))?;
-        let files = recover_table(data_dir, layout::SPANS, checkpoint)?;
-        tracing::info!(
-            data_dir = %data_dir.display(),
-            span_files = files.len(),
-            checkpoint,
-            "lake opened"
-        );
-        Ok(Self {
+        let open = |spec: &'static TableSpec| -> Result<Arc<Table>, LakeError> {
+            let files = recover_table(data_dir, spec.name, checkpoint)?;
+            tracing::info!(table = spec.name, files = files.len(), "table opened");
+            Ok(Arc::new(Table::new(spec, files)))
+        };
+        let lake = Self {
             data_dir: data_dir.to_owned(),
-            spans: Arc::new(Table::new(layout::SPANS, schema::spans::schema(), files)),
-        })
+            spans: open(&schema::spans::TABLE)?,
+        };
+        tracing::info!(data_dir = %data_dir.display(), checkpoint, "lake opened");
+        Ok(lake)
+    }
+
+    /// Every table, in a fixed order.
+    pub fn tables(&self) -> Vec<Arc<Table>> {
+        vec![Arc::clone(&self.spans)]
     }
 
     pub fn data_dir(&self) -> &Path {

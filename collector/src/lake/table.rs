@@ -11,6 +11,8 @@ use std::time::Instant;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 
+use crate::schema::TableSpec;
+
 /// A committed Parquet file.
 #[derive(Debug, Clone)]
 pub struct LakeFile {
@@ -59,16 +61,16 @@ pub struct FlushJob {
 /// One table of the lake.
 #[derive(Debug)]
 pub struct Table {
-    name: &'static str,
+    spec: &'static TableSpec,
     schema: SchemaRef,
     state: Mutex<State>,
 }
 
 impl Table {
-    pub fn new(name: &'static str, schema: SchemaRef, files: Vec<LakeFile>) -> Self {
+    pub fn new(spec: &'static TableSpec, files: Vec<LakeFile>) -> Self {
         Self {
-            name,
-            schema,
+            spec,
+            schema: (spec.schema)(),
             state: Mutex::new(State {
                 files: Arc::new(files),
                 ..State::default()
@@ -77,7 +79,11 @@ impl Table {
     }
 
     pub fn name(&self) -> &'static str {
-        self.name
+        self.spec.name
+    }
+
+    pub fn spec(&self) -> &'static TableSpec {
+        self.spec
     }
 
     pub fn schema(&self) -> SchemaRef {

@@ -21,7 +21,7 @@ use datafusion::parquet::schema::types::ColumnPath;
 
 use super::layout;
 use super::table::{FlushJob, LakeFile};
-use crate::schema::spans::col;
+use crate::schema::TableSpec;
 
 /// Parquet key-value metadata key holding the flush's WAL sequence number.
 pub const SEQ_KEY: &str = "lakescope.wal_seq";
@@ -48,20 +48,22 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
     }
 }
 
-fn properties(rows: usize, seq: u64) -> WriterProperties {
-    let trace_id = ColumnPath::from(col::TRACE_ID);
-    let ids = [col::TRACE_ID, col::SPAN_ID, col::PARENT_SPAN_ID];
+fn properties(spec: &TableSpec, rows: usize, seq: u64) -> WriterProperties {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(256 * 1024))
-        .set_column_bloom_filter_enabled(trace_id.clone(), true)
-        .set_column_bloom_filter_fpp(trace_id.clone(), 0.01)
-        .set_column_bloom_filter_max_ndv(trace_id, rows.max(1) as u64)
         .set_key_value_metadata(Some(vec![KeyValue::new(SEQ_KEY.into(), seq.to_string())]));
+    for column in spec.bloom {
+        let path = ColumnPath::from(*column);
+        builder = builder
+            .set_column_bloom_filter_enabled(path.clone(), true)
+            .set_column_bloom_filter_fpp(path.clone(), 0.01)
+            .set_column_bloom_filter_max_ndv(path, rows.max(1) as u64);
+    }
     // Random ids do not repeat within a row group often enough for a dictionary to pay.
-    for id in ids {
-        builder = builder.set_column_dictionary_enabled(ColumnPath::from(id), false);
+    for column in spec.no_dictionary {
+        builder = builder.set_column_dictionary_enabled(ColumnPath::from(*column), false);
     }
     builder.build()
 }
@@ -85,24 +87,21 @@ fn split_by_partition(
     Ok(parts)
 }
 
-/// Orders rows by service, then time, so that files prune well on the common filters.
-fn sort_for_storage(batch: &RecordBatch) -> Result<RecordBatch, WriteError> {
-    let column = |name: &'static str| {
-        batch
-            .column_by_name(name)
-            .cloned()
-            .ok_or(WriteError::MissingColumn(name))
-    };
-    let keys = [
-        SortColumn {
-            values: column(col::SERVICE_NAME)?,
-            options: None,
-        },
-        SortColumn {
-            values: column(col::START_TIME)?,
-            options: None,
-        },
-    ];
+/// Orders rows (by service, then time) so that files prune well on the common filters.
+fn sort_for_storage(spec: &TableSpec, batch: &RecordBatch) -> Result<RecordBatch, WriteError> {
+    let keys = spec
+        .sort
+        .iter()
+        .map(|name| {
+            Ok(SortColumn {
+                values: batch
+                    .column_by_name(name)
+                    .cloned()
+                    .ok_or(WriteError::MissingColumn(name))?,
+                options: None,
+            })
+        })
+        .collect::<Result<Vec<_>, WriteError>>()?;
     let indices = lexsort_to_indices(&keys, None)?;
     Ok(take_record_batch(batch, &indices)?)
 }
@@ -135,7 +134,7 @@ fn create_dir_durably(dir: &Path) -> Result<(), WriteError> {
 /// Writes one file atomically and returns it.
 fn write_file(
     data_dir: &Path,
-    table: &str,
+    spec: &TableSpec,
     partition_start: i64,
     seq: u64,
     n: usize,
@@ -143,12 +142,13 @@ fn write_file(
 ) -> Result<LakeFile, WriteError> {
     let tmp_dir = layout::tmp_dir(data_dir);
     create_dir_durably(&tmp_dir)?;
+    let table = spec.name;
     let tmp = tmp_dir.join(format!("{table}-{}", layout::file_name(seq, n)));
     let file = File::create(&tmp).map_err(io_err(&tmp))?;
     let mut writer = ArrowWriter::try_new(
         file,
         batch.schema(),
-        Some(properties(batch.num_rows(), seq)),
+        Some(properties(spec, batch.num_rows(), seq)),
     )?;
     writer.write(batch)?;
     let file = writer.into_inner()?;
@@ -175,14 +175,14 @@ fn write_file(
 /// renamed into place, so a retry cannot duplicate rows.
 pub fn write_flush(
     data_dir: &Path,
-    table: &'static str,
+    spec: &'static TableSpec,
     job: &FlushJob,
 ) -> Result<Vec<LakeFile>, WriteError> {
     let Some(first) = job.batches.first() else {
         return Ok(Vec::new());
     };
     let all = concat_batches(&first.schema(), &job.batches)?;
-    let parts = split_by_partition(&all, col::START_TIME)?;
+    let parts = split_by_partition(&all, spec.time_column)?;
     let mut written = Vec::with_capacity(parts.len());
     let single = parts.len() == 1;
     for (n, (partition_start, rows)) in parts.into_iter().enumerate() {
@@ -192,8 +192,8 @@ pub fn write_flush(
             } else {
                 take_record_batch(&all, &UInt32Array::from(rows))?
             };
-            let sorted = sort_for_storage(&part)?;
-            write_file(data_dir, table, partition_start, job.last_seq, n, &sorted)
+            let sorted = sort_for_storage(spec, &part)?;
+            write_file(data_dir, spec, partition_start, job.last_seq, n, &sorted)
         })();
         match result {
             Ok(file) => written.push(file),

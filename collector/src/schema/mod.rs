@@ -4,3 +4,21 @@
 pub mod attributes;
 pub mod span_rows;
 pub mod spans;
+
+use datafusion::arrow::datatypes::SchemaRef;
+
+/// What the writer and the query layer need to know about a table of the lake.
+#[derive(Debug)]
+pub struct TableSpec {
+    /// Directory name under the data directory, and the SQL table name.
+    pub name: &'static str,
+    pub schema: fn() -> SchemaRef,
+    /// The timestamp column whose hour decides a row's partition.
+    pub time_column: &'static str,
+    /// Sort order within a file.
+    pub sort: &'static [&'static str],
+    /// Columns with a bloom filter (point lookups).
+    pub bloom: &'static [&'static str],
+    /// Columns written without dictionary encoding (random ids).
+    pub no_dictionary: &'static [&'static str],
+}

@@ -373,6 +373,16 @@ pub fn schema() -> SchemaRef {
     Arc::clone(&SCHEMA)
 }
 
+/// The `spans` table.
+pub const TABLE: super::TableSpec = super::TableSpec {
+    name: "spans",
+    schema,
+    time_column: col::START_TIME,
+    sort: &[col::SERVICE_NAME, col::START_TIME],
+    bloom: &[col::TRACE_ID],
+    no_dictionary: &[col::TRACE_ID, col::SPAN_ID, col::PARENT_SPAN_ID],
+};
+
 /// The OTLP span kinds by their enum number, as stored in `span_kind`.
 pub const SPAN_KINDS: [&str; 6] = [
     "UNSPECIFIED",
