@@ -1,4 +1,6 @@
 //! OTLP messages → Arrow batches of the lake's tables.
 
 mod attributes;
+pub mod logs;
+mod origin;
 pub mod spans;

@@ -17,8 +17,9 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::Span;
 
 use super::attributes::AttributeColumns;
+use super::origin::{Origin, OriginColumns, as_str};
 use crate::limits::Limits;
-use crate::schema::spans::{self, SPAN_KINDS, STATUS_CODES, UNKNOWN_SERVICE};
+use crate::schema::spans::{self, SPAN_KINDS, STATUS_CODES};
 
 /// Why one span was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -192,13 +193,6 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
-fn as_str(value: Option<&AnyValue>) -> Option<&str> {
-    match value?.value.as_ref()? {
-        Value::StringValue(s) => Some(s),
-        _ => None,
-    }
-}
-
 fn as_int(value: Option<&AnyValue>) -> Option<i64> {
     match value?.value.as_ref()? {
         Value::IntValue(i) => Some(*i),
@@ -276,26 +270,6 @@ fn first<T: Copy>(options: [Option<T>; 2]) -> Option<T> {
     options[0].or(options[1])
 }
 
-/// Resource identity taken from the resource attributes.
-struct ResourceIdentity<'a> {
-    service_name: &'a str,
-    namespace: Option<&'a str>,
-    version: Option<&'a str>,
-    instance_id: Option<&'a str>,
-}
-
-impl<'a> ResourceIdentity<'a> {
-    fn from_attributes(attrs: &'a [KeyValue]) -> Self {
-        let get = |key: &str| as_str(attrs.iter().find(|kv| kv.key == key)?.value.as_ref());
-        Self {
-            service_name: get("service.name").unwrap_or(UNKNOWN_SERVICE),
-            namespace: get("service.namespace"),
-            version: get("service.version"),
-            instance_id: get("service.instance.id"),
-        }
-    }
-}
-
 /// Column builders for the `spans` schema.
 struct SpanColumns {
     trace_id: StringBuilder,
@@ -310,10 +284,7 @@ struct SpanColumns {
     duration: Int64Builder,
     status_code: StringBuilder,
     status_message: StringBuilder,
-    service_name: StringBuilder,
-    service_namespace: StringBuilder,
-    service_version: StringBuilder,
-    service_instance_id: StringBuilder,
+    origin: OriginColumns,
     http_method: StringBuilder,
     http_route: StringBuilder,
     http_status_code: Int64Builder,
@@ -336,14 +307,6 @@ struct SpanColumns {
     dropped_events: UInt32Builder,
     links: LinkColumns,
     dropped_links: UInt32Builder,
-    resource_attributes: AttributeColumns,
-    resource_dropped: UInt32Builder,
-    resource_schema_url: StringBuilder,
-    scope_name: StringBuilder,
-    scope_version: StringBuilder,
-    scope_attributes: AttributeColumns,
-    scope_dropped: UInt32Builder,
-    scope_schema_url: StringBuilder,
     id_text: String,
 }
 
@@ -367,10 +330,7 @@ impl SpanColumns {
             duration: Int64Builder::with_capacity(rows),
             status_code: s(),
             status_message: s(),
-            service_name: s(),
-            service_namespace: s(),
-            service_version: s(),
-            service_instance_id: s(),
+            origin: OriginColumns::with_capacity(rows),
             http_method: s(),
             http_route: s(),
             http_status_code: Int64Builder::with_capacity(rows),
@@ -393,14 +353,6 @@ impl SpanColumns {
             dropped_events: UInt32Builder::with_capacity(rows),
             links: LinkColumns::default(),
             dropped_links: UInt32Builder::with_capacity(rows),
-            resource_attributes: AttributeColumns::with_capacity(rows),
-            resource_dropped: UInt32Builder::with_capacity(rows),
-            resource_schema_url: s(),
-            scope_name: s(),
-            scope_version: s(),
-            scope_attributes: AttributeColumns::with_capacity(rows),
-            scope_dropped: UInt32Builder::with_capacity(rows),
-            scope_schema_url: s(),
             id_text: String::with_capacity(32),
         }
     }
@@ -411,7 +363,7 @@ impl SpanColumns {
         builder.append_value(id_text.as_str());
     }
 
-    fn append(&mut self, span: &Span, ctx: &SpanContext<'_>) {
+    fn append(&mut self, span: &Span, origin: &Origin<'_>) {
         Self::append_id(&mut self.id_text, &mut self.trace_id, &span.trace_id);
         Self::append_id(&mut self.id_text, &mut self.span_id, &span.span_id);
         if span.parent_span_id.is_empty() {
@@ -444,11 +396,7 @@ impl SpanColumns {
             .append_value(STATUS_CODES[code.min(STATUS_CODES.len() - 1)]);
         self.status_message.append_value(message);
 
-        let id = &ctx.identity;
-        self.service_name.append_value(id.service_name);
-        self.service_namespace.append_option(id.namespace);
-        self.service_version.append_option(id.version);
-        self.service_instance_id.append_option(id.instance_id);
+        self.origin.append(origin);
 
         let p = Promoted::from_span(span);
         self.http_method.append_option(first(p.http_method));
@@ -477,19 +425,10 @@ impl SpanColumns {
         self.dropped_events.append_value(span.dropped_events_count);
         self.links.append(span);
         self.dropped_links.append_value(span.dropped_links_count);
-
-        self.resource_attributes.append(ctx.resource_attributes);
-        self.resource_dropped.append_value(ctx.resource_dropped);
-        self.resource_schema_url
-            .append_value(ctx.resource_schema_url);
-        self.scope_name.append_value(ctx.scope_name);
-        self.scope_version.append_value(ctx.scope_version);
-        self.scope_attributes.append(ctx.scope_attributes);
-        self.scope_dropped.append_value(ctx.scope_dropped);
-        self.scope_schema_url.append_value(ctx.scope_schema_url);
     }
 
     fn finish(mut self) -> Result<RecordBatch, ArrowError> {
+        let origin = self.origin.finish();
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(spans::COLUMNS.len());
         let mut push = |a: ArrayRef| columns.push(a);
         push(Arc::new(self.trace_id.finish()));
@@ -504,10 +443,10 @@ impl SpanColumns {
         push(Arc::new(self.duration.finish()));
         push(Arc::new(self.status_code.finish()));
         push(Arc::new(self.status_message.finish()));
-        push(Arc::new(self.service_name.finish()));
-        push(Arc::new(self.service_namespace.finish()));
-        push(Arc::new(self.service_version.finish()));
-        push(Arc::new(self.service_instance_id.finish()));
+        push(origin.service_name);
+        push(origin.service_namespace);
+        push(origin.service_version);
+        push(origin.service_instance_id);
         push(Arc::new(self.http_method.finish()));
         push(Arc::new(self.http_route.finish()));
         push(Arc::new(self.http_status_code.finish()));
@@ -532,33 +471,18 @@ impl SpanColumns {
         push(Arc::new(self.dropped_events.finish()));
         push(self.links.finish()?);
         push(Arc::new(self.dropped_links.finish()));
-        let (attrs, types) = self.resource_attributes.finish();
-        push(attrs);
-        push(types);
-        push(Arc::new(self.resource_dropped.finish()));
-        push(Arc::new(self.resource_schema_url.finish()));
-        push(Arc::new(self.scope_name.finish()));
-        push(Arc::new(self.scope_version.finish()));
-        let (attrs, types) = self.scope_attributes.finish();
-        push(attrs);
-        push(types);
-        push(Arc::new(self.scope_dropped.finish()));
-        push(Arc::new(self.scope_schema_url.finish()));
+        push(origin.resource_attributes);
+        push(origin.resource_attribute_types);
+        push(origin.resource_dropped);
+        push(origin.resource_schema_url);
+        push(origin.scope_name);
+        push(origin.scope_version);
+        push(origin.scope_attributes);
+        push(origin.scope_attribute_types);
+        push(origin.scope_dropped);
+        push(origin.scope_schema_url);
         RecordBatch::try_new(spans::schema(), columns)
     }
-}
-
-/// What every span of one scope shares.
-struct SpanContext<'a> {
-    identity: ResourceIdentity<'a>,
-    resource_attributes: &'a [KeyValue],
-    resource_dropped: u32,
-    resource_schema_url: &'a str,
-    scope_name: &'a str,
-    scope_version: &'a str,
-    scope_attributes: &'a [KeyValue],
-    scope_dropped: u32,
-    scope_schema_url: &'a str,
 }
 
 /// Offsets of a list column: one entry per span.
@@ -684,31 +608,21 @@ pub fn convert(
     let mut columns = SpanColumns::with_capacity(total);
     let mut rejected = Rejections::default();
     for rs in &request.resource_spans {
-        let (resource_attributes, resource_dropped) =
-            rs.resource.as_ref().map_or((&[][..], 0), |r| {
-                (&r.attributes[..], r.dropped_attributes_count)
-            });
+        let resource_attributes = rs.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
         let resource_ok = validate_shared("resource", resource_attributes, limits);
         for ss in &rs.scope_spans {
-            let scope = ss.scope.as_ref();
-            let scope_attributes = scope.map_or(&[][..], |s| &s.attributes[..]);
+            let origin = Origin::new(
+                rs.resource.as_ref(),
+                &rs.schema_url,
+                ss.scope.as_ref(),
+                &ss.schema_url,
+            );
             let shared = resource_ok
                 .clone()
-                .and_then(|_| validate_shared("scope", scope_attributes, limits));
-            let ctx = SpanContext {
-                identity: ResourceIdentity::from_attributes(resource_attributes),
-                resource_attributes,
-                resource_dropped,
-                resource_schema_url: &rs.schema_url,
-                scope_name: scope.map_or("", |s| &s.name),
-                scope_version: scope.map_or("", |s| &s.version),
-                scope_attributes,
-                scope_dropped: scope.map_or(0, |s| s.dropped_attributes_count),
-                scope_schema_url: &ss.schema_url,
-            };
+                .and_then(|_| validate_shared("scope", origin.scope_attributes, limits));
             for span in &ss.spans {
                 match shared.clone().and_then(|_| validate_span(span, limits)) {
-                    Ok(()) => columns.append(span, &ctx),
+                    Ok(()) => columns.append(span, &origin),
                     Err(e) => rejected.add(e),
                 }
             }

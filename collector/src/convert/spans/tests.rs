@@ -1,5 +1,6 @@
 use super::*;
 use crate::schema::span_rows::read_spans;
+use crate::schema::spans::UNKNOWN_SERVICE;
 use datafusion::arrow::array::{AsArray, Int64Array};
 use opentelemetry_proto::tonic::common::v1::{ArrayValue, InstrumentationScope, KeyValueList};
 use opentelemetry_proto::tonic::resource::v1::Resource;

@@ -1,0 +1,153 @@
+//! Where a record came from — its resource (with the service identity) and its instrumentation
+//! scope — and the columns every table stores for it.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, StringBuilder, UInt32Builder};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+
+use super::attributes::AttributeColumns;
+use crate::schema::spans::UNKNOWN_SERVICE;
+
+/// The text of a string value.
+pub fn as_str(value: Option<&AnyValue>) -> Option<&str> {
+    match value?.value.as_ref()? {
+        Value::StringValue(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// The resource and scope shared by the records of one scope block.
+pub struct Origin<'a> {
+    pub service_name: &'a str,
+    pub service_namespace: Option<&'a str>,
+    pub service_version: Option<&'a str>,
+    pub service_instance_id: Option<&'a str>,
+    pub resource_attributes: &'a [KeyValue],
+    pub resource_dropped: u32,
+    pub resource_schema_url: &'a str,
+    pub scope_name: &'a str,
+    pub scope_version: &'a str,
+    pub scope_attributes: &'a [KeyValue],
+    pub scope_dropped: u32,
+    pub scope_schema_url: &'a str,
+}
+
+impl<'a> Origin<'a> {
+    pub fn new(
+        resource: Option<&'a Resource>,
+        resource_schema_url: &'a str,
+        scope: Option<&'a InstrumentationScope>,
+        scope_schema_url: &'a str,
+    ) -> Self {
+        let attrs = resource.map_or(&[][..], |r| &r.attributes[..]);
+        let get = |key: &str| as_str(attrs.iter().find(|kv| kv.key == key)?.value.as_ref());
+        Self {
+            service_name: get("service.name").unwrap_or(UNKNOWN_SERVICE),
+            service_namespace: get("service.namespace"),
+            service_version: get("service.version"),
+            service_instance_id: get("service.instance.id"),
+            resource_attributes: attrs,
+            resource_dropped: resource.map_or(0, |r| r.dropped_attributes_count),
+            resource_schema_url,
+            scope_name: scope.map_or("", |s| &s.name),
+            scope_version: scope.map_or("", |s| &s.version),
+            scope_attributes: scope.map_or(&[][..], |s| &s.attributes[..]),
+            scope_dropped: scope.map_or(0, |s| s.dropped_attributes_count),
+            scope_schema_url,
+        }
+    }
+}
+
+/// The finished origin columns, each placed by the table's own column order.
+pub struct OriginArrays {
+    pub service_name: ArrayRef,
+    pub service_namespace: ArrayRef,
+    pub service_version: ArrayRef,
+    pub service_instance_id: ArrayRef,
+    pub resource_attributes: ArrayRef,
+    pub resource_attribute_types: ArrayRef,
+    pub resource_dropped: ArrayRef,
+    pub resource_schema_url: ArrayRef,
+    pub scope_name: ArrayRef,
+    pub scope_version: ArrayRef,
+    pub scope_attributes: ArrayRef,
+    pub scope_attribute_types: ArrayRef,
+    pub scope_dropped: ArrayRef,
+    pub scope_schema_url: ArrayRef,
+}
+
+/// Builders of the origin columns, one row per record.
+pub struct OriginColumns {
+    service_name: StringBuilder,
+    service_namespace: StringBuilder,
+    service_version: StringBuilder,
+    service_instance_id: StringBuilder,
+    resource_attributes: AttributeColumns,
+    resource_dropped: UInt32Builder,
+    resource_schema_url: StringBuilder,
+    scope_name: StringBuilder,
+    scope_version: StringBuilder,
+    scope_attributes: AttributeColumns,
+    scope_dropped: UInt32Builder,
+    scope_schema_url: StringBuilder,
+}
+
+impl OriginColumns {
+    pub fn with_capacity(rows: usize) -> Self {
+        let s = || StringBuilder::with_capacity(rows, rows * 8);
+        Self {
+            service_name: s(),
+            service_namespace: s(),
+            service_version: s(),
+            service_instance_id: s(),
+            resource_attributes: AttributeColumns::with_capacity(rows),
+            resource_dropped: UInt32Builder::with_capacity(rows),
+            resource_schema_url: s(),
+            scope_name: s(),
+            scope_version: s(),
+            scope_attributes: AttributeColumns::with_capacity(rows),
+            scope_dropped: UInt32Builder::with_capacity(rows),
+            scope_schema_url: s(),
+        }
+    }
+
+    pub fn append(&mut self, o: &Origin<'_>) {
+        self.service_name.append_value(o.service_name);
+        self.service_namespace.append_option(o.service_namespace);
+        self.service_version.append_option(o.service_version);
+        self.service_instance_id
+            .append_option(o.service_instance_id);
+        self.resource_attributes.append(o.resource_attributes);
+        self.resource_dropped.append_value(o.resource_dropped);
+        self.resource_schema_url.append_value(o.resource_schema_url);
+        self.scope_name.append_value(o.scope_name);
+        self.scope_version.append_value(o.scope_version);
+        self.scope_attributes.append(o.scope_attributes);
+        self.scope_dropped.append_value(o.scope_dropped);
+        self.scope_schema_url.append_value(o.scope_schema_url);
+    }
+
+    pub fn finish(mut self) -> OriginArrays {
+        let (resource_attributes, resource_attribute_types) = self.resource_attributes.finish();
+        let (scope_attributes, scope_attribute_types) = self.scope_attributes.finish();
+        OriginArrays {
+            service_name: Arc::new(self.service_name.finish()),
+            service_namespace: Arc::new(self.service_namespace.finish()),
+            service_version: Arc::new(self.service_version.finish()),
+            service_instance_id: Arc::new(self.service_instance_id.finish()),
+            resource_attributes,
+            resource_attribute_types,
+            resource_dropped: Arc::new(self.resource_dropped.finish()),
+            resource_schema_url: Arc::new(self.resource_schema_url.finish()),
+            scope_name: Arc::new(self.scope_name.finish()),
+            scope_version: Arc::new(self.scope_version.finish()),
+            scope_attributes,
+            scope_attribute_types,
+            scope_dropped: Arc::new(self.scope_dropped.finish()),
+            scope_schema_url: Arc::new(self.scope_schema_url.finish()),
+        }
+    }
+}
