@@ -3,4 +3,5 @@
 mod attributes;
 pub mod logs;
 mod origin;
+mod rejections;
 pub mod spans;

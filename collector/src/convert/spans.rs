@@ -18,6 +18,7 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 
 use super::attributes::AttributeColumns;
 use super::origin::{Origin, OriginColumns, as_str};
+use super::rejections::Rejections;
 use crate::limits::Limits;
 use crate::schema::spans::{self, SPAN_KINDS, STATUS_CODES};
 
@@ -135,28 +136,6 @@ fn validate_shared(
     limits: &Limits,
 ) -> Result<(), SpanRejection> {
     check_attrs(what, attrs, limits)
-}
-
-/// What a request rejected.
-#[derive(Debug, Default)]
-pub struct Rejections {
-    pub count: usize,
-    pub first: Option<SpanRejection>,
-}
-
-impl Rejections {
-    fn add(&mut self, e: SpanRejection) {
-        self.count += 1;
-        self.first.get_or_insert(e);
-    }
-
-    pub fn message(&self) -> String {
-        match (&self.first, self.count) {
-            (None, _) => String::new(),
-            (Some(e), 1) => format!("1 span rejected: {e}"),
-            (Some(e), n) => format!("{n} spans rejected; the first: {e}"),
-        }
-    }
 }
 
 /// Keeps only the spans [`validate_span`] accepts (used to log exactly what was acknowledged).
@@ -606,7 +585,7 @@ pub fn convert(
         .map(|ss| ss.spans.len())
         .sum();
     let mut columns = SpanColumns::with_capacity(total);
-    let mut rejected = Rejections::default();
+    let mut rejected = Rejections::new("span", "spans");
     for rs in &request.resource_spans {
         let resource_attributes = rs.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
         let resource_ok = validate_shared("resource", resource_attributes, limits);

@@ -2,6 +2,9 @@
 //! layer and anyone reading the Parquet files directly.
 
 pub mod attributes;
+pub mod log_rows;
+pub mod logs;
+mod rows;
 pub mod span_rows;
 pub mod spans;
 

@@ -2,16 +2,15 @@
 //! `convert::spans`, used by the query API to return whole spans and by tests to prove that no
 //! field is lost.
 
-use datafusion::arrow::array::{
-    Array, AsArray, ListArray, MapArray, RecordBatch, StringArray, StructArray,
-};
+use datafusion::arrow::array::{Array, AsArray, ListArray, RecordBatch, StructArray};
 use datafusion::arrow::datatypes::{TimestampNanosecondType, UInt32Type};
-use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
 use opentelemetry_proto::tonic::trace::v1::{Span, Status};
 
-use super::attributes::decode_value;
+pub use super::rows::ColumnError;
+use super::rows::{key_values, lists, maps, strings, times, u32s, unhex};
 use super::spans::{SPAN_KINDS, STATUS_CODES, col};
 
 /// One stored span with the resource and scope it was sent with.
@@ -22,76 +21,6 @@ pub struct StoredSpan {
     pub scope: InstrumentationScope,
     pub scope_schema_url: String,
     pub span: Span,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("column {0} is missing or has an unexpected type")]
-pub struct ColumnError(pub &'static str);
-
-fn strings<'a>(batch: &'a RecordBatch, name: &'static str) -> Result<&'a StringArray, ColumnError> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_string_opt::<i32>())
-        .ok_or(ColumnError(name))
-}
-
-fn u32s<'a>(
-    batch: &'a RecordBatch,
-    name: &'static str,
-) -> Result<&'a datafusion::arrow::array::UInt32Array, ColumnError> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_primitive_opt::<UInt32Type>())
-        .ok_or(ColumnError(name))
-}
-
-fn times<'a>(
-    batch: &'a RecordBatch,
-    name: &'static str,
-) -> Result<&'a datafusion::arrow::array::TimestampNanosecondArray, ColumnError> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
-        .ok_or(ColumnError(name))
-}
-
-fn maps<'a>(batch: &'a RecordBatch, name: &'static str) -> Result<&'a MapArray, ColumnError> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_map_opt())
-        .ok_or(ColumnError(name))
-}
-
-fn lists<'a>(batch: &'a RecordBatch, name: &'static str) -> Result<&'a ListArray, ColumnError> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_list_opt::<i32>())
-        .ok_or(ColumnError(name))
-}
-
-fn unhex(text: &str) -> Vec<u8> {
-    const_hex::decode(text).unwrap_or_default()
-}
-
-/// The attributes of row `row` of a map column and its type-letter column.
-fn key_values(map: &MapArray, types: &StringArray, row: usize) -> Vec<KeyValue> {
-    let entries = map.value(row);
-    let (Some(keys), Some(values)) = (
-        entries.column(0).as_string_opt::<i32>(),
-        entries.column(1).as_string_opt::<i32>(),
-    ) else {
-        return Vec::new();
-    };
-    let letters = types.value(row);
-    keys.iter()
-        .zip(values.iter())
-        .zip(letters.chars().chain(std::iter::repeat('s')))
-        .map(|((key, value), letter)| KeyValue {
-            key: key.unwrap_or_default().to_owned(),
-            key_strindex: 0,
-            value: decode_value(value.unwrap_or_default(), letter),
-        })
-        .collect()
 }
 
 fn struct_field<'a>(s: &'a StructArray, name: &'static str) -> Result<&'a dyn Array, ColumnError> {

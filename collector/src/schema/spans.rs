@@ -401,8 +401,13 @@ pub const UNKNOWN_SERVICE: &str = "unknown_service";
 
 /// The column table of `docs/lake.md`, generated from [`COLUMNS`].
 pub fn markdown_table() -> String {
+    markdown_table_of(COLUMNS)
+}
+
+/// A documentation table of columns.
+pub fn markdown_table_of(columns: &[Column]) -> String {
     let mut out = String::from("| column | type | meaning |\n|---|---|---|\n");
-    for c in COLUMNS {
+    for c in columns {
         out.push_str(&format!(
             "| `{}` | {} | {} |\n",
             c.name, c.doc_type, c.description
