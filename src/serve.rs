@@ -87,7 +87,8 @@ pub async fn run(config: ServeConfig, demo_rate: Option<f64>) -> anyhow::Result<
 
     let servers = CancellationToken::new();
     let grpc = tonic::transport::Server::builder()
-        .add_service(otlp::grpc::TraceService::new(ingest.clone()))
+        .add_service(otlp::grpc::OtlpService::<otlp::Traces>::new(ingest.clone()))
+        .add_service(otlp::grpc::OtlpService::<otlp::Logs>::new(ingest.clone()))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(grpc_listener),
             servers.clone().cancelled_owned(),

@@ -11,10 +11,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use datafusion::arrow::record_batch::RecordBatch;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::convert::logs as convert_logs;
 use crate::convert::spans as convert_spans;
 use crate::lake::Lake;
 use crate::lake::flusher::Checkpoint;
@@ -157,6 +159,47 @@ impl Ingest {
         Ok(outcome)
     }
 
+    /// Accepts a logs export; like [`Self::export_traces`]. Records without an observed time get
+    /// the receive time first.
+    pub async fn export_logs(
+        &self,
+        request: ExportLogsServiceRequest,
+        raw: Option<Bytes>,
+    ) -> Result<ExportOutcome, IngestError> {
+        let limits = Arc::clone(&self.limits);
+        let (payload, batch, outcome) = tokio::task::spawn_blocking(move || {
+            let mut request = request;
+            let received = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0);
+            let changed = convert_logs::normalise(&mut request, received);
+            let converted = convert_logs::convert(&request, &limits)
+                .map_err(|e| IngestError::Internal(e.to_string()))?;
+            let payload = match raw {
+                Some(raw) if converted.rejected == 0 && !changed => raw,
+                _ => {
+                    if converted.rejected > 0 {
+                        convert_logs::retain_valid(&mut request, &limits);
+                    }
+                    Bytes::from(request.encode_to_vec())
+                }
+            };
+            let outcome = ExportOutcome {
+                accepted: converted.batch.num_rows(),
+                rejected: converted.rejected,
+                error_message: converted.error_message,
+            };
+            Ok::<_, IngestError>((payload, converted.batch, outcome))
+        })
+        .await
+        .map_err(|e| IngestError::Internal(e.to_string()))??;
+        if batch.num_rows() > 0 {
+            self.append(Signal::Logs, payload, batch).await?;
+        }
+        Ok(outcome)
+    }
+
     async fn append(
         &self,
         signal: Signal,
@@ -197,22 +240,33 @@ impl Checkpoint for Ingest {
     }
 }
 
+/// The table a signal's records go to.
+fn table_of(lake: &Lake, signal: Signal) -> &crate::lake::Table {
+    match signal {
+        Signal::Traces => &lake.spans,
+        Signal::Logs => &lake.logs,
+    }
+}
+
 /// Re-adds every logged request above the checkpoint to the recent buffers.
 fn replay(dir: &Path, lake: &Lake, limits: &Limits) -> Result<(usize, u64), WalError> {
     let mut count = 0;
     let last = wal::replay(dir, |record| {
         count += 1;
-        match record.signal {
-            Signal::Traces => {
-                let batch = ExportTraceServiceRequest::decode(record.payload.as_slice())
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| convert_spans::convert(&r, limits).map_err(|e| e.to_string()));
-                match batch {
-                    Ok(converted) => lake.spans.push(record.seq, converted.batch),
-                    Err(error) => {
-                        tracing::error!(seq = record.seq, %error, "logged request could not be replayed")
-                    }
-                }
+        let converted = match record.signal {
+            Signal::Traces => ExportTraceServiceRequest::decode(record.payload.as_slice())
+                .map_err(|e| e.to_string())
+                .and_then(|r| convert_spans::convert(&r, limits).map_err(|e| e.to_string()))
+                .map(|c| c.batch),
+            Signal::Logs => ExportLogsServiceRequest::decode(record.payload.as_slice())
+                .map_err(|e| e.to_string())
+                .and_then(|r| convert_logs::convert(&r, limits).map_err(|e| e.to_string()))
+                .map(|c| c.batch),
+        };
+        match converted {
+            Ok(batch) => table_of(lake, record.signal).push(record.seq, batch),
+            Err(error) => {
+                tracing::error!(seq = record.seq, %error, "logged request could not be replayed")
             }
         }
     })?;
@@ -252,9 +306,7 @@ fn log_thread(
         match writer.sync() {
             Ok(()) => {
                 for (seq, append) in group.drain(..) {
-                    match append.signal {
-                        Signal::Traces => lake.spans.push(seq, append.batch),
-                    }
+                    table_of(&lake, append.signal).push(seq, append.batch);
                     high_water.store(seq, Ordering::Release);
                     let _ = append.done.send(Ok(()));
                 }

@@ -9,7 +9,7 @@
 //! u32 LE  payload length
 //! u32 LE  CRC-32C of (seq, signal, payload)
 //! u64 LE  sequence number (strictly increasing across segments)
-//! u8      signal (1 = traces)
+//! u8      signal (1 = traces, 2 = logs)
 //! [len]   payload: the accepted part of the request as OTLP protobuf
 //! ```
 //!
@@ -35,12 +35,14 @@ const MAX_RECORD: usize = 1 << 30;
 #[repr(u8)]
 pub enum Signal {
     Traces = 1,
+    Logs = 2,
 }
 
 impl Signal {
     fn from_byte(b: u8) -> Option<Self> {
         match b {
             1 => Some(Signal::Traces),
+            2 => Some(Signal::Logs),
             _ => None,
         }
     }

@@ -36,6 +36,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LakeError + '_ {
 pub struct Lake {
     data_dir: PathBuf,
     pub spans: Arc<Table>,
+    pub logs: Arc<Table>,
 }
 
 impl Lake {
@@ -57,6 +58,7 @@ impl Lake {
         let lake = Self {
             data_dir: data_dir.to_owned(),
             spans: open(&schema::spans::TABLE)?,
+            logs: open(&schema::logs::TABLE)?,
         };
         tracing::info!(data_dir = %data_dir.display(), checkpoint, "lake opened");
         Ok(lake)
@@ -64,7 +66,7 @@ impl Lake {
 
     /// Every table, in a fixed order.
     pub fn tables(&self) -> Vec<Arc<Table>> {
-        vec![Arc::clone(&self.spans)]
+        vec![Arc::clone(&self.spans), Arc::clone(&self.logs)]
     }
 
     pub fn data_dir(&self) -> &Path {

@@ -1,4 +1,4 @@
-//! OTLP/gRPC: `TraceService/Export`.
+//! OTLP/gRPC: `TraceService/Export` and `LogsService/Export`.
 //!
 //! A hand-written service instead of the generated one, so that the request arrives as raw bytes:
 //! a decode failure becomes INVALID_ARGUMENT (the generated codec says INTERNAL), and a fully
@@ -9,9 +9,6 @@ use std::marker::PhantomData;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
 use prost::Message;
 use tonic::codec::{
     Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings, EncodeBuf, Encoder,
@@ -20,8 +17,8 @@ use tonic::codegen::{BoxFuture, Service, StdError, http};
 use tonic::server::{NamedService, UnaryService};
 use tonic::{Code, Status};
 
-use super::ReceiveError;
 use super::decode::DecodeError;
+use super::{ReceiveError, Signal};
 use crate::ingest::{Ingest, IngestError};
 
 /// Decodes nothing (the request stays bytes); encodes a prost response.
@@ -77,26 +74,38 @@ pub fn status(error: &ReceiveError) -> Status {
     Status::new(code, error.to_string())
 }
 
-/// The OTLP trace service.
-#[derive(Clone)]
-pub struct TraceService {
+/// The OTLP gRPC service of one signal.
+pub struct OtlpService<S> {
     ingest: Ingest,
+    signal: PhantomData<fn() -> S>,
 }
 
-impl TraceService {
-    pub fn new(ingest: Ingest) -> Self {
-        Self { ingest }
+impl<S> Clone for OtlpService<S> {
+    fn clone(&self) -> Self {
+        Self {
+            ingest: self.ingest.clone(),
+            signal: PhantomData,
+        }
     }
 }
 
-impl NamedService for TraceService {
-    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+impl<S: Signal> OtlpService<S> {
+    pub fn new(ingest: Ingest) -> Self {
+        Self {
+            ingest,
+            signal: PhantomData,
+        }
+    }
 }
 
-struct Export(Ingest);
+impl<S: Signal> NamedService for OtlpService<S> {
+    const NAME: &'static str = S::SERVICE;
+}
 
-impl UnaryService<Bytes> for Export {
-    type Response = ExportTraceServiceResponse;
+struct Export<S>(Ingest, PhantomData<fn() -> S>);
+
+impl<S: Signal> UnaryService<Bytes> for Export<S> {
+    type Response = S::Response;
     type Future = BoxFuture<tonic::Response<Self::Response>, Status>;
 
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
@@ -104,13 +113,12 @@ impl UnaryService<Bytes> for Export {
         Box::pin(async move {
             let raw = request.into_inner();
             let result = async {
-                let message =
-                    ExportTraceServiceRequest::decode(raw.clone()).map_err(DecodeError::from)?;
-                Ok::<_, ReceiveError>(ingest.export_traces(message, Some(raw)).await?)
+                let message = S::Request::decode(raw.clone()).map_err(DecodeError::from)?;
+                Ok::<_, ReceiveError>(S::export(&ingest, message, Some(raw)).await?)
             }
             .await;
             match result {
-                Ok(outcome) => Ok(tonic::Response::new(super::trace_response(outcome))),
+                Ok(outcome) => Ok(tonic::Response::new(S::response(outcome))),
                 Err(error) => {
                     tracing::debug!(%error, "OTLP/gRPC export refused");
                     Err(status(&error))
@@ -120,7 +128,7 @@ impl UnaryService<Bytes> for Export {
     }
 }
 
-impl<B> Service<http::Request<B>> for TraceService
+impl<S: Signal, B> Service<http::Request<B>> for OtlpService<S>
 where
     B: http_body::Body + Send + 'static,
     B::Error: Into<StdError> + Send + 'static,
@@ -144,11 +152,10 @@ where
             let mut accept = EnabledCompressionEncodings::default();
             accept.enable(CompressionEncoding::Gzip);
             accept.enable(CompressionEncoding::Zstd);
-            let mut grpc =
-                tonic::server::Grpc::new(RawCodec::<ExportTraceServiceResponse>(PhantomData))
-                    .apply_compression_config(accept, EnabledCompressionEncodings::default())
-                    .apply_max_message_size_config(Some(limit), None);
-            Ok(grpc.unary(Export(ingest), req).await)
+            let mut grpc = tonic::server::Grpc::new(RawCodec::<S::Response>(PhantomData))
+                .apply_compression_config(accept, EnabledCompressionEncodings::default())
+                .apply_max_message_size_config(Some(limit), None);
+            Ok(grpc.unary(Export::<S>(ingest, PhantomData), req).await)
         })
     }
 }

@@ -1,4 +1,5 @@
-//! OTLP/HTTP: `POST /v1/traces` with protobuf or JSON bodies, optionally gzip or zstd encoded.
+//! OTLP/HTTP: `POST /v1/traces` and `POST /v1/logs` with protobuf or JSON bodies, optionally gzip
+//! or zstd encoded.
 
 use axum::Router;
 use axum::body::Body;
@@ -7,18 +8,18 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use serde::Serialize;
 
 use super::decode::{self, DecodeError, Encoding};
-use super::{RETRY_AFTER_SECS, ReceiveError, Status};
+use super::{Logs, RETRY_AFTER_SECS, ReceiveError, Signal, Status, Traces};
 use crate::ingest::{Ingest, IngestError};
 
 /// The OTLP/HTTP routes.
 pub fn router(ingest: Ingest) -> Router {
     Router::new()
-        .route("/v1/traces", post(traces))
+        .route(Traces::PATH, post(export::<Traces>))
+        .route(Logs::PATH, post(export::<Logs>))
         .layer(DefaultBodyLimit::disable())
         .with_state(ingest)
 }
@@ -79,7 +80,7 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, DecodeError> {
         .map_err(|_| DecodeError::TooLarge { limit })
 }
 
-async fn traces(State(ingest): State<Ingest>, request: Request) -> Response {
+async fn export<S: Signal>(State(ingest): State<Ingest>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let encoding = match decode::encoding(&parts.headers) {
         Ok(encoding) => encoding,
@@ -89,16 +90,13 @@ async fn traces(State(ingest): State<Ingest>, request: Request) -> Response {
         let limit = ingest.limits().max_request_bytes;
         let body = read_body(body, limit).await?;
         let body = decode::decompress(&parts.headers, body, limit)?;
-        let message: ExportTraceServiceRequest = decode::decode(&body, encoding)?;
+        let message: S::Request = decode::decode(&body, encoding)?;
         let raw = (encoding == Encoding::Protobuf).then_some(body);
-        Ok::<_, ReceiveError>(ingest.export_traces(message, raw).await?)
+        Ok::<_, ReceiveError>(S::export(&ingest, message, raw).await?)
     }
     .await;
     match result {
-        Ok(outcome) => {
-            let response = super::trace_response(outcome);
-            respond(StatusCode::OK, &response, encoding)
-        }
+        Ok(outcome) => respond(StatusCode::OK, &S::response(outcome), encoding),
         Err(error) => {
             tracing::debug!(%error, "OTLP/HTTP export refused");
             error_response(&error, encoding)

@@ -7,11 +7,17 @@ pub mod http;
 
 use decode::DecodeError;
 
+use std::future::Future;
+
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceResponse,
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 
-use crate::ingest::{ExportOutcome, IngestError};
+use crate::ingest::{ExportOutcome, Ingest, IngestError};
 
 /// A request that could not be accepted, in terms both protocols can express.
 #[derive(Debug, thiserror::Error)]
@@ -34,13 +40,74 @@ pub struct Status {
 /// Seconds a sender should wait before retrying a request refused for lack of capacity.
 pub const RETRY_AFTER_SECS: u64 = 1;
 
-/// The response to an accepted trace export: `partial_success` only when spans were rejected.
-pub fn trace_response(outcome: ExportOutcome) -> ExportTraceServiceResponse {
-    let rejected = outcome.rejected > 0;
-    ExportTraceServiceResponse {
-        partial_success: rejected.then_some(ExportTracePartialSuccess {
-            rejected_spans: outcome.rejected as i64,
-            error_message: outcome.error_message,
-        }),
+/// One OTLP signal as both receivers see it: its messages, its gRPC service, its HTTP path.
+pub trait Signal: Send + Sync + 'static {
+    /// The gRPC service name.
+    const SERVICE: &'static str;
+    /// The OTLP/HTTP path.
+    const PATH: &'static str;
+    type Request: prost::Message + Default + serde::de::DeserializeOwned + Send + 'static;
+    type Response: prost::Message + serde::Serialize + Default + Send + 'static;
+
+    fn export(
+        ingest: &Ingest,
+        request: Self::Request,
+        raw: Option<Bytes>,
+    ) -> impl Future<Output = Result<ExportOutcome, IngestError>> + Send;
+
+    /// The response to an accepted export: `partial_success` only when records were rejected.
+    fn response(outcome: ExportOutcome) -> Self::Response;
+}
+
+pub struct Traces;
+pub struct Logs;
+
+impl Signal for Traces {
+    const SERVICE: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+    const PATH: &'static str = "/v1/traces";
+    type Request = ExportTraceServiceRequest;
+    type Response = ExportTraceServiceResponse;
+
+    async fn export(
+        ingest: &Ingest,
+        request: Self::Request,
+        raw: Option<Bytes>,
+    ) -> Result<ExportOutcome, IngestError> {
+        ingest.export_traces(request, raw).await
+    }
+
+    fn response(outcome: ExportOutcome) -> Self::Response {
+        let rejected = outcome.rejected > 0;
+        ExportTraceServiceResponse {
+            partial_success: rejected.then_some(ExportTracePartialSuccess {
+                rejected_spans: outcome.rejected as i64,
+                error_message: outcome.error_message,
+            }),
+        }
+    }
+}
+
+impl Signal for Logs {
+    const SERVICE: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
+    const PATH: &'static str = "/v1/logs";
+    type Request = ExportLogsServiceRequest;
+    type Response = ExportLogsServiceResponse;
+
+    async fn export(
+        ingest: &Ingest,
+        request: Self::Request,
+        raw: Option<Bytes>,
+    ) -> Result<ExportOutcome, IngestError> {
+        ingest.export_logs(request, raw).await
+    }
+
+    fn response(outcome: ExportOutcome) -> Self::Response {
+        let rejected = outcome.rejected > 0;
+        ExportLogsServiceResponse {
+            partial_success: rejected.then_some(ExportLogsPartialSuccess {
+                rejected_log_records: outcome.rejected as i64,
+                error_message: outcome.error_message,
+            }),
+        }
     }
 }
