@@ -9,9 +9,11 @@
 
 use std::collections::BTreeMap;
 
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::{Event, SpanKind};
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
@@ -379,6 +381,77 @@ impl Fleet {
             }
         }
         b.spans
+    }
+
+    /// The log records the fleet's services write while serving these spans: one per request
+    /// they handle, ERROR for failures (with the exception), WARN for slow ones, each carrying
+    /// its trace and span id.
+    pub fn logs(spans: &[(&'static str, Span)]) -> ExportLogsServiceRequest {
+        let mut by_service: BTreeMap<&'static str, Vec<LogRecord>> = BTreeMap::new();
+        for (service, span) in spans {
+            let entry =
+                span.kind == SpanKind::Server as i32 || span.kind == SpanKind::Consumer as i32;
+            let failed = span
+                .status
+                .as_ref()
+                .is_some_and(|s| s.code == StatusCode::Error as i32);
+            if !entry && !failed {
+                continue;
+            }
+            let ms = (span.end_time_unix_nano - span.start_time_unix_nano) as f64 / 1e6;
+            let (severity, text, body) = if failed {
+                let message = span
+                    .status
+                    .as_ref()
+                    .map(|s| s.message.clone())
+                    .unwrap_or_default();
+                (17, "ERROR", format!("{} failed: {message}", span.name))
+            } else if ms > 500.0 {
+                (13, "WARN", format!("{} was slow: {ms:.0} ms", span.name))
+            } else {
+                (9, "INFO", format!("{} handled in {ms:.1} ms", span.name))
+            };
+            let mut attributes = vec![kv("code.function", span.name.as_str())];
+            if let Some(e) = span.events.iter().find(|e| e.name == "exception") {
+                attributes.extend(e.attributes.iter().cloned());
+            }
+            by_service.entry(service).or_default().push(LogRecord {
+                time_unix_nano: span.end_time_unix_nano,
+                observed_time_unix_nano: span.end_time_unix_nano,
+                severity_number: severity,
+                severity_text: text.into(),
+                body: Some(AnyValue {
+                    value: Some(Value::StringValue(body)),
+                }),
+                attributes,
+                dropped_attributes_count: 0,
+                flags: span.flags & 0xff,
+                trace_id: span.trace_id.clone(),
+                span_id: span.span_id.clone(),
+                event_name: String::new(),
+            });
+        }
+        let resource_logs = by_service
+            .into_iter()
+            .filter_map(|(service, log_records)| {
+                let info = SERVICES.iter().find(|s| s.name == service)?;
+                Some(ResourceLogs {
+                    resource: Some(resource(info)),
+                    scope_logs: vec![ScopeLogs {
+                        scope: Some(InstrumentationScope {
+                            name: "lakescope.demo".into(),
+                            version: env!("CARGO_PKG_VERSION").into(),
+                            attributes: Vec::new(),
+                            dropped_attributes_count: 0,
+                        }),
+                        log_records,
+                        schema_url: String::new(),
+                    }],
+                    schema_url: String::new(),
+                })
+            })
+            .collect();
+        ExportLogsServiceRequest { resource_logs }
     }
 
     /// Traces grouped into one export request, the way an SDK batch looks.

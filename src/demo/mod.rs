@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fleet::Fleet;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -44,18 +45,36 @@ pub async fn run(addr: SocketAddr, traces_per_second: f64, stop: CancellationTok
         let spans = (0..count)
             .flat_map(|i| fleet.trace(now - step * (count - 1 - i) as u64))
             .collect::<Vec<_>>();
+        let logs = Fleet::logs(&spans);
         let request = Fleet::request(spans);
         if client.is_none() {
-            match TraceServiceClient::connect(endpoint.clone()).await {
-                Ok(c) => client = Some(c),
+            let channel = match tonic::transport::Endpoint::new(endpoint.clone()) {
+                Ok(e) => e.connect().await,
+                Err(error) => {
+                    tracing::error!(%error, "bad demo endpoint {endpoint}");
+                    break;
+                }
+            };
+            match channel {
+                Ok(channel) => {
+                    client = Some((
+                        TraceServiceClient::new(channel.clone()),
+                        LogsServiceClient::new(channel),
+                    ))
+                }
                 Err(error) => {
                     tracing::warn!(%error, "demo fleet cannot reach {endpoint}; retrying");
                     continue;
                 }
             }
         }
-        let Some(c) = client.as_mut() else { continue };
-        match c.export(request).await {
+        let Some((traces, log_client)) = client.as_mut() else {
+            continue;
+        };
+        if let Err(status) = log_client.export(logs).await {
+            tracing::warn!(%status, "demo log export refused");
+        }
+        match traces.export(request).await {
             Ok(_) => {
                 sent += count as u64;
                 if sent.is_multiple_of(1000) || sent < count as u64 * 2 {

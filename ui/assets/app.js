@@ -9,6 +9,7 @@ const pages = {
   errors: () => import("./pages/errors.js"),
   dependencies: () => import("./pages/dependencies.js"),
   traces: () => import("./pages/traces.js"),
+  logs: () => import("./pages/logs.js"),
   dashboards: () => import("./pages/dashboards.js"),
 };
 

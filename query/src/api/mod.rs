@@ -2,6 +2,7 @@
 
 mod dashboards;
 mod error;
+mod logs;
 mod params;
 mod services;
 mod spans;
@@ -52,6 +53,8 @@ pub fn router(engine: QueryEngine, dashboards: Dashboards) -> Router {
         .route("/api/v1/latency/compare", get(views::compare))
         .route("/api/v1/errors", get(views::errors))
         .route("/api/v1/dependencies", get(views::dependencies))
+        .route("/api/v1/logs", get(logs::search))
+        .route("/api/v1/logs/histogram", get(logs::histogram))
         .route("/api/v1/traces", get(traces::search))
         .route("/api/v1/traces/{trace_id}", get(traces::get))
         .route("/api/v1/sql", post(sql::post))

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use crate::views::traces::rfc3339;
 
-fn attributes(kvs: &[KeyValue]) -> Value {
+pub fn attributes(kvs: &[KeyValue]) -> Value {
     let mut map = Map::new();
     for kv in kvs {
         map.insert(

@@ -4,6 +4,7 @@
 pub mod dependencies;
 pub mod errors;
 pub mod latency;
+pub mod logs;
 pub mod red;
 mod rows;
 pub mod services;

@@ -4,6 +4,7 @@
 // thousands of spans scroll smoothly; subtrees collapse.
 import { api, emptyState, fmt, href, rangeParams } from "../app.js";
 import { el, table } from "../dom.js";
+import { logEntry } from "./logs.js";
 
 export async function render(view, r) {
   return r.args.length ? trace(view, r.args[0]) : search(view, r.params);
@@ -172,7 +173,12 @@ async function trace(view, id) {
       el("button", { type: "button", id: "expand-all", onclick: () => { collapsed.clear(); draw(true); } }, "expand all")),
     el("div", { class: "legend" }, [...services].map((s) => el("span", {}, el("i", { style: `background:${serviceColor(s)}` }), s))),
     el("div", { class: "axis-row" }, [0, 0.25, 0.5, 0.75, 1].map((f) => el("span", { style: `left:calc(40% + ${f * 58}%)` }, fmt.ms(total * f)))),
-    viewport, panel);
+    viewport, panel,
+    el("section", {}, el("h2", {}, "Logs of this trace"), el("div", { id: "trace-logs" }, el("p", { class: "muted" }, "Loading…"))));
+  api("logs", { trace_id: data.trace_id, limit: 500 }).then((page) => {
+    const box = document.getElementById("trace-logs");
+    if (box) box.replaceChildren(...(page.logs.length ? page.logs.map(logEntry) : [el("p", { class: "muted" }, "No log records carry this trace id.")]));
+  }).catch(() => {});
 
   let rows = [];
   let selected = null;
