@@ -155,3 +155,70 @@ async fn spans_from_the_python_sdk_over_grpc_and_http_are_counted_exactly() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_from_the_python_sdk_over_grpc_and_http_are_counted_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let grpc = format!("http://{}", server.grpc);
+    let http = server.otlp_url("/v1/logs");
+    for (protocol, endpoint, service) in [
+        ("grpc", grpc.as_str(), "pylogs-grpc"),
+        ("http", http.as_str(), "pylogs-http"),
+    ] {
+        let out = run_python(
+            "python/send_logs_with_sdk.py",
+            &[protocol, endpoint, service],
+        );
+        let trace_id: String = serde_json::from_str(out.trim()).expect("trace id");
+        let count = |query: String| {
+            let server = &server;
+            async move {
+                server
+                    .get(&format!(
+                        "/api/v1/logs?start=now-10m&service={service}&limit=100{query}"
+                    ))
+                    .await["logs"]
+                    .as_array()
+                    .unwrap()
+                    .len()
+            }
+        };
+        assert_eq!(count(String::new()).await, 15, "{protocol}");
+        assert_eq!(count("&min_severity=warn".into()).await, 5, "{protocol}");
+        assert_eq!(count("&min_severity=error".into()).await, 2, "{protocol}");
+        assert_eq!(count("&q=payment%20declined".into()).await, 2, "{protocol}");
+        let of_trace = server
+            .get(&format!("/api/v1/logs?trace_id={trace_id}"))
+            .await;
+        let bodies: Vec<&str> = of_trace["logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["body"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            bodies,
+            vec![
+                "payment declined for order 8",
+                "payment declined for order 7"
+            ],
+            "{protocol}"
+        );
+        assert_eq!(
+            of_trace["logs"][0]["resource"]["attributes"]["telemetry.sdk.language"],
+            "python"
+        );
+    }
+    // The logs table opens in pyarrow and DuckDB too.
+    server.stop();
+    let out = run_python(
+        "python/read_lake.py",
+        &[dir.path().to_str().unwrap(), "logs"],
+    );
+    let found: Value = serde_json::from_str(&out).expect("JSON from read_lake.py");
+    for engine in ["pyarrow", "duckdb"] {
+        assert_eq!(found[engine]["rows"], 30, "{engine}");
+        assert_eq!(found[engine]["errors"], 4, "{engine}");
+    }
+}

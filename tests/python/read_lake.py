@@ -1,6 +1,7 @@
 """Reads a Lakescope data directory with pyarrow and DuckDB only (no Lakescope code) and prints,
-as JSON, what each engine finds in the spans table: row count, the sorted span ids, the columns
-and per-service counts. Usage: read_lake.py DATA_DIR"""
+as JSON, what each engine finds: for the spans table, the row count, the sorted span ids, the
+columns and per-service counts; for the logs table, the row count and the ERROR-or-worse count.
+Usage: read_lake.py DATA_DIR [spans|logs]"""
 
 import json
 import sys
@@ -49,7 +50,24 @@ def with_duckdb(spans_dir: Path) -> dict:
     }
 
 
+def logs(logs_dir: Path) -> dict:
+    table = ds.dataset(logs_dir, format="parquet", partitioning="hive").to_table()
+    severities = table.column("severity_number").to_pylist()
+    glob = str(logs_dir / "**" / "*.parquet")
+    con = duckdb.connect()
+    rel = f"read_parquet('{glob}', hive_partitioning = true)"
+    rows, errors = con.execute(f"SELECT count(*), count(*) FILTER (WHERE severity_number >= 17) FROM {rel}").fetchone()
+    return {
+        "pyarrow": {"rows": table.num_rows, "errors": sum(1 for s in severities if s >= 17)},
+        "duckdb": {"rows": rows, "errors": errors},
+    }
+
+
 def main() -> None:
+    table = sys.argv[2] if len(sys.argv) > 2 else "spans"
+    if table == "logs":
+        print(json.dumps(logs(Path(sys.argv[1]) / "logs")))
+        return
     spans_dir = Path(sys.argv[1]) / "spans"
     print(json.dumps({"pyarrow": with_pyarrow(spans_dir), "duckdb": with_duckdb(spans_dir)}))
 
