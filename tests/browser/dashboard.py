@@ -68,6 +68,26 @@ def send_fleet(otlp: str, offset: int, count: int) -> None:
     post(otlp, {"resourceSpans": [resource_spans("web", web), resource_spans("api", api)]})
 
 
+def send_logs(otlp: str) -> None:
+    """For each failing request of the fleet, an ERROR log in its api span; and 20 INFO logs."""
+    now = time.time_ns() - 30 * 10**9
+    records = []
+    for i in range(FAILING):
+        t = 1_000 + i
+        records.append({"timeUnixNano": str(now + i * 10**7), "severityNumber": 17, "severityText": "ERROR",
+                        "body": {"stringValue": f"reserve failed: item {i} gone"},
+                        "traceId": format(t, "032x"), "spanId": format(t * 10 + 3, "016x")})
+    for i in range(20):
+        records.append({"timeUnixNano": str(now + i * 10**6), "severityNumber": 9, "severityText": "INFO",
+                        "body": {"stringValue": f"reserved item {i}"}})
+    body = {"resourceLogs": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "api"}}]},
+                              "scopeLogs": [{"logRecords": records}]}]}
+    req = urllib.request.Request(otlp + "/v1/logs", data=json.dumps(body).encode(),
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req) as res:
+        assert res.status == 200, res.status
+
+
 def send_big_trace(otlp: str, n: int) -> str:
     """One trace of n spans: a root with 100 children, each with (n-101)/100 children."""
     trace = 0xB16
@@ -103,6 +123,7 @@ def main() -> None:
     url, otlp, empty_url, shots = sys.argv[1:5]
     os.makedirs(shots, exist_ok=True)
     send_fleet(otlp, 0, REQUESTS)
+    send_logs(otlp)
     big_trace = send_big_trace(otlp, 10_101)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
@@ -165,7 +186,30 @@ def main() -> None:
         details = page.inner_text("#span-details")
         if "InventoryError" not in details:
             sys.exit(f"span details do not show the exception: {details}")
+        page.wait_for_selector("#trace-logs .log-entry", timeout=20_000)
+        expect("logs of the trace", page.locator("#trace-logs .log-entry").count(), 1)
+        if "reserve failed" not in page.inner_text("#trace-logs"):
+            sys.exit("the trace's log record is not shown")
         shot("trace")
+
+        # Logs: search narrows the list and the histogram; a log links to its trace.
+        page.goto(url + "#/logs?range=1h")
+        page.wait_for_selector("#log-list .log-entry", timeout=20_000)
+        expect("all log records", page.locator("#log-list .log-entry").count(), 20 + FAILING)
+        page.select_option("#logs-min_severity", "error")
+        page.click("#log-search button[type=submit]")
+        page.wait_for_function(f"() => document.querySelectorAll('#log-list .log-entry').length === {FAILING}", timeout=20_000)
+        if not page.inner_text("#log-histogram figcaption").startswith(f"{FAILING} log records"):
+            sys.exit("the histogram does not count the filtered records")
+        page.fill("#logs-q", "ITEM 1 GONE")
+        page.click("#log-search button[type=submit]")
+        page.wait_for_function("() => document.querySelectorAll('#log-list .log-entry').length === 1", timeout=20_000)
+        page.click("#log-list .log-entry .log-line")
+        if "span_id" not in page.inner_text("#log-list .log-details"):
+            sys.exit("an expanded log does not show its details")
+        page.click("#log-list .log-entry a.trace-link")
+        page.wait_for_selector("#waterfall .span-row", timeout=20_000)
+        shot("logs")
 
         # Errors: grouped, with origin.
         page.goto(url + "#/errors?range=1h")
