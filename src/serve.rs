@@ -89,6 +89,9 @@ pub async fn run(config: ServeConfig, demo_rate: Option<f64>) -> anyhow::Result<
     let grpc = tonic::transport::Server::builder()
         .add_service(otlp::grpc::OtlpService::<otlp::Traces>::new(ingest.clone()))
         .add_service(otlp::grpc::OtlpService::<otlp::Logs>::new(ingest.clone()))
+        .add_service(otlp::grpc::OtlpService::<otlp::Metrics>::new(
+            ingest.clone(),
+        ))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(grpc_listener),
             servers.clone().cancelled_owned(),

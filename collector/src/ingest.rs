@@ -12,11 +12,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use datafusion::arrow::record_batch::RecordBatch;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::convert::logs as convert_logs;
+use crate::convert::metrics as convert_metrics;
 use crate::convert::spans as convert_spans;
 use crate::lake::Lake;
 use crate::lake::flusher::Checkpoint;
@@ -200,6 +202,41 @@ impl Ingest {
         Ok(outcome)
     }
 
+    /// Accepts a metrics export; like [`Self::export_traces`].
+    pub async fn export_metrics(
+        &self,
+        request: ExportMetricsServiceRequest,
+        raw: Option<Bytes>,
+    ) -> Result<ExportOutcome, IngestError> {
+        let limits = Arc::clone(&self.limits);
+        let (payload, batch, outcome) = tokio::task::spawn_blocking(move || {
+            let converted = convert_metrics::convert(&request, &limits)
+                .map_err(|e| IngestError::Internal(e.to_string()))?;
+            let payload = match raw {
+                Some(raw) if converted.rejected == 0 => raw,
+                _ => {
+                    let mut request = request;
+                    if converted.rejected > 0 {
+                        convert_metrics::retain_valid(&mut request, &limits);
+                    }
+                    Bytes::from(request.encode_to_vec())
+                }
+            };
+            let outcome = ExportOutcome {
+                accepted: converted.batch.num_rows(),
+                rejected: converted.rejected,
+                error_message: converted.error_message,
+            };
+            Ok::<_, IngestError>((payload, converted.batch, outcome))
+        })
+        .await
+        .map_err(|e| IngestError::Internal(e.to_string()))??;
+        if batch.num_rows() > 0 {
+            self.append(Signal::Metrics, payload, batch).await?;
+        }
+        Ok(outcome)
+    }
+
     async fn append(
         &self,
         signal: Signal,
@@ -245,6 +282,7 @@ fn table_of(lake: &Lake, signal: Signal) -> &crate::lake::Table {
     match signal {
         Signal::Traces => &lake.spans,
         Signal::Logs => &lake.logs,
+        Signal::Metrics => &lake.metrics,
     }
 }
 
@@ -261,6 +299,10 @@ fn replay(dir: &Path, lake: &Lake, limits: &Limits) -> Result<(usize, u64), WalE
             Signal::Logs => ExportLogsServiceRequest::decode(record.payload.as_slice())
                 .map_err(|e| e.to_string())
                 .and_then(|r| convert_logs::convert(&r, limits).map_err(|e| e.to_string()))
+                .map(|c| c.batch),
+            Signal::Metrics => ExportMetricsServiceRequest::decode(record.payload.as_slice())
+                .map_err(|e| e.to_string())
+                .and_then(|r| convert_metrics::convert(&r, limits).map_err(|e| e.to_string()))
                 .map(|c| c.batch),
         };
         match converted {

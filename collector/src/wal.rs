@@ -9,7 +9,7 @@
 //! u32 LE  payload length
 //! u32 LE  CRC-32C of (seq, signal, payload)
 //! u64 LE  sequence number (strictly increasing across segments)
-//! u8      signal (1 = traces, 2 = logs)
+//! u8      signal (1 = traces, 2 = logs, 3 = metrics)
 //! [len]   payload: the accepted part of the request as OTLP protobuf
 //! ```
 //!
@@ -36,6 +36,7 @@ const MAX_RECORD: usize = 1 << 30;
 pub enum Signal {
     Traces = 1,
     Logs = 2,
+    Metrics = 3,
 }
 
 impl Signal {
@@ -43,6 +44,7 @@ impl Signal {
         match b {
             1 => Some(Signal::Traces),
             2 => Some(Signal::Logs),
+            3 => Some(Signal::Metrics),
             _ => None,
         }
     }

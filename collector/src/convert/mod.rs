@@ -2,6 +2,7 @@
 
 mod attributes;
 pub mod logs;
+pub mod metrics;
 mod origin;
 mod rejections;
 pub mod spans;

@@ -37,6 +37,7 @@ pub struct Lake {
     data_dir: PathBuf,
     pub spans: Arc<Table>,
     pub logs: Arc<Table>,
+    pub metrics: Arc<Table>,
 }
 
 impl Lake {
@@ -59,6 +60,7 @@ impl Lake {
             data_dir: data_dir.to_owned(),
             spans: open(&schema::spans::TABLE)?,
             logs: open(&schema::logs::TABLE)?,
+            metrics: open(&schema::metrics::TABLE)?,
         };
         tracing::info!(data_dir = %data_dir.display(), checkpoint, "lake opened");
         Ok(lake)
@@ -66,7 +68,11 @@ impl Lake {
 
     /// Every table, in a fixed order.
     pub fn tables(&self) -> Vec<Arc<Table>> {
-        vec![Arc::clone(&self.spans), Arc::clone(&self.logs)]
+        vec![
+            Arc::clone(&self.spans),
+            Arc::clone(&self.logs),
+            Arc::clone(&self.metrics),
+        ]
     }
 
     pub fn data_dir(&self) -> &Path {

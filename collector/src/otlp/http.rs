@@ -12,7 +12,7 @@ use prost::Message;
 use serde::Serialize;
 
 use super::decode::{self, DecodeError, Encoding};
-use super::{Logs, RETRY_AFTER_SECS, ReceiveError, Signal, Status, Traces};
+use super::{Logs, Metrics, RETRY_AFTER_SECS, ReceiveError, Signal, Status, Traces};
 use crate::ingest::{Ingest, IngestError};
 
 /// The OTLP/HTTP routes.
@@ -20,6 +20,7 @@ pub fn router(ingest: Ingest) -> Router {
     Router::new()
         .route(Traces::PATH, post(export::<Traces>))
         .route(Logs::PATH, post(export::<Logs>))
+        .route(Metrics::PATH, post(export::<Metrics>))
         .layer(DefaultBodyLimit::disable())
         .with_state(ingest)
 }

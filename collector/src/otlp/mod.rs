@@ -13,6 +13,9 @@ use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -61,6 +64,7 @@ pub trait Signal: Send + Sync + 'static {
 
 pub struct Traces;
 pub struct Logs;
+pub struct Metrics;
 
 impl Signal for Traces {
     const SERVICE: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
@@ -106,6 +110,31 @@ impl Signal for Logs {
         ExportLogsServiceResponse {
             partial_success: rejected.then_some(ExportLogsPartialSuccess {
                 rejected_log_records: outcome.rejected as i64,
+                error_message: outcome.error_message,
+            }),
+        }
+    }
+}
+
+impl Signal for Metrics {
+    const SERVICE: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
+    const PATH: &'static str = "/v1/metrics";
+    type Request = ExportMetricsServiceRequest;
+    type Response = ExportMetricsServiceResponse;
+
+    async fn export(
+        ingest: &Ingest,
+        request: Self::Request,
+        raw: Option<Bytes>,
+    ) -> Result<ExportOutcome, IngestError> {
+        ingest.export_metrics(request, raw).await
+    }
+
+    fn response(outcome: ExportOutcome) -> Self::Response {
+        let rejected = outcome.rejected > 0;
+        ExportMetricsServiceResponse {
+            partial_success: rejected.then_some(ExportMetricsPartialSuccess {
+                rejected_data_points: outcome.rejected as i64,
                 error_message: outcome.error_message,
             }),
         }

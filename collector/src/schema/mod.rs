@@ -4,6 +4,7 @@
 pub mod attributes;
 pub mod log_rows;
 pub mod logs;
+pub mod metrics;
 mod rows;
 pub mod span_rows;
 pub mod spans;
