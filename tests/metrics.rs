@@ -1,0 +1,148 @@
+//! Metrics from the Rust OpenTelemetry SDK over gRPC and HTTP, stored with the exact values the
+//! SDK recorded: counter sums, up-down counters, gauges, histogram counts, sums and buckets.
+
+mod common;
+
+use common::Server;
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::MeterProvider as _;
+use opentelemetry_otlp::{MetricExporter, Protocol, WithExportConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use serde_json::Value;
+
+fn provider(server: &Server, grpc: bool, service: &str) -> SdkMeterProvider {
+    let exporter = if grpc {
+        MetricExporter::builder()
+            .with_tonic()
+            .with_endpoint(format!("http://{}", server.grpc))
+            .build()
+    } else {
+        MetricExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .with_endpoint(server.otlp_url("/v1/metrics"))
+            .build()
+    }
+    .expect("metric exporter");
+    SdkMeterProvider::builder()
+        .with_resource(
+            Resource::builder()
+                .with_service_name(service.to_owned())
+                .build(),
+        )
+        .with_periodic_exporter(exporter)
+        .build()
+}
+
+fn record(provider: &SdkMeterProvider) {
+    let meter = provider.meter("e2e");
+    let orders = meter.u64_counter("orders").with_unit("{order}").build();
+    for i in 0..10u64 {
+        let region = if i % 2 == 0 { "eu" } else { "us" };
+        orders.add(i + 1, &[KeyValue::new("region", region)]);
+    }
+    let in_flight = meter.i64_up_down_counter("requests.in_flight").build();
+    in_flight.add(5, &[]);
+    in_flight.add(-2, &[]);
+    let temperature = meter.f64_gauge("cpu.temperature").with_unit("Cel").build();
+    temperature.record(61.0, &[]);
+    temperature.record(63.5, &[]);
+    let latency = meter
+        .f64_histogram("checkout.duration")
+        .with_unit("ms")
+        .build();
+    for v in [3.0, 7.0, 12.0, 30.0, 30.0, 260.0] {
+        latency.record(v, &[]);
+    }
+}
+
+async fn rows(server: &Server, sql: &str) -> Vec<Value> {
+    let (status, body) = server.sql(sql).await;
+    assert_eq!(status, 200, "{body}");
+    body["rows"].as_array().unwrap().clone()
+}
+
+async fn check(server: &Server, service: &str) {
+    let w = format!("service_name = '{service}'");
+    let orders = rows(
+        server,
+        &format!(
+            "SELECT attributes['region'] AS region, \
+               first_value(value_int ORDER BY time DESC) AS value_int, \
+               first_value(temporality) AS temporality, first_value(is_monotonic) AS is_monotonic, \
+               first_value(metric_unit) AS metric_unit \
+             FROM metrics WHERE {w} AND metric_name = 'orders' GROUP BY 1 ORDER BY region"
+        ),
+    )
+    .await;
+    // The SDK re-exports cumulative points at each collection: the latest of each series counts.
+    // eu: 1+3+5+7+9, us: 2+4+6+8+10.
+    assert_eq!(orders.len(), 2, "{orders:?}");
+    assert_eq!(orders[0]["region"], "eu");
+    assert_eq!(orders[0]["value_int"], 25);
+    assert_eq!(orders[1]["value_int"], 30);
+    assert_eq!(orders[0]["temporality"], "cumulative");
+    assert_eq!(orders[0]["is_monotonic"], true);
+    assert_eq!(orders[0]["metric_unit"], "{order}");
+
+    let in_flight = rows(server, &format!("SELECT value_int, is_monotonic, metric_type FROM metrics WHERE {w} AND metric_name = 'requests.in_flight' ORDER BY time DESC LIMIT 1")).await;
+    assert_eq!(in_flight[0]["value_int"], 3);
+    assert_eq!(in_flight[0]["is_monotonic"], false);
+    assert_eq!(in_flight[0]["metric_type"], "sum");
+
+    let gauge = rows(server, &format!("SELECT value, metric_type FROM metrics WHERE {w} AND metric_name = 'cpu.temperature' ORDER BY time DESC LIMIT 1")).await;
+    assert_eq!(gauge[0]["value"], 63.5);
+    assert_eq!(gauge[0]["metric_type"], "gauge");
+
+    let h = rows(
+        server,
+        &format!(
+            "SELECT count, sum, min, max, bucket_counts, explicit_bounds, metric_type FROM metrics \
+             WHERE {w} AND metric_name = 'checkout.duration' ORDER BY time DESC LIMIT 1"
+        ),
+    )
+    .await;
+    let h = &h[0];
+    assert_eq!(h["metric_type"], "histogram");
+    assert_eq!(h["count"], 6);
+    assert_eq!(h["sum"], 342.0);
+    assert_eq!(
+        (h["min"].as_f64(), h["max"].as_f64()),
+        (Some(3.0), Some(260.0))
+    );
+    // The SDK's default bounds: 0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000.
+    let bounds: Vec<f64> = serde_json::from_value(h["explicit_bounds"].clone()).unwrap();
+    assert_eq!(bounds[..4], [0.0, 5.0, 10.0, 25.0]);
+    let counts: Vec<u64> = serde_json::from_value(h["bucket_counts"].clone()).unwrap();
+    assert_eq!(counts.len(), bounds.len() + 1);
+    // ≤0: 0, (0,5]: 3, (5,10]: 7, (10,25]: 12, (25,50]: 30 30, …, (250,500]: 260.
+    assert_eq!(counts[..9], [0, 1, 1, 1, 2, 0, 0, 0, 1]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_from_the_rust_sdk_over_grpc_and_http_keep_their_exact_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let grpc = provider(&server, true, "shop-grpc");
+    record(&grpc);
+    grpc.force_flush().expect("acknowledged");
+    check(&server, "shop-grpc").await;
+
+    let server_ref = &server;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let http = provider(server_ref, false, "shop-http");
+            record(&http);
+            http.force_flush().expect("acknowledged");
+            http.shutdown().unwrap();
+        });
+    });
+    check(&server, "shop-http").await;
+    grpc.shutdown().unwrap();
+
+    // Kept across a restart, in Parquet.
+    server.stop();
+    let server = Server::start(dir.path(), &[]);
+    check(&server, "shop-grpc").await;
+}
