@@ -120,6 +120,107 @@ async fn check(server: &Server, service: &str) {
     assert_eq!(counts[..9], [0, 1, 1, 1, 2, 0, 0, 0, 1]);
 }
 
+/// One value per group over the whole last half hour.
+async fn one_step(server: &Server, query: &str) -> Vec<(Value, f64)> {
+    let body = server
+        .get(&format!(
+            "/api/v1/metrics/query?start=now-30m&step=1h&{query}"
+        ))
+        .await;
+    assert_eq!(body["times"].as_array().unwrap().len(), 1, "{body}");
+    body["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["labels"].clone(),
+                s["values"][0].as_f64().unwrap_or(f64::NAN),
+            )
+        })
+        .collect()
+}
+
+async fn check_api(server: &Server, service: &str) {
+    let f = format!("filter=service.name={service}");
+    let list = server.get("/api/v1/metrics?start=now-30m").await;
+    let orders = list["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "orders")
+        .unwrap();
+    assert_eq!(orders["type"], "sum");
+    assert_eq!(orders["monotonic"], true);
+    assert_eq!(orders["attribute_keys"], serde_json::json!(["region"]));
+    assert!(
+        orders["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s == service)
+    );
+
+    // Counter: the increase per region, and in total; the rate is the increase per second.
+    let by_region = one_step(
+        server,
+        &format!("name=orders&{f}&agg=increase&group_by=region"),
+    )
+    .await;
+    assert_eq!(
+        by_region,
+        vec![
+            (serde_json::json!({"region": "eu"}), 25.0),
+            (serde_json::json!({"region": "us"}), 30.0)
+        ]
+    );
+    let total = one_step(server, &format!("name=orders&{f}&agg=increase")).await;
+    assert_eq!(total[0].1, 55.0);
+    let eu = one_step(
+        server,
+        &format!("name=orders&{f}&filter=region=eu&agg=rate"),
+    )
+    .await;
+    assert!((eu[0].1 - 25.0 / 3600.0).abs() < 1e-12, "{eu:?}");
+
+    // Gauge: the latest value; up-down counter likewise.
+    assert_eq!(
+        one_step(server, &format!("name=cpu.temperature&{f}")).await[0].1,
+        63.5
+    );
+    assert_eq!(
+        one_step(server, &format!("name=cpu.temperature&{f}&agg=max")).await[0].1,
+        63.5
+    );
+    assert_eq!(
+        one_step(server, &format!("name=requests.in_flight&{f}&agg=last")).await[0].1,
+        3.0
+    );
+
+    // Histogram: count, sum, average, and quantiles inside the right bucket.
+    let h = |agg: &str| format!("name=checkout.duration&{f}&agg={agg}");
+    assert_eq!(one_step(server, &h("count")).await[0].1, 6.0);
+    assert_eq!(one_step(server, &h("sum")).await[0].1, 342.0);
+    assert_eq!(one_step(server, &h("avg")).await[0].1, 57.0);
+    // Values 3, 7, 12, 30, 30, 260: the median 12 is in (10, 25], the p99 260 in (250, 500].
+    let p50 = one_step(server, &format!("{}&q=0.5", h("quantile"))).await[0].1;
+    assert!((10.0..=25.0).contains(&p50), "{p50}");
+    let p99 = one_step(server, &format!("{}&q=0.99", h("quantile"))).await[0].1;
+    assert!((250.0..=500.0).contains(&p99), "{p99}");
+
+    for bad in [
+        "/api/v1/metrics/query?start=now-30m",
+        "/api/v1/metrics/query?name=orders&agg=median",
+        "/api/v1/metrics/query?name=orders&agg=quantile",
+        "/api/v1/metrics/query?name=checkout.duration&agg=rate",
+        "/api/v1/metrics/query?name=orders&q=2",
+        "/api/v1/metrics/query?name=no.such.metric",
+    ] {
+        let (status, body) = server.get_status(bad).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_from_the_rust_sdk_over_grpc_and_http_keep_their_exact_values() {
     let dir = tempfile::tempdir().unwrap();
@@ -128,6 +229,7 @@ async fn metrics_from_the_rust_sdk_over_grpc_and_http_keep_their_exact_values() 
     record(&grpc);
     grpc.force_flush().expect("acknowledged");
     check(&server, "shop-grpc").await;
+    check_api(&server, "shop-grpc").await;
 
     let server_ref = &server;
     std::thread::scope(|s| {
@@ -139,6 +241,7 @@ async fn metrics_from_the_rust_sdk_over_grpc_and_http_keep_their_exact_values() 
         });
     });
     check(&server, "shop-http").await;
+    check_api(&server, "shop-http").await;
     grpc.shutdown().unwrap();
 
     // Kept across a restart, in Parquet.

@@ -5,7 +5,7 @@ pub mod attributes;
 pub mod log_rows;
 pub mod logs;
 pub mod metrics;
-mod rows;
+pub mod rows;
 pub mod span_rows;
 pub mod spans;
 

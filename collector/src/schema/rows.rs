@@ -78,3 +78,23 @@ pub fn key_values(map: &MapArray, types: &StringArray, row: usize) -> Vec<KeyVal
         })
         .collect()
 }
+
+/// The (key, text value) entries of row `row` of a map column, in order.
+pub fn text_entries(map: &MapArray, row: usize) -> Vec<(String, String)> {
+    let entries = map.value(row);
+    let (Some(keys), Some(values)) = (
+        entries.column(0).as_string_opt::<i32>(),
+        entries.column(1).as_string_opt::<i32>(),
+    ) else {
+        return Vec::new();
+    };
+    keys.iter()
+        .zip(values.iter())
+        .map(|(k, v)| {
+            (
+                k.unwrap_or_default().to_owned(),
+                v.unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}

@@ -3,6 +3,7 @@
 mod dashboards;
 mod error;
 mod logs;
+mod metrics;
 mod params;
 mod services;
 mod spans;
@@ -55,6 +56,8 @@ pub fn router(engine: QueryEngine, dashboards: Dashboards) -> Router {
         .route("/api/v1/dependencies", get(views::dependencies))
         .route("/api/v1/logs", get(logs::search))
         .route("/api/v1/logs/histogram", get(logs::histogram))
+        .route("/api/v1/metrics", get(metrics::list))
+        .route("/api/v1/metrics/query", get(metrics::query))
         .route("/api/v1/traces", get(traces::search))
         .route("/api/v1/traces/{trace_id}", get(traces::get))
         .route("/api/v1/sql", post(sql::post))

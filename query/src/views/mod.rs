@@ -5,6 +5,7 @@ pub mod dependencies;
 pub mod errors;
 pub mod latency;
 pub mod logs;
+pub mod metrics;
 pub mod red;
 mod rows;
 pub mod services;
