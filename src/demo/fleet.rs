@@ -352,6 +352,20 @@ impl Fleet {
         Self { rng }
     }
 
+    /// The names of the fleet's services.
+    pub fn service_names() -> impl Iterator<Item = &'static str> {
+        SERVICES.iter().map(|s| s.name)
+    }
+
+    /// The resource a service reports (unknown names get an empty resource).
+    pub fn resource_of(service: &str) -> Resource {
+        SERVICES
+            .iter()
+            .find(|s| s.name == service)
+            .map(resource)
+            .unwrap_or_default()
+    }
+
     /// One request into the shop, ending at `end_unix_nanos`, as spans by service.
     pub fn trace(&mut self, end_unix_nanos: u64) -> Vec<(&'static str, Span)> {
         let pick: f64 = self.rng.random();

@@ -2,12 +2,14 @@
 //! OTLP/gRPC, so a newcomer sees a live dashboard at once.
 
 pub mod fleet;
+mod metrics;
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fleet::Fleet;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -24,6 +26,9 @@ fn now_nanos() -> u64 {
 pub async fn run(addr: SocketAddr, traces_per_second: f64, stop: CancellationToken) {
     let endpoint = format!("http://{addr}");
     let mut fleet = Fleet::new(SmallRng::from_os_rng());
+    let mut rng = SmallRng::from_os_rng();
+    let mut fleet_metrics = metrics::FleetMetrics::new(now_nanos());
+    let mut ticks: u64 = 0;
     let tick = Duration::from_millis(250);
     let mut interval = tokio::time::interval(tick);
     let mut owed = 0.0;
@@ -46,6 +51,8 @@ pub async fn run(addr: SocketAddr, traces_per_second: f64, stop: CancellationTok
             .flat_map(|i| fleet.trace(now - step * (count - 1 - i) as u64))
             .collect::<Vec<_>>();
         let logs = Fleet::logs(&spans);
+        fleet_metrics.observe(&spans);
+        ticks += 1;
         let request = Fleet::request(spans);
         if client.is_none() {
             let channel = match tonic::transport::Endpoint::new(endpoint.clone()) {
@@ -59,7 +66,8 @@ pub async fn run(addr: SocketAddr, traces_per_second: f64, stop: CancellationTok
                 Ok(channel) => {
                     client = Some((
                         TraceServiceClient::new(channel.clone()),
-                        LogsServiceClient::new(channel),
+                        LogsServiceClient::new(channel.clone()),
+                        MetricsServiceClient::new(channel),
                     ))
                 }
                 Err(error) => {
@@ -68,11 +76,18 @@ pub async fn run(addr: SocketAddr, traces_per_second: f64, stop: CancellationTok
                 }
             }
         }
-        let Some((traces, log_client)) = client.as_mut() else {
+        let Some((traces, log_client, metric_client)) = client.as_mut() else {
             continue;
         };
         if let Err(status) = log_client.export(logs).await {
             tracing::warn!(%status, "demo log export refused");
+        }
+        // Metrics every 5 s, as a periodic reader would.
+        if ticks.is_multiple_of(20) {
+            let request = fleet_metrics.export(now_nanos(), &mut rng);
+            if let Err(status) = metric_client.export(request).await {
+                tracing::warn!(%status, "demo metric export refused");
+            }
         }
         match traces.export(request).await {
             Ok(_) => {

@@ -10,6 +10,7 @@ const pages = {
   dependencies: () => import("./pages/dependencies.js"),
   traces: () => import("./pages/traces.js"),
   logs: () => import("./pages/logs.js"),
+  metrics: () => import("./pages/metrics.js"),
   dashboards: () => import("./pages/dashboards.js"),
 };
 
