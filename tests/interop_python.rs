@@ -222,3 +222,80 @@ async fn logs_from_the_python_sdk_over_grpc_and_http_are_counted_exactly() {
         assert_eq!(found[engine]["errors"], 4, "{engine}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_from_the_python_sdk_over_grpc_and_http_keep_their_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let grpc = format!("http://{}", server.grpc);
+    let http = server.otlp_url("/v1/metrics");
+    for (protocol, endpoint, service) in [
+        ("grpc", grpc.as_str(), "pymetrics-grpc"),
+        ("http", http.as_str(), "pymetrics-http"),
+    ] {
+        run_python(
+            "python/send_metrics_with_sdk.py",
+            &[protocol, endpoint, service],
+        );
+        let one = |query: String| {
+            let server = &server;
+            async move {
+                let body = server
+                    .get(&format!("/api/v1/metrics/query?start=now-30m&step=1h&filter=service.name={service}&{query}"))
+                    .await;
+                body["series"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| (s["labels"].clone(), s["values"][0].as_f64().unwrap()))
+                    .collect::<Vec<_>>()
+            }
+        };
+        let by_queue = one("name=jobs.done&agg=increase&group_by=queue".into()).await;
+        assert_eq!(
+            by_queue,
+            vec![
+                (serde_json::json!({"queue": "fast"}), 7.0),
+                (serde_json::json!({"queue": "slow"}), 3.0)
+            ],
+            "{protocol}"
+        );
+        assert_eq!(
+            one("name=job.duration&agg=count".into()).await[0].1,
+            5.0,
+            "{protocol}"
+        );
+        assert_eq!(
+            one("name=job.duration&agg=sum".into()).await[0].1,
+            546.0,
+            "{protocol}"
+        );
+        // The median 3 ms lies in the SDK's default bucket (0, 5].
+        let p50 = one("name=job.duration&agg=quantile&q=0.5".into()).await[0].1;
+        assert!((0.0..=5.0).contains(&p50), "{protocol}: {p50}");
+        assert_eq!(
+            one("name=workers.busy".into()).await[0].1,
+            4.0,
+            "{protocol}"
+        );
+    }
+    // The SDK exports its cumulative points again at shutdown: every export is a row.
+    let rows = server.count("SELECT count(*) FROM metrics").await;
+    let histogram_count = server
+        .count("SELECT CAST(sum(count) AS BIGINT) FROM metrics WHERE metric_type = 'histogram'")
+        .await;
+    assert!(rows >= 8);
+    server.stop();
+    let out = run_python(
+        "python/read_lake.py",
+        &[dir.path().to_str().unwrap(), "metrics"],
+    );
+    let found: Value = serde_json::from_str(&out).expect("JSON from read_lake.py");
+    for engine in ["pyarrow", "duckdb"] {
+        assert_eq!(found[engine]["rows"], rows, "{engine}");
+        assert_eq!(
+            found[engine]["histogram_count"], histogram_count,
+            "{engine}"
+        );
+    }
+}

@@ -88,6 +88,23 @@ def send_logs(otlp: str) -> None:
         assert res.status == 200, res.status
 
 
+def send_metrics(otlp: str) -> None:
+    """A counter of 5 + 7 orders in two regions, sent as OTLP/JSON."""
+    now = time.time_ns()
+    def point(region: str, value: int) -> dict:
+        return {"timeUnixNano": str(now - 10**9), "startTimeUnixNano": str(now - 60 * 10**9),
+                "asInt": str(value), "attributes": [{"key": "region", "value": {"stringValue": region}}]}
+    body = {"resourceMetrics": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "web"}}]},
+        "scopeMetrics": [{"metrics": [{"name": "orders.placed", "unit": "{order}", "sum": {
+            "aggregationTemporality": 2, "isMonotonic": True,
+            "dataPoints": [point("eu", 5), point("us", 7)]}}]}]}]}
+    req = urllib.request.Request(otlp + "/v1/metrics", data=json.dumps(body).encode(),
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req) as res:
+        assert res.status == 200, res.status
+
+
 def send_big_trace(otlp: str, n: int) -> str:
     """One trace of n spans: a root with 100 children, each with (n-101)/100 children."""
     trace = 0xB16
@@ -124,6 +141,7 @@ def main() -> None:
     os.makedirs(shots, exist_ok=True)
     send_fleet(otlp, 0, REQUESTS)
     send_logs(otlp)
+    send_metrics(otlp)
     big_trace = send_big_trace(otlp, 10_101)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
@@ -246,6 +264,22 @@ def main() -> None:
         page.click("#collapse-all")
         page.wait_for_function("() => document.querySelector('#waterfall .spacer').offsetHeight <= 101 * 24")
         shot("big-trace")
+
+        # Metrics: listed with their dimensions, charted per group.
+        page.goto(url + "#/metrics?range=1h")
+        page.wait_for_selector('#metrics tr[data-metric="orders.placed"]', timeout=20_000)
+        expect("metric type", cell(page, '#metrics tr[data-metric="orders.placed"]', "type"), "counter")
+        expect("metric dimensions", cell(page, '#metrics tr[data-metric="orders.placed"]', "attribute_keys"), "region")
+        page.click('#metrics tr[data-metric="orders.placed"] a')
+        page.wait_for_selector("#metric-line svg", timeout=20_000)
+        page.select_option("#metric-agg", "increase")
+        page.select_option("#metric-group", "region")
+        page.click("#metric-query button[type=submit]")
+        page.wait_for_function("() => document.querySelector('#metric-line .legend')?.textContent.includes('us')", timeout=20_000)
+        legend = page.inner_text("#metric-line .legend")
+        if "eu" not in legend or "us" not in legend:
+            sys.exit(f"the chart is not grouped by region: {legend}")
+        shot("metrics")
 
         # Dashboards as data.
         page.goto(url + "#/dashboards")

@@ -1,7 +1,7 @@
 """Reads a Lakescope data directory with pyarrow and DuckDB only (no Lakescope code) and prints,
 as JSON, what each engine finds: for the spans table, the row count, the sorted span ids, the
 columns and per-service counts; for the logs table, the row count and the ERROR-or-worse count.
-Usage: read_lake.py DATA_DIR [spans|logs]"""
+Usage: read_lake.py DATA_DIR [spans|logs|metrics]"""
 
 import json
 import sys
@@ -63,8 +63,25 @@ def logs(logs_dir: Path) -> dict:
     }
 
 
+def metrics(metrics_dir: Path) -> dict:
+    table = ds.dataset(metrics_dir, format="parquet", partitioning="hive").to_table()
+    kinds = table.column("metric_type").to_pylist()
+    counts = table.column("count").to_pylist()
+    glob = str(metrics_dir / "**" / "*.parquet")
+    con = duckdb.connect()
+    rel = f"read_parquet('{glob}', hive_partitioning = true)"
+    rows, hist = con.execute(f"SELECT count(*), sum(count) FILTER (WHERE metric_type = 'histogram') FROM {rel}").fetchone()
+    return {
+        "pyarrow": {"rows": table.num_rows, "histogram_count": sum(c for k, c in zip(kinds, counts) if k == "histogram")},
+        "duckdb": {"rows": rows, "histogram_count": int(hist)},
+    }
+
+
 def main() -> None:
     table = sys.argv[2] if len(sys.argv) > 2 else "spans"
+    if table == "metrics":
+        print(json.dumps(metrics(Path(sys.argv[1]) / "metrics")))
+        return
     if table == "logs":
         print(json.dumps(logs(Path(sys.argv[1]) / "logs")))
         return

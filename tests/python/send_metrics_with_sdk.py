@@ -1,0 +1,49 @@
+"""Records metrics with the OpenTelemetry Python SDK (from PyPI) and exports them once to a
+Lakescope server over OTLP/gRPC or OTLP/HTTP.
+
+Usage: send_metrics_with_sdk.py grpc|http ENDPOINT SERVICE
+
+A counter `jobs.done` (7 with queue=fast, 3 with queue=slow), a histogram `job.duration` of
+1, 2, 3, 40 and 500 ms, and a gauge `workers.busy` last set to 4.
+"""
+
+import sys
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+
+
+def exporter(protocol: str, endpoint: str):
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+
+        return OTLPMetricExporter(endpoint=endpoint, insecure=True)
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+    return OTLPMetricExporter(endpoint=endpoint)
+
+
+def main() -> None:
+    protocol, endpoint, service = sys.argv[1], sys.argv[2], sys.argv[3]
+    # A long interval: only the explicit flush below exports.
+    reader = PeriodicExportingMetricReader(exporter(protocol, endpoint), export_interval_millis=3_600_000)
+    provider = MeterProvider(resource=Resource.create({"service.name": service}), metric_readers=[reader])
+    meter = provider.get_meter("lakescope-e2e")
+    done = meter.create_counter("jobs.done", unit="{job}")
+    done.add(7, {"queue": "fast"})
+    done.add(3, {"queue": "slow"})
+    duration = meter.create_histogram("job.duration", unit="ms")
+    for v in (1, 2, 3, 40, 500):
+        duration.record(v)
+    busy = meter.create_gauge("workers.busy")
+    busy.set(2)
+    busy.set(4)
+    if not provider.force_flush(30_000):
+        sys.exit("force_flush timed out")
+    provider.shutdown()
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()
