@@ -249,3 +249,149 @@ async fn metrics_from_the_rust_sdk_over_grpc_and_http_keep_their_exact_values() 
     let server = Server::start(dir.path(), &[]);
     check(&server, "shop-grpc").await;
 }
+
+/// Every point type through OTLP/JSON (exponential histograms and summaries included, which the
+/// SDKs above do not produce by default), exemplars, and points that must be rejected alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_point_type_is_stored_and_bad_points_are_rejected_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let (t0, t1, start) = (
+        now - 120_000_000_000,
+        now - 60_000_000_000,
+        now - 600_000_000_000,
+    );
+    let body = format!(
+        r#"{{"resourceMetrics":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"raw"}}}}]}},
+        "scopeMetrics":[{{"metrics":[
+          {{"name":"queue.size","gauge":{{"dataPoints":[
+             {{"timeUnixNano":"{t0}","asDouble":3.5}},
+             {{"timeUnixNano":"{t1}","asDouble":4.5}}]}}}},
+          {{"name":"bytes.sent","sum":{{"aggregationTemporality":1,"isMonotonic":true,"dataPoints":[
+             {{"timeUnixNano":"{t0}","startTimeUnixNano":"{t0}","asInt":"100"}},
+             {{"timeUnixNano":"{t1}","startTimeUnixNano":"{t0}","asInt":"250"}}]}}}},
+          {{"name":"payload.size","exponentialHistogram":{{"aggregationTemporality":1,"dataPoints":[
+             {{"timeUnixNano":"{t1}","startTimeUnixNano":"{start}","count":"10","sum":1200,"scale":0,"zeroCount":"1",
+               "positive":{{"offset":6,"bucketCounts":["2","7"]}}}}]}}}},
+          {{"name":"rpc.latency","summary":{{"dataPoints":[
+             {{"timeUnixNano":"{t1}","startTimeUnixNano":"{start}","count":"20","sum":35.5,"quantileValues":[{{"quantile":0.5,"value":1.25}},{{"quantile":0.99,"value":9.75}}]}},
+             {{"timeUnixNano":"{t1}","count":"1","sum":1,"quantileValues":[{{"quantile":1.5,"value":1}}]}}]}}}},
+          {{"name":"req.time","histogram":{{"aggregationTemporality":2,"dataPoints":[
+             {{"timeUnixNano":"{t1}","startTimeUnixNano":"{start}","count":"4","sum":40,"bucketCounts":["1","3","0"],"explicitBounds":[5,50],
+               "exemplars":[{{"timeUnixNano":"{t1}","asDouble":30,"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174"}}]}},
+             {{"timeUnixNano":"{t1}","count":"4","bucketCounts":["1","3"],"explicitBounds":[5,50]}},
+             {{"timeUnixNano":"{t1}","count":"4","bucketCounts":["1","3","0"],"explicitBounds":[50,5]}},
+             {{"timeUnixNano":"{t1}","count":"9","bucketCounts":["1","3","0"],"explicitBounds":[5,50]}}]}}}}
+        ]}}]}}]}}"#
+    );
+    let res = reqwest::Client::new()
+        .post(server.otlp_url("/v1/metrics"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let answer: Value = res.json().await.unwrap();
+    let partial = &answer["partialSuccess"];
+    assert_eq!(
+        partial["rejectedDataPoints"].to_string().trim_matches('"'),
+        "4",
+        "{answer}"
+    );
+
+    let kinds = rows(
+        &server,
+        "SELECT metric_type, count(*) AS n FROM metrics GROUP BY 1 ORDER BY 1",
+    )
+    .await;
+    assert_eq!(
+        kinds,
+        serde_json::json!([
+            {"metric_type": "exponential_histogram", "n": 1}, {"metric_type": "gauge", "n": 2},
+            {"metric_type": "histogram", "n": 1}, {"metric_type": "sum", "n": 2}, {"metric_type": "summary", "n": 1}
+        ])
+        .as_array()
+        .unwrap()
+        .clone()
+    );
+    // NaN (a staleness marker in Prometheus) is stored as sent; here through protobuf, since the
+    // OTLP/JSON decoder of opentelemetry-proto does not read "NaN" strings.
+    let nan_request = {
+        use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+        use opentelemetry_proto::tonic::metrics::v1::{
+            Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric::Data,
+            number_data_point,
+        };
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                resource: None,
+                scope_metrics: vec![ScopeMetrics {
+                    scope: None,
+                    metrics: vec![Metric {
+                        name: "stale".into(),
+                        data: Some(Data::Gauge(Gauge {
+                            data_points: vec![NumberDataPoint {
+                                time_unix_nano: t1 as u64,
+                                value: Some(number_data_point::Value::AsDouble(f64::NAN)),
+                                ..NumberDataPoint::default()
+                            }],
+                        })),
+                        ..Metric::default()
+                    }],
+                    schema_url: String::new(),
+                }],
+                schema_url: String::new(),
+            }],
+        }
+    };
+    let res = reqwest::Client::new()
+        .post(server.otlp_url("/v1/metrics"))
+        .header("content-type", "application/x-protobuf")
+        .body(prost::Message::encode_to_vec(&nan_request))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let nan = rows(
+        &server,
+        "SELECT isnan(value) AS nan FROM metrics WHERE metric_name = 'stale'",
+    )
+    .await;
+    assert_eq!(nan[0]["nan"], true, "NaN is kept");
+
+    let one = |q: &str| {
+        let server = &server;
+        let q = q.to_owned();
+        async move {
+            let body = server
+                .get(&format!("/api/v1/metrics/query?start=now-30m&step=1h&{q}"))
+                .await;
+            (body["series"][0]["values"][0].as_f64(), body)
+        }
+    };
+    // A delta counter: the values themselves.
+    assert_eq!(one("name=bytes.sent&agg=increase").await.0, Some(350.0));
+    // Exponential histogram, scale 0: 1 zero, 2 in (64, 128], 7 in (128, 256]. Median → (128, 256].
+    let (p50, _) = one("name=payload.size&agg=quantile&q=0.5").await;
+    assert!((128.0..=256.0).contains(&p50.unwrap()), "{p50:?}");
+    assert_eq!(one("name=payload.size&agg=count").await.0, Some(10.0));
+    // Summary: the reported quantile.
+    assert_eq!(
+        one("name=rpc.latency&agg=quantile&q=0.99").await.0,
+        Some(9.75)
+    );
+    assert_eq!(one("name=rpc.latency&agg=count").await.0, Some(20.0));
+    // Explicit histogram, with its exemplar linking to a trace.
+    let (p75, body) = one("name=req.time&agg=quantile&q=0.75").await;
+    assert!((5.0..=50.0).contains(&p75.unwrap()), "{p75:?}");
+    assert_eq!(
+        body["exemplars"][0]["trace_id"],
+        "5b8efff798038103d269b633813fc60c"
+    );
+    assert_eq!(body["exemplars"][0]["value"], 30.0);
+}

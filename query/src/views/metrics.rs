@@ -194,6 +194,63 @@ pub struct Line {
     pub values: Vec<Option<f64>>,
 }
 
+/// A measurement the SDK kept as an example, with the trace it happened in.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExemplarRef {
+    pub time: String,
+    pub value: Option<f64>,
+    pub trace_id: String,
+    pub span_id: Option<String>,
+    pub service: String,
+}
+
+/// Up to 100 of the metric's most recent exemplars that carry a trace id.
+pub async fn exemplars(
+    engine: &QueryEngine,
+    name: &str,
+    range: TimeRange,
+) -> Result<Vec<ExemplarRef>, QueryError> {
+    let sql = "SELECT e['time'] AS t, e['value'] AS v, e['trace_id'] AS trace_id, \
+           e['span_id'] AS span_id, service_name FROM \
+           (SELECT unnest(exemplars) AS e, service_name FROM metrics \
+            WHERE metric_name = $1 AND time >= $2 AND time < $3) \
+         WHERE e['trace_id'] IS NOT NULL ORDER BY t DESC LIMIT 100";
+    let rows_of = engine
+        .query(
+            sql,
+            vec![
+                ScalarValue::Utf8(Some(name.to_owned())),
+                timestamp(range.start),
+                timestamp(range.end),
+            ],
+        )
+        .await?;
+    let mut out = Vec::new();
+    for batch in &rows_of.batches {
+        let t = batch
+            .column_by_name("t")
+            .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
+            .ok_or_else(|| QueryError::Execution("exemplars: t".into()))?;
+        let v = batch
+            .column_by_name("v")
+            .and_then(|c| c.as_primitive_opt::<Float64Type>())
+            .ok_or_else(|| QueryError::Execution("exemplars: v".into()))?;
+        let trace = rows::strings(batch, "trace_id")?;
+        let span = rows::strings(batch, "span_id")?;
+        let service = rows::strings(batch, "service_name")?;
+        for row in 0..batch.num_rows() {
+            out.push(ExemplarRef {
+                time: rfc3339(t.value(row)),
+                value: (!v.is_null(row)).then(|| v.value(row)),
+                trace_id: trace.value(row).to_owned(),
+                span_id: rows::text(span, row),
+                service: service.value(row).to_owned(),
+            });
+        }
+    }
+    Ok(out)
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MetricSeries {
     pub name: String,
@@ -205,6 +262,7 @@ pub struct MetricSeries {
     pub step_seconds: f64,
     pub times: Vec<String>,
     pub series: Vec<Line>,
+    pub exemplars: Vec<ExemplarRef>,
 }
 
 /// The payload of one point.
@@ -879,6 +937,7 @@ pub async fn query(engine: &QueryEngine, q: &MetricQuery) -> Result<MetricSeries
             },
         }
     };
+    let exemplars = exemplars(engine, &q.name, q.range).await?;
     let lines = groups
         .into_iter()
         .map(|(group, cells)| Line {
@@ -897,6 +956,7 @@ pub async fn query(engine: &QueryEngine, q: &MetricQuery) -> Result<MetricSeries
             .map(|i| rfc3339(q.range.start + i as i64 * q.step))
             .collect(),
         series: lines,
+        exemplars,
     })
 }
 

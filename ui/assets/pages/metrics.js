@@ -86,7 +86,12 @@ async function explore(view, name, params) {
     chart.replaceChildren(lineChart({
       id: "metric-line", title, times: data.times, format: number,
       series: data.series.map((s) => ({ name: Object.values(s.labels).join(", ") || name, values: s.values })),
-    }));
+    }), data.exemplars.length ? [el("h2", {}, "Exemplars"), table([
+      { title: "Time", cell: (e) => new Date(e.time).toLocaleString() },
+      { title: "Value", class: "num", cell: (e) => number(e.value) },
+      { title: "Service", cell: (e) => e.service },
+      { title: "Trace", cell: (e) => el("a", { href: href(`traces/${e.trace_id}`), class: "trace-link" }, e.trace_id) },
+    ], data.exemplars.slice(0, 20), { id: "exemplars" })] : null);
   };
   await refresh();
   return refresh;
