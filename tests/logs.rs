@@ -224,3 +224,64 @@ async fn bad_log_records_are_rejected_alone_and_bad_parameters_are_400() {
         assert_eq!(status, 400, "{bad}: {body}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_utf8_in_one_record_loses_nothing_valid() {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::AnyValue as Any;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as V;
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use prost::Message;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let record = |body: &str| LogRecord {
+        time_unix_nano: now,
+        severity_number: 9,
+        body: Some(Any {
+            value: Some(V::StringValue(body.into())),
+        }),
+        ..LogRecord::default()
+    };
+    let request = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: None,
+            scope_logs: vec![ScopeLogs {
+                scope: None,
+                log_records: vec![record("all good here"), record("broken ZZZZ text")],
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    };
+    let mut bytes = request.encode_to_vec();
+    let at = bytes.windows(4).position(|w| w == b"ZZZZ").unwrap();
+    bytes[at] = 0xff;
+    let res = reqwest::Client::new()
+        .post(server.otlp_url("/v1/logs"))
+        .header("content-type", "application/x-protobuf")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let answer =
+        opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse::decode(
+            res.bytes().await.unwrap(),
+        )
+        .unwrap();
+    let partial = answer.partial_success.expect("a warning");
+    assert_eq!(partial.rejected_log_records, 0);
+    assert!(
+        partial.error_message.contains("invalid UTF-8"),
+        "{partial:?}"
+    );
+    let stored = logs(&server, "start=now-5m").await;
+    let bodies: Vec<&str> = stored.iter().map(|l| l["body"].as_str().unwrap()).collect();
+    assert!(bodies.contains(&"all good here"), "{bodies:?}");
+    assert!(bodies.contains(&"broken \u{fffd}ZZZ text"), "{bodies:?}");
+}

@@ -111,14 +111,54 @@ pub fn decompress(headers: &HeaderMap, body: Bytes, limit: usize) -> Result<Byte
     }
 }
 
+/// A decoded request, the protobuf bytes it was decoded from (after any repair), and how many
+/// strings had invalid UTF-8 replaced.
+pub struct Decoded<M> {
+    pub message: M,
+    pub protobuf: Option<Bytes>,
+    pub repaired: usize,
+}
+
+/// Decodes protobuf; when that fails, replaces invalid UTF-8 in the schema's string fields (see
+/// [`super::utf8`]) and tries again, so one bad string does not lose a whole request.
+pub fn decode_protobuf<M: Message + Default>(
+    body: Bytes,
+    schema: &super::utf8::Schema,
+) -> Result<Decoded<M>, DecodeError> {
+    match M::decode(body.clone()) {
+        Ok(message) => Ok(Decoded {
+            message,
+            protobuf: Some(body),
+            repaired: 0,
+        }),
+        Err(error) => match super::utf8::repair(&body, schema) {
+            Some((fixed, repaired)) if repaired > 0 => {
+                let fixed = Bytes::from(fixed);
+                let message = M::decode(fixed.clone()).map_err(|_| DecodeError::Protobuf(error))?;
+                Ok(Decoded {
+                    message,
+                    protobuf: Some(fixed),
+                    repaired,
+                })
+            }
+            _ => Err(DecodeError::Protobuf(error)),
+        },
+    }
+}
+
 /// Decodes a request message from a (decompressed) body.
 pub fn decode<M: Message + Default + DeserializeOwned>(
-    body: &Bytes,
+    body: Bytes,
     encoding: Encoding,
-) -> Result<M, DecodeError> {
+    schema: &super::utf8::Schema,
+) -> Result<Decoded<M>, DecodeError> {
     match encoding {
-        Encoding::Protobuf => Ok(M::decode(body.clone())?),
-        Encoding::Json => Ok(serde_json::from_slice(body)?),
+        Encoding::Protobuf => decode_protobuf(body, schema),
+        Encoding::Json => Ok(Decoded {
+            message: serde_json::from_slice(&body)?,
+            protobuf: None,
+            repaired: 0,
+        }),
     }
 }
 
@@ -189,7 +229,13 @@ mod tests {
             "name":"GET /","kind":2,"startTimeUnixNano":"1544712660000000000",
             "endTimeUnixNano":1544712661000000000,
             "attributes":[{"key":"n","value":{"intValue":"7"}}]}]}]}]}"#;
-        let req: ExportTraceServiceRequest = decode(&Bytes::from(json), Encoding::Json).unwrap();
+        let req: ExportTraceServiceRequest = decode(
+            Bytes::from(json),
+            Encoding::Json,
+            &crate::otlp::utf8::TRACES,
+        )
+        .unwrap()
+        .message;
         let span = &req.resource_spans[0].scope_spans[0].spans[0];
         assert_eq!(span.trace_id[0], 0x5b);
         assert_eq!(span.span_id.len(), 8);
@@ -201,7 +247,11 @@ mod tests {
     #[test]
     fn wrongly_typed_json_is_rejected() {
         let json = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"kind":"two"}]}]}]}"#;
-        let err = decode::<ExportTraceServiceRequest>(&Bytes::from(json), Encoding::Json);
+        let err = decode::<ExportTraceServiceRequest>(
+            Bytes::from(json),
+            Encoding::Json,
+            &crate::otlp::utf8::TRACES,
+        );
         assert!(matches!(err, Err(DecodeError::Json(_))));
     }
 }

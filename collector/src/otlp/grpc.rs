@@ -113,8 +113,9 @@ impl<S: Signal> UnaryService<Bytes> for Export<S> {
         Box::pin(async move {
             let raw = request.into_inner();
             let result = async {
-                let message = S::Request::decode(raw.clone()).map_err(DecodeError::from)?;
-                Ok::<_, ReceiveError>(S::export(&ingest, message, Some(raw)).await?)
+                let decoded = super::decode::decode_protobuf::<S::Request>(raw, S::SCHEMA)?;
+                let outcome = S::export(&ingest, decoded.message, decoded.protobuf).await?;
+                Ok::<_, ReceiveError>(super::note_repairs(outcome, decoded.repaired))
             }
             .await;
             match result {

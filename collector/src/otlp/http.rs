@@ -91,9 +91,9 @@ async fn export<S: Signal>(State(ingest): State<Ingest>, request: Request) -> Re
         let limit = ingest.limits().max_request_bytes;
         let body = read_body(body, limit).await?;
         let body = decode::decompress(&parts.headers, body, limit)?;
-        let message: S::Request = decode::decode(&body, encoding)?;
-        let raw = (encoding == Encoding::Protobuf).then_some(body);
-        Ok::<_, ReceiveError>(S::export(&ingest, message, raw).await?)
+        let decoded = decode::decode::<S::Request>(body, encoding, S::SCHEMA)?;
+        let outcome = S::export(&ingest, decoded.message, decoded.protobuf).await?;
+        Ok::<_, ReceiveError>(super::note_repairs(outcome, decoded.repaired))
     }
     .await;
     match result {

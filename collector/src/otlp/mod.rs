@@ -4,6 +4,7 @@
 pub mod decode;
 pub mod grpc;
 pub mod http;
+pub mod utf8;
 
 use decode::DecodeError;
 
@@ -49,6 +50,8 @@ pub trait Signal: Send + Sync + 'static {
     const SERVICE: &'static str;
     /// The OTLP/HTTP path.
     const PATH: &'static str;
+    /// The string fields of the request, for repairing invalid UTF-8.
+    const SCHEMA: &'static utf8::Schema;
     type Request: prost::Message + Default + serde::de::DeserializeOwned + Send + 'static;
     type Response: prost::Message + serde::Serialize + Default + Send + 'static;
 
@@ -69,6 +72,7 @@ pub struct Metrics;
 impl Signal for Traces {
     const SERVICE: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
     const PATH: &'static str = "/v1/traces";
+    const SCHEMA: &'static utf8::Schema = &utf8::TRACES;
     type Request = ExportTraceServiceRequest;
     type Response = ExportTraceServiceResponse;
 
@@ -81,7 +85,7 @@ impl Signal for Traces {
     }
 
     fn response(outcome: ExportOutcome) -> Self::Response {
-        let rejected = outcome.rejected > 0;
+        let rejected = outcome.rejected > 0 || !outcome.error_message.is_empty();
         ExportTraceServiceResponse {
             partial_success: rejected.then_some(ExportTracePartialSuccess {
                 rejected_spans: outcome.rejected as i64,
@@ -94,6 +98,7 @@ impl Signal for Traces {
 impl Signal for Logs {
     const SERVICE: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
     const PATH: &'static str = "/v1/logs";
+    const SCHEMA: &'static utf8::Schema = &utf8::LOGS;
     type Request = ExportLogsServiceRequest;
     type Response = ExportLogsServiceResponse;
 
@@ -106,7 +111,7 @@ impl Signal for Logs {
     }
 
     fn response(outcome: ExportOutcome) -> Self::Response {
-        let rejected = outcome.rejected > 0;
+        let rejected = outcome.rejected > 0 || !outcome.error_message.is_empty();
         ExportLogsServiceResponse {
             partial_success: rejected.then_some(ExportLogsPartialSuccess {
                 rejected_log_records: outcome.rejected as i64,
@@ -119,6 +124,7 @@ impl Signal for Logs {
 impl Signal for Metrics {
     const SERVICE: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
     const PATH: &'static str = "/v1/metrics";
+    const SCHEMA: &'static utf8::Schema = &utf8::METRICS;
     type Request = ExportMetricsServiceRequest;
     type Response = ExportMetricsServiceResponse;
 
@@ -131,7 +137,7 @@ impl Signal for Metrics {
     }
 
     fn response(outcome: ExportOutcome) -> Self::Response {
-        let rejected = outcome.rejected > 0;
+        let rejected = outcome.rejected > 0 || !outcome.error_message.is_empty();
         ExportMetricsServiceResponse {
             partial_success: rejected.then_some(ExportMetricsPartialSuccess {
                 rejected_data_points: outcome.rejected as i64,
@@ -139,4 +145,19 @@ impl Signal for Metrics {
             }),
         }
     }
+}
+
+/// Adds the note about repaired strings to an export's outcome (a warning in `partial_success`).
+pub fn note_repairs(mut outcome: ExportOutcome, repaired: usize) -> ExportOutcome {
+    if repaired > 0 {
+        let note = format!(
+            "{repaired} string field(s) had invalid UTF-8; stored with U+FFFD replacement characters"
+        );
+        outcome.error_message = if outcome.error_message.is_empty() {
+            note
+        } else {
+            format!("{}; {note}", outcome.error_message)
+        };
+    }
+    outcome
 }
