@@ -270,7 +270,7 @@ async fn every_point_type_is_stored_and_bad_points_are_rejected_alone() {
         "scopeMetrics":[{{"metrics":[
           {{"name":"queue.size","gauge":{{"dataPoints":[
              {{"timeUnixNano":"{t0}","asDouble":3.5}},
-             {{"timeUnixNano":"{t1}","asDouble":4.5}}]}}}},
+             {{"timeUnixNano":"{t1}","asDouble":"NaN"}}]}}}},
           {{"name":"bytes.sent","sum":{{"aggregationTemporality":1,"isMonotonic":true,"dataPoints":[
              {{"timeUnixNano":"{t0}","startTimeUnixNano":"{t0}","asInt":"100"}},
              {{"timeUnixNano":"{t1}","startTimeUnixNano":"{t0}","asInt":"250"}}]}}}},
@@ -319,8 +319,14 @@ async fn every_point_type_is_stored_and_bad_points_are_rejected_alone() {
         .unwrap()
         .clone()
     );
-    // NaN (a staleness marker in Prometheus) is stored as sent; here through protobuf, since the
-    // OTLP/JSON decoder of opentelemetry-proto does not read "NaN" strings.
+    // NaN (a staleness marker in Prometheus) is stored as sent, from OTLP/JSON ("NaN") and
+    // from protobuf.
+    let json_nan = rows(
+        &server,
+        "SELECT isnan(value) AS nan FROM metrics WHERE metric_name = 'queue.size' ORDER BY time",
+    )
+    .await;
+    assert_eq!(json_nan[1]["nan"], true, "NaN from JSON is kept");
     let nan_request = {
         use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
         use opentelemetry_proto::tonic::metrics::v1::{

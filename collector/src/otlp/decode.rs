@@ -7,7 +7,6 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use prost::Message;
-use serde::de::DeserializeOwned;
 
 /// The two OTLP/HTTP body encodings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,8 +39,8 @@ pub enum DecodeError {
     },
     #[error("invalid protobuf: {0}")]
     Protobuf(#[from] prost::DecodeError),
-    #[error("invalid OTLP/JSON: {0}")]
-    Json(#[from] serde_json::Error),
+    #[error("invalid OTLP/JSON {0}")]
+    Json(#[from] super::json::JsonError),
 }
 
 /// The body encoding named by the Content-Type header (parameters such as charset ignored).
@@ -146,16 +145,17 @@ pub fn decode_protobuf<M: Message + Default>(
     }
 }
 
-/// Decodes a request message from a (decompressed) body.
-pub fn decode<M: Message + Default + DeserializeOwned>(
+/// Decodes a request message from a (decompressed) body; `from_json` reads OTLP/JSON.
+pub fn decode<M: Message + Default>(
     body: Bytes,
     encoding: Encoding,
     schema: &super::utf8::Schema,
+    from_json: fn(&[u8]) -> Result<M, super::json::JsonError>,
 ) -> Result<Decoded<M>, DecodeError> {
     match encoding {
         Encoding::Protobuf => decode_protobuf(body, schema),
         Encoding::Json => Ok(Decoded {
-            message: serde_json::from_slice(&body)?,
+            message: from_json(&body)?,
             protobuf: None,
             repaired: 0,
         }),
@@ -233,6 +233,7 @@ mod tests {
             Bytes::from(json),
             Encoding::Json,
             &crate::otlp::utf8::TRACES,
+            crate::otlp::json::traces,
         )
         .unwrap()
         .message;
@@ -251,6 +252,7 @@ mod tests {
             Bytes::from(json),
             Encoding::Json,
             &crate::otlp::utf8::TRACES,
+            crate::otlp::json::traces,
         );
         assert!(matches!(err, Err(DecodeError::Json(_))));
     }

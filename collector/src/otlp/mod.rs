@@ -4,6 +4,7 @@
 pub mod decode;
 pub mod grpc;
 pub mod http;
+pub mod json;
 pub mod utf8;
 
 use decode::DecodeError;
@@ -52,7 +53,7 @@ pub trait Signal: Send + Sync + 'static {
     const PATH: &'static str;
     /// The string fields of the request, for repairing invalid UTF-8.
     const SCHEMA: &'static utf8::Schema;
-    type Request: prost::Message + Default + serde::de::DeserializeOwned + Send + 'static;
+    type Request: prost::Message + Default + Send + 'static;
     type Response: prost::Message + serde::Serialize + Default + Send + 'static;
 
     fn export(
@@ -63,6 +64,9 @@ pub trait Signal: Send + Sync + 'static {
 
     /// The response to an accepted export: `partial_success` only when records were rejected.
     fn response(outcome: ExportOutcome) -> Self::Response;
+
+    /// Reads the request from OTLP/JSON.
+    fn from_json(body: &[u8]) -> Result<Self::Request, json::JsonError>;
 }
 
 pub struct Traces;
@@ -82,6 +86,10 @@ impl Signal for Traces {
         raw: Option<Bytes>,
     ) -> Result<ExportOutcome, IngestError> {
         ingest.export_traces(request, raw).await
+    }
+
+    fn from_json(body: &[u8]) -> Result<Self::Request, json::JsonError> {
+        json::traces(body)
     }
 
     fn response(outcome: ExportOutcome) -> Self::Response {
@@ -110,6 +118,10 @@ impl Signal for Logs {
         ingest.export_logs(request, raw).await
     }
 
+    fn from_json(body: &[u8]) -> Result<Self::Request, json::JsonError> {
+        json::logs(body)
+    }
+
     fn response(outcome: ExportOutcome) -> Self::Response {
         let rejected = outcome.rejected > 0 || !outcome.error_message.is_empty();
         ExportLogsServiceResponse {
@@ -134,6 +146,10 @@ impl Signal for Metrics {
         raw: Option<Bytes>,
     ) -> Result<ExportOutcome, IngestError> {
         ingest.export_metrics(request, raw).await
+    }
+
+    fn from_json(body: &[u8]) -> Result<Self::Request, json::JsonError> {
+        json::metrics(body)
     }
 
     fn response(outcome: ExportOutcome) -> Self::Response {
