@@ -4,13 +4,15 @@ Lakescope server over OTLP/gRPC or OTLP/HTTP.
 Usage: send_metrics_with_sdk.py grpc|http ENDPOINT SERVICE
 
 A counter `jobs.done` (7 with queue=fast, 3 with queue=slow), a histogram `job.duration` of
-1, 2, 3, 40 and 500 ms, and a gauge `workers.busy` last set to 4.
+1, 2, 3, 40 and 500 ms, an exponential histogram `payload.size` of 100, 200, 300, 400 and
+5000 bytes, and a gauge `workers.busy` last set to 4.
 """
 
 import sys
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 
 
@@ -28,7 +30,9 @@ def main() -> None:
     protocol, endpoint, service = sys.argv[1], sys.argv[2], sys.argv[3]
     # A long interval: only the explicit flush below exports.
     reader = PeriodicExportingMetricReader(exporter(protocol, endpoint), export_interval_millis=3_600_000)
-    provider = MeterProvider(resource=Resource.create({"service.name": service}), metric_readers=[reader])
+    # payload.size uses the SDK's base-2 exponential histogram.
+    views = [View(instrument_name="payload.size", aggregation=ExponentialBucketHistogramAggregation())]
+    provider = MeterProvider(resource=Resource.create({"service.name": service}), metric_readers=[reader], views=views)
     meter = provider.get_meter("lakescope-e2e")
     done = meter.create_counter("jobs.done", unit="{job}")
     done.add(7, {"queue": "fast"})
@@ -36,6 +40,9 @@ def main() -> None:
     duration = meter.create_histogram("job.duration", unit="ms")
     for v in (1, 2, 3, 40, 500):
         duration.record(v)
+    size = meter.create_histogram("payload.size", unit="By")
+    for v in (100, 200, 300, 400, 5000):
+        size.record(v)
     busy = meter.create_gauge("workers.busy")
     busy.set(2)
     busy.set(4)

@@ -165,6 +165,9 @@ impl Signal for Metrics {
 
 /// Adds the note about repaired strings to an export's outcome (a warning in `partial_success`).
 pub fn note_repairs(mut outcome: ExportOutcome, repaired: usize) -> ExportOutcome {
+    if outcome.rejected > 0 {
+        tracing::debug!(rejected = outcome.rejected, message = %outcome.error_message, "records rejected");
+    }
     if repaired > 0 {
         let note = format!(
             "{repaired} string field(s) had invalid UTF-8; stored with U+FFFD replacement characters"
