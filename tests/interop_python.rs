@@ -278,6 +278,27 @@ async fn metrics_from_the_python_sdk_over_grpc_and_http_keep_their_values() {
             4.0,
             "{protocol}"
         );
+        // The SDK's exponential histogram: count, sum, and the median 300 within 1 %.
+        assert_eq!(
+            one("name=payload.size&agg=count".into()).await[0].1,
+            5.0,
+            "{protocol}"
+        );
+        assert_eq!(
+            one("name=payload.size&agg=sum".into()).await[0].1,
+            6000.0,
+            "{protocol}"
+        );
+        let median = one("name=payload.size&agg=quantile&q=0.5".into()).await[0].1;
+        assert!((median - 300.0).abs() <= 3.0, "{protocol}: {median}");
+        let kind = server
+            .sql(&format!("SELECT metric_type FROM metrics WHERE metric_name = 'payload.size' AND service_name = '{service}' LIMIT 1"))
+            .await
+            .1;
+        assert_eq!(
+            kind["rows"][0]["metric_type"], "exponential_histogram",
+            "{protocol}"
+        );
     }
     // The SDK exports its cumulative points again at shutdown: every export is a row.
     let rows = server.count("SELECT count(*) FROM metrics").await;
