@@ -285,3 +285,33 @@ async fn invalid_utf8_in_one_record_loses_nothing_valid() {
     assert!(bodies.contains(&"all good here"), "{bodies:?}");
     assert!(bodies.contains(&"broken \u{fffd}ZZZ text"), "{bodies:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_huge_body_is_stored_whole_and_a_request_over_the_limit_is_413() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--max-request-bytes", "4000000"]);
+    let big = "x".repeat(3_000_000);
+    let body = |text: &str| {
+        format!(
+            r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{{"severityNumber":9,"body":{{"stringValue":"{text}"}}}}]}}]}}]}}"#
+        )
+    };
+    let post = |b: String| {
+        reqwest::Client::new()
+            .post(server.otlp_url("/v1/logs"))
+            .header("content-type", "application/json")
+            .body(b)
+            .send()
+    };
+    assert_eq!(post(body(&big)).await.unwrap().status().as_u16(), 200);
+    let (status, rows) = server.sql("SELECT length(body) AS n FROM logs").await;
+    assert_eq!(status, 200);
+    assert_eq!(rows["rows"][0]["n"], 3_000_000);
+    let too_big = "y".repeat(5_000_000);
+    assert_eq!(post(body(&too_big)).await.unwrap().status().as_u16(), 413);
+    assert_eq!(
+        server.count("SELECT count(*) FROM logs").await,
+        1,
+        "still serving, nothing else stored"
+    );
+}
