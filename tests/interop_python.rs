@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use common::{Server, assert_within_1pct, nearest_rank, run_python};
+use common::{Server, assert_within_1pct, nearest_rank, run_python, run_python_with_env};
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{Span as _, SpanKind, Status, Tracer, TracerProvider as _};
 use opentelemetry_otlp::{SpanExporter, WithExportConfig};
@@ -118,15 +118,17 @@ async fn spans_from_the_python_sdk_over_grpc_and_http_are_counted_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
     let grpc = format!("http://{}", server.grpc);
-    let http = server.otlp_url("/v1/traces");
+    let http = server.otlp_url("");
+    // Configured only as a service would be: OTEL_EXPORTER_OTLP_ENDPOINT and _PROTOCOL.
     for (protocol, endpoint, service) in [
         ("grpc", grpc.as_str(), "py-grpc"),
-        ("http", http.as_str(), "py-http"),
+        ("http/protobuf", http.as_str(), "py-http"),
     ] {
-        let out = run_python(
-            "python/send_with_sdk.py",
-            &[protocol, endpoint, service, "25"],
-        );
+        let env = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+        ];
+        let out = run_python_with_env("python/send_with_sdk.py", &[service, "25"], &env);
         let trace_ids: Vec<String> = serde_json::from_str(out.trim()).expect("trace ids");
         assert_eq!(trace_ids.len(), 25);
 
@@ -161,15 +163,17 @@ async fn logs_from_the_python_sdk_over_grpc_and_http_are_counted_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
     let grpc = format!("http://{}", server.grpc);
-    let http = server.otlp_url("/v1/logs");
+    let http = server.otlp_url("");
+    // Configured only as a service would be: OTEL_EXPORTER_OTLP_ENDPOINT and _PROTOCOL.
     for (protocol, endpoint, service) in [
         ("grpc", grpc.as_str(), "pylogs-grpc"),
-        ("http", http.as_str(), "pylogs-http"),
+        ("http/protobuf", http.as_str(), "pylogs-http"),
     ] {
-        let out = run_python(
-            "python/send_logs_with_sdk.py",
-            &[protocol, endpoint, service],
-        );
+        let env = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+        ];
+        let out = run_python_with_env("python/send_logs_with_sdk.py", &[service], &env);
         let trace_id: String = serde_json::from_str(out.trim()).expect("trace id");
         let count = |query: String| {
             let server = &server;
@@ -228,15 +232,17 @@ async fn metrics_from_the_python_sdk_over_grpc_and_http_keep_their_values() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
     let grpc = format!("http://{}", server.grpc);
-    let http = server.otlp_url("/v1/metrics");
+    let http = server.otlp_url("");
+    // Configured only as a service would be: OTEL_EXPORTER_OTLP_ENDPOINT and _PROTOCOL.
     for (protocol, endpoint, service) in [
         ("grpc", grpc.as_str(), "pymetrics-grpc"),
-        ("http", http.as_str(), "pymetrics-http"),
+        ("http/protobuf", http.as_str(), "pymetrics-http"),
     ] {
-        run_python(
-            "python/send_metrics_with_sdk.py",
-            &[protocol, endpoint, service],
-        );
+        let env = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+        ];
+        run_python_with_env("python/send_metrics_with_sdk.py", &[service], &env);
         let one = |query: String| {
             let server = &server;
             async move {

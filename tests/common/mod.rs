@@ -224,12 +224,18 @@ pub fn python() -> PathBuf {
 /// Runs a script from `tests/` with [`python`] and returns its standard output; fails the test
 /// with the script's own error output when it fails.
 pub fn run_python(script: &str, args: &[&str]) -> String {
+    run_python_with_env(script, args, &[])
+}
+
+/// [`run_python`] with extra environment variables.
+pub fn run_python_with_env(script: &str, args: &[&str], env: &[(&str, &str)]) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests")
         .join(script);
     let out = Command::new(python())
         .arg(&path)
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .unwrap_or_else(|e| {
             panic!(

@@ -2,12 +2,13 @@
 module, to a Lakescope server over OTLP/gRPC or OTLP/HTTP, and prints the trace id the error
 records were written under, as JSON.
 
-Usage: send_logs_with_sdk.py grpc|http ENDPOINT SERVICE
+Usage: OTEL_EXPORTER_OTLP_ENDPOINT=... OTEL_EXPORTER_OTLP_PROTOCOL=grpc|http/protobuf send_logs_with_sdk.py SERVICE
 
 Writes 10 INFO, 3 WARNING and 2 ERROR records; the errors inside a span.
 """
 
 import json
+import os
 import logging
 import sys
 
@@ -19,21 +20,23 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 
-def exporter(protocol: str, endpoint: str):
-    if protocol == "grpc":
+def exporter():
+    """The exporter configured only by OTEL_EXPORTER_OTLP_ENDPOINT and
+    OTEL_EXPORTER_OTLP_PROTOCOL, as a service would be."""
+    if os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc") == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 
-        return OTLPLogExporter(endpoint=endpoint, insecure=True)
+        return OTLPLogExporter()
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 
-    return OTLPLogExporter(endpoint=endpoint)
+    return OTLPLogExporter()
 
 
 def main() -> None:
-    protocol, endpoint, service = sys.argv[1], sys.argv[2], sys.argv[3]
+    service = sys.argv[1]
     resource = Resource.create({"service.name": service})
     provider = LoggerProvider(resource=resource)
-    provider.add_log_record_processor(BatchLogRecordProcessor(exporter(protocol, endpoint)))
+    provider.add_log_record_processor(BatchLogRecordProcessor(exporter()))
     set_logger_provider(provider)
     trace.set_tracer_provider(TracerProvider(resource=resource))
     log = logging.getLogger(f"lakescope.e2e.{service}")

@@ -1,13 +1,14 @@
 """Records metrics with the OpenTelemetry Python SDK (from PyPI) and exports them once to a
 Lakescope server over OTLP/gRPC or OTLP/HTTP.
 
-Usage: send_metrics_with_sdk.py grpc|http ENDPOINT SERVICE
+Usage: OTEL_EXPORTER_OTLP_ENDPOINT=... OTEL_EXPORTER_OTLP_PROTOCOL=grpc|http/protobuf send_metrics_with_sdk.py SERVICE
 
 A counter `jobs.done` (7 with queue=fast, 3 with queue=slow), a histogram `job.duration` of
 1, 2, 3, 40 and 500 ms, an exponential histogram `payload.size` of 100, 200, 300, 400 and
 5000 bytes, and a gauge `workers.busy` last set to 4.
 """
 
+import os
 import sys
 
 from opentelemetry.sdk.metrics import MeterProvider
@@ -16,20 +17,22 @@ from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation
 from opentelemetry.sdk.resources import Resource
 
 
-def exporter(protocol: str, endpoint: str):
-    if protocol == "grpc":
+def exporter():
+    """The exporter configured only by OTEL_EXPORTER_OTLP_ENDPOINT and
+    OTEL_EXPORTER_OTLP_PROTOCOL, as a service would be."""
+    if os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc") == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 
-        return OTLPMetricExporter(endpoint=endpoint, insecure=True)
+        return OTLPMetricExporter()
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
-    return OTLPMetricExporter(endpoint=endpoint)
+    return OTLPMetricExporter()
 
 
 def main() -> None:
-    protocol, endpoint, service = sys.argv[1], sys.argv[2], sys.argv[3]
+    service = sys.argv[1]
     # A long interval: only the explicit flush below exports.
-    reader = PeriodicExportingMetricReader(exporter(protocol, endpoint), export_interval_millis=3_600_000)
+    reader = PeriodicExportingMetricReader(exporter(), export_interval_millis=3_600_000)
     # payload.size uses the SDK's base-2 exponential histogram.
     views = [View(instrument_name="payload.size", aggregation=ExponentialBucketHistogramAggregation())]
     provider = MeterProvider(resource=Resource.create({"service.name": service}), metric_readers=[reader], views=views)

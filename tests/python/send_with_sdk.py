@@ -1,12 +1,13 @@
 """Sends spans with the OpenTelemetry Python SDK (from PyPI) to a Lakescope server, over OTLP/gRPC
 or OTLP/HTTP, and prints the trace ids it created as JSON.
 
-Usage: send_with_sdk.py grpc|http ENDPOINT SERVICE COUNT
+Usage: OTEL_EXPORTER_OTLP_ENDPOINT=... OTEL_EXPORTER_OTLP_PROTOCOL=grpc|http/protobuf send_with_sdk.py SERVICE COUNT
 
 Each trace is a SERVER span (duration 10 + i ms, every fifth one failing) with a CLIENT child.
 """
 
 import json
+import os
 import sys
 import time
 
@@ -16,20 +17,22 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
 
 
-def exporter(protocol: str, endpoint: str):
-    if protocol == "grpc":
+def exporter():
+    """The exporter configured only by OTEL_EXPORTER_OTLP_ENDPOINT and
+    OTEL_EXPORTER_OTLP_PROTOCOL, as a service would be."""
+    if os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc") == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-        return OTLPSpanExporter(endpoint=endpoint, insecure=True)
+        return OTLPSpanExporter()
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    return OTLPSpanExporter(endpoint=endpoint)
+    return OTLPSpanExporter()
 
 
 def main() -> None:
-    protocol, endpoint, service, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    service, count = sys.argv[1], int(sys.argv[2])
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
-    provider.add_span_processor(BatchSpanProcessor(exporter(protocol, endpoint)))
+    provider.add_span_processor(BatchSpanProcessor(exporter()))
     tracer = provider.get_tracer("lakescope-e2e")
     base = time.time_ns() - 60 * 10**9
     trace_ids = []
