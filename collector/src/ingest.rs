@@ -17,6 +17,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::convert::Converted;
 use crate::convert::logs as convert_logs;
 use crate::convert::metrics as convert_metrics;
 use crate::convert::spans as convert_spans;
@@ -132,33 +133,15 @@ impl Ingest {
         request: ExportTraceServiceRequest,
         raw: Option<Bytes>,
     ) -> Result<ExportOutcome, IngestError> {
-        let limits = Arc::clone(&self.limits);
-        let (payload, batch, outcome) = tokio::task::spawn_blocking(move || {
-            let converted = convert_spans::convert(&request, &limits)
-                .map_err(|e| IngestError::Internal(e.to_string()))?;
-            let payload = match raw {
-                Some(raw) if converted.rejected == 0 => raw,
-                _ => {
-                    let mut request = request;
-                    if converted.rejected > 0 {
-                        convert_spans::retain_valid(&mut request, &limits);
-                    }
-                    Bytes::from(request.encode_to_vec())
-                }
-            };
-            let outcome = ExportOutcome {
-                accepted: converted.batch.num_rows(),
-                rejected: converted.rejected,
-                error_message: converted.error_message,
-            };
-            Ok::<_, IngestError>((payload, converted.batch, outcome))
-        })
+        self.export(
+            Signal::Traces,
+            request,
+            raw,
+            |_| false,
+            convert_spans::convert,
+            convert_spans::retain_valid,
+        )
         .await
-        .map_err(|e| IngestError::Internal(e.to_string()))??;
-        if batch.num_rows() > 0 {
-            self.append(Signal::Traces, payload, batch).await?;
-        }
-        Ok(outcome)
     }
 
     /// Accepts a logs export; like [`Self::export_traces`]. Records without an observed time get
@@ -168,38 +151,22 @@ impl Ingest {
         request: ExportLogsServiceRequest,
         raw: Option<Bytes>,
     ) -> Result<ExportOutcome, IngestError> {
-        let limits = Arc::clone(&self.limits);
-        let (payload, batch, outcome) = tokio::task::spawn_blocking(move || {
-            let mut request = request;
+        let normalise = |r: &mut ExportLogsServiceRequest| {
             let received = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_nanos() as u64)
                 .unwrap_or(0);
-            let changed = convert_logs::normalise(&mut request, received);
-            let converted = convert_logs::convert(&request, &limits)
-                .map_err(|e| IngestError::Internal(e.to_string()))?;
-            let payload = match raw {
-                Some(raw) if converted.rejected == 0 && !changed => raw,
-                _ => {
-                    if converted.rejected > 0 {
-                        convert_logs::retain_valid(&mut request, &limits);
-                    }
-                    Bytes::from(request.encode_to_vec())
-                }
-            };
-            let outcome = ExportOutcome {
-                accepted: converted.batch.num_rows(),
-                rejected: converted.rejected,
-                error_message: converted.error_message,
-            };
-            Ok::<_, IngestError>((payload, converted.batch, outcome))
-        })
+            convert_logs::normalise(r, received)
+        };
+        self.export(
+            Signal::Logs,
+            request,
+            raw,
+            normalise,
+            convert_logs::convert,
+            convert_logs::retain_valid,
+        )
         .await
-        .map_err(|e| IngestError::Internal(e.to_string()))??;
-        if batch.num_rows() > 0 {
-            self.append(Signal::Logs, payload, batch).await?;
-        }
-        Ok(outcome)
     }
 
     /// Accepts a metrics export; like [`Self::export_traces`].
@@ -208,16 +175,40 @@ impl Ingest {
         request: ExportMetricsServiceRequest,
         raw: Option<Bytes>,
     ) -> Result<ExportOutcome, IngestError> {
+        self.export(
+            Signal::Metrics,
+            request,
+            raw,
+            |_| false,
+            convert_metrics::convert,
+            convert_metrics::retain_valid,
+        )
+        .await
+    }
+
+    /// Normalises, converts (off the async workers) and logs one request. What is logged is
+    /// exactly what was accepted: the original bytes when nothing changed, else the re-encoded
+    /// valid part.
+    async fn export<R: Message + Send + 'static>(
+        &self,
+        signal: Signal,
+        request: R,
+        raw: Option<Bytes>,
+        normalise: fn(&mut R) -> bool,
+        convert: fn(&R, &Limits) -> Result<Converted, datafusion::arrow::error::ArrowError>,
+        retain_valid: fn(&mut R, &Limits),
+    ) -> Result<ExportOutcome, IngestError> {
         let limits = Arc::clone(&self.limits);
         let (payload, batch, outcome) = tokio::task::spawn_blocking(move || {
-            let converted = convert_metrics::convert(&request, &limits)
-                .map_err(|e| IngestError::Internal(e.to_string()))?;
+            let mut request = request;
+            let changed = normalise(&mut request);
+            let converted =
+                convert(&request, &limits).map_err(|e| IngestError::Internal(e.to_string()))?;
             let payload = match raw {
-                Some(raw) if converted.rejected == 0 => raw,
+                Some(raw) if converted.rejected == 0 && !changed => raw,
                 _ => {
-                    let mut request = request;
                     if converted.rejected > 0 {
-                        convert_metrics::retain_valid(&mut request, &limits);
+                        retain_valid(&mut request, &limits);
                     }
                     Bytes::from(request.encode_to_vec())
                 }
@@ -232,7 +223,7 @@ impl Ingest {
         .await
         .map_err(|e| IngestError::Internal(e.to_string()))??;
         if batch.num_rows() > 0 {
-            self.append(Signal::Metrics, payload, batch).await?;
+            self.append(signal, payload, batch).await?;
         }
         Ok(outcome)
     }

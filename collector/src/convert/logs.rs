@@ -40,14 +40,6 @@ pub enum LogRejection {
     },
 }
 
-/// A converted request: the accepted records as one batch, and what was rejected.
-#[derive(Debug)]
-pub struct ConvertedLogs {
-    pub batch: RecordBatch,
-    pub rejected: usize,
-    pub error_message: String,
-}
-
 fn check_attrs(
     what: &'static str,
     attrs: &[KeyValue],
@@ -238,7 +230,7 @@ impl LogColumns {
 pub fn convert(
     request: &ExportLogsServiceRequest,
     limits: &Limits,
-) -> Result<ConvertedLogs, ArrowError> {
+) -> Result<super::Converted, ArrowError> {
     let total = request
         .resource_logs
         .iter()
@@ -268,7 +260,7 @@ pub fn convert(
             }
         }
     }
-    Ok(ConvertedLogs {
+    Ok(super::Converted {
         batch: columns.finish()?,
         rejected: rejected.count,
         error_message: rejected.message(),

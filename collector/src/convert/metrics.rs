@@ -53,13 +53,6 @@ pub enum PointRejection {
     TooManyAttributes(String, usize, usize),
 }
 
-#[derive(Debug)]
-pub struct ConvertedMetrics {
-    pub batch: RecordBatch,
-    pub rejected: usize,
-    pub error_message: String,
-}
-
 const TEMPORALITIES: [&str; 3] = ["unspecified", "delta", "cumulative"];
 
 fn temporality(name: &str, t: i32) -> Result<&'static str, PointRejection> {
@@ -648,7 +641,7 @@ impl MetricColumns {
 pub fn convert(
     request: &ExportMetricsServiceRequest,
     limits: &Limits,
-) -> Result<ConvertedMetrics, ArrowError> {
+) -> Result<super::Converted, ArrowError> {
     let mut columns = MetricColumns::with_capacity(0);
     let mut rejected = Rejections::new("data point", "data points");
     for rm in &request.resource_metrics {
@@ -685,7 +678,7 @@ pub fn convert(
             }
         }
     }
-    Ok(ConvertedMetrics {
+    Ok(super::Converted {
         batch: columns.finish()?,
         rejected: rejected.count,
         error_message: rejected.message(),

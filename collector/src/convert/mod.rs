@@ -6,3 +6,14 @@ pub mod metrics;
 mod origin;
 mod rejections;
 pub mod spans;
+
+use datafusion::arrow::record_batch::RecordBatch;
+
+/// A converted request: the accepted records as one batch, and what was rejected.
+#[derive(Debug)]
+pub struct Converted {
+    pub batch: RecordBatch,
+    pub rejected: usize,
+    /// The first rejection, with a count of the others; empty when nothing was rejected.
+    pub error_message: String,
+}

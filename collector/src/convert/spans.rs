@@ -55,15 +55,6 @@ pub enum SpanRejection {
     LinkIds(usize),
 }
 
-/// A converted request: the accepted spans as one batch, and what was rejected.
-#[derive(Debug)]
-pub struct ConvertedSpans {
-    pub batch: RecordBatch,
-    pub rejected: usize,
-    /// The first rejection, with a count of the others; empty when nothing was rejected.
-    pub error_message: String,
-}
-
 fn check_attrs(
     what: &'static str,
     attrs: &[KeyValue],
@@ -577,7 +568,7 @@ impl LinkColumns {
 pub fn convert(
     request: &ExportTraceServiceRequest,
     limits: &Limits,
-) -> Result<ConvertedSpans, ArrowError> {
+) -> Result<super::Converted, ArrowError> {
     let total: usize = request
         .resource_spans
         .iter()
@@ -607,7 +598,7 @@ pub fn convert(
             }
         }
     }
-    Ok(ConvertedSpans {
+    Ok(super::Converted {
         batch: columns.finish()?,
         rejected: rejected.count,
         error_message: rejected.message(),
