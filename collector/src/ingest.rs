@@ -247,10 +247,6 @@ impl Ingest {
             .map_err(|_| IngestError::ShuttingDown)?;
         wait.await.map_err(|_| IngestError::ShuttingDown)?
     }
-
-    /// Stops the log thread once every queued request is logged (the thread ends when every
-    /// clone of this handle is dropped).
-    pub fn close(self) {}
 }
 
 impl Checkpoint for Ingest {

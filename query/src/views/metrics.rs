@@ -175,6 +175,9 @@ impl Agg {
     }
 }
 
+/// Most points one metric query reads (they are aggregated in memory).
+pub const MAX_POINTS: usize = 2_000_000;
+
 /// What to chart.
 #[derive(Debug, Clone)]
 pub struct MetricQuery {
@@ -515,7 +518,8 @@ pub async fn query(engine: &QueryEngine, q: &MetricQuery) -> Result<MetricSeries
     }
     let sql = format!(
         "SELECT {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {} \
-         FROM metrics WHERE metric_name = $1 AND time >= $2 AND time < $3{filter} ORDER BY time",
+         FROM metrics WHERE metric_name = $1 AND time >= $2 AND time < $3{filter} \
+         ORDER BY time LIMIT {}",
         col::TIME,
         col::START_TIME,
         col::METRIC_TYPE,
@@ -538,8 +542,16 @@ pub async fn query(engine: &QueryEngine, q: &MetricQuery) -> Result<MetricSeries
         col::SERVICE_INSTANCE_ID,
         col::ATTRIBUTES,
         col::RESOURCE_ATTRIBUTES,
+        MAX_POINTS + 1,
     );
     let rows_of = engine.query(&sql, params).await?;
+    let fetched: usize = rows_of.batches.iter().map(|b| b.num_rows()).sum();
+    if fetched > MAX_POINTS {
+        return Err(QueryError::Invalid(format!(
+            "more than {MAX_POINTS} points of {:?} in this range: narrow the range or filter",
+            q.name
+        )));
+    }
 
     let mut kind = String::new();
     let mut unit = String::new();
