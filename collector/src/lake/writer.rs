@@ -53,6 +53,7 @@ fn properties(spec: &TableSpec, rows: usize, seq: u64) -> WriterProperties {
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(256 * 1024))
+        .set_data_page_row_count_limit(4096)
         .set_key_value_metadata(Some(vec![KeyValue::new(SEQ_KEY.into(), seq.to_string())]));
     for column in spec.bloom {
         let path = ColumnPath::from(*column);

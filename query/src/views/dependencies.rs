@@ -60,6 +60,11 @@ pub struct ServiceGraph {
 
 /// One join of caller spans with their callee children; each (caller span, callee span) pair is
 /// one call, a caller span without an instrumented child one call to its virtual peer.
+///
+/// Written as `callees RIGHT JOIN callers` so the hash table is built from the callees, the
+/// smaller side (a client span per database or cache call, a server span only per RPC). The
+/// callee columns have their own names: DataFusion 55 matches pushed-down filters and dynamic
+/// join filters by column name, and with two `service_name`s an outer join lost its rows.
 const GRAPH_SQL: &str = "
 WITH callers AS (
   SELECT trace_id, span_id, service_name, status_code, duration_ns,
@@ -78,17 +83,18 @@ WITH callers AS (
   WHERE start_time >= $1 AND start_time < $2 AND span_kind IN ('CLIENT', 'PRODUCER')
 ),
 callees AS (
-  SELECT trace_id, parent_span_id, service_name, status_code, duration_ns
+  SELECT trace_id AS callee_trace, parent_span_id AS callee_parent, service_name AS callee,
+    status_code AS callee_status, duration_ns AS callee_ns
   FROM spans
   WHERE start_time >= $3 AND start_time < $4 AND span_kind IN ('SERVER', 'CONSUMER')
     AND parent_span_id IS NOT NULL
 ),
 calls AS (
-  SELECT c.service_name AS source, coalesce(s.service_name, c.peer) AS target,
-    CASE WHEN s.service_name IS NULL THEN c.peer_kind ELSE 'service' END AS target_kind,
+  SELECT c.service_name AS source, coalesce(s.callee, c.peer) AS target,
+    CASE WHEN s.callee IS NULL THEN c.peer_kind ELSE 'service' END AS target_kind,
     c.status_code AS caller_status, c.duration_ns AS caller_ns,
-    s.service_name AS callee, s.status_code AS callee_status, s.duration_ns AS callee_ns
-  FROM callers c LEFT JOIN callees s ON s.parent_span_id = c.span_id AND s.trace_id = c.trace_id
+    s.callee, s.callee_status, s.callee_ns
+  FROM callees s RIGHT JOIN callers c ON s.callee_parent = c.span_id AND s.callee_trace = c.trace_id
 )
 SELECT source, target, target_kind, count(*) AS calls,
   count(*) FILTER (WHERE caller_status = 'ERROR') AS errors,
