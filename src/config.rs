@@ -74,6 +74,25 @@ pub struct ServeConfig {
     /// Most rows `POST /api/v1/sql` returns.
     #[arg(long, env = "LAKESCOPE_SQL_MAX_ROWS", default_value_t = 10_000)]
     pub sql_max_rows: usize,
+
+    /// Most bytes of acknowledged data waiting for a flush (all signals); while the buffers hold
+    /// this much, OTLP requests are refused as retryable (HTTP 503 + Retry-After, gRPC
+    /// UNAVAILABLE + RetryInfo). Keep it above --flush-bytes.
+    #[arg(long, env = "LAKESCOPE_MAX_BUFFER_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub max_buffer_bytes: usize,
+
+    /// Most queries running at once; more wait up to 5 s, then get HTTP 503.
+    #[arg(long, env = "LAKESCOPE_MAX_QUERIES", default_value_t = 8)]
+    pub max_queries: usize,
+
+    /// Memory all running queries may use together for joins, sorts and aggregations (bytes);
+    /// sorts and aggregations spill to disk beyond it, other queries fail with HTTP 422.
+    #[arg(long, env = "LAKESCOPE_QUERY_MEMORY", default_value_t = 1024 * 1024 * 1024)]
+    pub query_memory: usize,
+
+    /// On SIGTERM, how long open connections get to finish before the final flush.
+    #[arg(long, env = "LAKESCOPE_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
 }
 
 #[derive(Debug, Clone, Args)]

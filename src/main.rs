@@ -3,6 +3,7 @@
 mod config;
 mod demo;
 mod loadgen;
+mod ops;
 mod serve;
 
 use std::io::IsTerminal;

@@ -56,6 +56,7 @@ pub async fn run(config: ServeConfig, demo_rate: Option<f64>) -> anyhow::Result<
         max_request_bytes: config.max_request_bytes,
         max_attributes: config.max_attributes,
         max_events_or_links: config.max_events_or_links,
+        max_buffer_bytes: config.max_buffer_bytes,
     };
     let (ingest, log_thread) = Ingest::start(Arc::clone(&lake), limits, LogConfig::default())
         .context("cannot open the write-ahead log")?;
@@ -64,6 +65,8 @@ pub async fn run(config: ServeConfig, demo_rate: Option<f64>) -> anyhow::Result<
         QueryLimits {
             timeout: config.query_timeout,
             max_rows: config.sql_max_rows,
+            max_concurrent: config.max_queries,
+            memory_bytes: config.query_memory,
         },
     )?;
 
@@ -106,7 +109,9 @@ pub async fn run(config: ServeConfig, demo_rate: Option<f64>) -> anyhow::Result<
                 .unwrap_or_else(|| config.data_dir.join("dashboards")),
         ),
     };
-    let app = lakescope_query::api::router(engine, dashboards).merge(lakescope_ui::router());
+    let app = lakescope_query::api::router(engine, dashboards)
+        .merge(crate::ops::router(Arc::clone(&lake), ingest.clone()))
+        .merge(lakescope_ui::router());
     let http =
         axum::serve(http_listener, app).with_graceful_shutdown(servers.clone().cancelled_owned());
 
@@ -122,12 +127,25 @@ pub async fn run(config: ServeConfig, demo_rate: Option<f64>) -> anyhow::Result<
     shutdown_signal().await;
     tracing::info!("shutting down: no new requests; flushing");
     servers.cancel();
-    if let Some(demo) = demo {
-        let _ = demo.await;
+    // Connections a client keeps open would hold a graceful shutdown forever: after the grace
+    // period the servers are dropped. Nothing is lost: every acknowledged request is logged.
+    let drained = tokio::time::timeout(config.shutdown_grace, async {
+        if let Some(demo) = demo {
+            let _ = demo.await;
+        }
+        grpc.await?.context("OTLP/gRPC server failed")?;
+        otlp_http.await?.context("OTLP/HTTP server failed")?;
+        http.await?.context("dashboard server failed")?;
+        Ok::<_, anyhow::Error>(())
+    })
+    .await;
+    match drained {
+        Ok(result) => result?,
+        Err(_) => tracing::warn!(
+            grace = ?config.shutdown_grace,
+            "connections still open after the grace period; closing them"
+        ),
     }
-    grpc.await?.context("OTLP/gRPC server failed")?;
-    otlp_http.await?.context("OTLP/HTTP server failed")?;
-    http.await?.context("dashboard server failed")?;
     stop.cancel();
     flusher.await?;
     drop(ingest);

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -36,6 +36,11 @@ pub enum IngestError {
     /// The log could not be written: the request was not acknowledged and can be retried.
     #[error("write-ahead log unavailable: {0}")]
     Unavailable(String),
+    /// The buffers hold as much unflushed data as they may: refused until a flush frees them.
+    #[error(
+        "overloaded: {buffered} bytes wait for a flush (limit {limit}); retry after a back-off"
+    )]
+    Overloaded { buffered: usize, limit: usize },
     /// Lakescope is shutting down.
     #[error("shutting down")]
     ShuttingDown,
@@ -68,8 +73,20 @@ enum LogMsg {
 #[derive(Clone)]
 pub struct Ingest {
     tx: mpsc::Sender<LogMsg>,
+    lake: Arc<Lake>,
     limits: Arc<Limits>,
     high_water: Arc<AtomicU64>,
+    /// The last write or sync of the log failed (e.g. a full disk); cleared by the next success.
+    log_failing: Arc<AtomicBool>,
+}
+
+/// Whether Lakescope can take data now, and why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    pub buffered_bytes: usize,
+    pub buffer_limit_bytes: usize,
+    /// Empty when ready.
+    pub problems: Vec<String>,
 }
 
 /// Tuning of the log.
@@ -102,11 +119,14 @@ impl Ingest {
         let writer = WalWriter::open(&dir, last_seq, config.segment_bytes)?;
         let (tx, rx) = mpsc::channel(QUEUE);
         let high_water = Arc::new(AtomicU64::new(last_seq));
+        let log_failing = Arc::new(AtomicBool::new(false));
         let thread = {
             let high_water = Arc::clone(&high_water);
+            let failing = Arc::clone(&log_failing);
+            let lake = Arc::clone(&lake);
             std::thread::Builder::new()
                 .name("lakescope-wal".into())
-                .spawn(move || log_thread(writer, rx, lake, high_water))
+                .spawn(move || log_thread(writer, rx, lake, high_water, failing))
                 .map_err(|source| WalError::Io {
                     path: dir.clone(),
                     source,
@@ -115,8 +135,10 @@ impl Ingest {
         Ok((
             Self {
                 tx,
+                lake,
                 limits: Arc::new(limits),
                 high_water,
+                log_failing,
             },
             thread,
         ))
@@ -198,6 +220,7 @@ impl Ingest {
         convert: fn(&R, &Limits) -> Result<Converted, datafusion::arrow::error::ArrowError>,
         retain_valid: fn(&mut R, &Limits),
     ) -> Result<ExportOutcome, IngestError> {
+        self.check_capacity()?;
         let limits = Arc::clone(&self.limits);
         let (payload, batch, outcome) = tokio::task::spawn_blocking(move || {
             let mut request = request;
@@ -226,6 +249,43 @@ impl Ingest {
             self.append(signal, payload, batch).await?;
         }
         Ok(outcome)
+    }
+
+    /// Refuses new data while the buffers are at their limit. The receivers call it before
+    /// reading a body too, so a refusal costs next to nothing.
+    /// The bound is checked, not reserved, so concurrent requests may overshoot it by at most
+    /// their own size.
+    pub fn check_capacity(&self) -> Result<(), IngestError> {
+        let limit = self.limits.max_buffer_bytes;
+        let buffered: usize = self.lake.tables().iter().map(|t| t.buffered().0).sum();
+        if buffered >= limit {
+            return Err(IngestError::Overloaded { buffered, limit });
+        }
+        Ok(())
+    }
+
+    /// Whether new data would be accepted now: the log thread runs, the log's last write
+    /// succeeded and the buffers are under their limit.
+    pub fn readiness(&self) -> Readiness {
+        let buffered = self.lake.tables().iter().map(|t| t.buffered().0).sum();
+        let limit = self.limits.max_buffer_bytes;
+        let mut problems = Vec::new();
+        if self.tx.is_closed() {
+            problems.push("the write-ahead log has stopped".to_owned());
+        }
+        if self.log_failing.load(Ordering::Acquire) {
+            problems.push("the last write to the write-ahead log failed (disk full?)".to_owned());
+        }
+        if buffered >= limit {
+            problems.push(format!(
+                "buffers full: {buffered} bytes wait for a flush (limit {limit})"
+            ));
+        }
+        Readiness {
+            buffered_bytes: buffered,
+            buffer_limit_bytes: limit,
+            problems,
+        }
     }
 
     async fn append(
@@ -307,9 +367,13 @@ fn log_thread(
     mut rx: mpsc::Receiver<LogMsg>,
     lake: Arc<Lake>,
     high_water: Arc<AtomicU64>,
+    failing: Arc<AtomicBool>,
 ) {
     let mut group: Vec<(u64, Append)> = Vec::with_capacity(GROUP);
     while let Some(first) = rx.blocking_recv() {
+        // A failed append abandons its segment with the group's earlier records unsynced in it,
+        // so none of the group may be acknowledged.
+        let mut group_error: Option<String> = None;
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             match msg {
@@ -319,6 +383,8 @@ fn log_thread(
                 LogMsg::Append(append) => match writer.append(append.signal, &append.payload) {
                     Ok(seq) => group.push((seq, append)),
                     Err(e) => {
+                        failing.store(true, Ordering::Release);
+                        group_error.get_or_insert_with(|| e.to_string());
                         let _ = append
                             .done
                             .send(Err(IngestError::Unavailable(e.to_string())));
@@ -332,8 +398,18 @@ fn log_thread(
         if group.is_empty() {
             continue;
         }
+        if let Some(error) = group_error {
+            tracing::error!(%error, "write-ahead log append failed; the group is refused");
+            for (_, append) in group.drain(..) {
+                let _ = append
+                    .done
+                    .send(Err(IngestError::Unavailable(error.clone())));
+            }
+            continue;
+        }
         match writer.sync() {
             Ok(()) => {
+                failing.store(false, Ordering::Release);
                 for (seq, append) in group.drain(..) {
                     table_of(&lake, append.signal).push(seq, append.batch);
                     high_water.store(seq, Ordering::Release);
@@ -341,6 +417,7 @@ fn log_thread(
                 }
             }
             Err(e) => {
+                failing.store(true, Ordering::Release);
                 tracing::error!(error = %e, "write-ahead log sync failed; requests refused");
                 for (_, append) in group.drain(..) {
                     let _ = append

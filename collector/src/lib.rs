@@ -13,6 +13,7 @@ pub mod lake;
 pub mod limits;
 pub mod otlp;
 pub mod schema;
+pub mod stats;
 pub mod wal;
 
 pub use ingest::Ingest;

@@ -11,6 +11,10 @@ pub struct Limits {
     pub max_attributes: usize,
     /// Most events, and most links, on one span.
     pub max_events_or_links: usize,
+    /// Most Arrow bytes acknowledged but not yet flushed to Parquet, over all tables; OTLP
+    /// requests are refused as retryable (HTTP 503 + Retry-After, gRPC UNAVAILABLE + RetryInfo)
+    /// while the buffers hold this much.
+    pub max_buffer_bytes: usize,
 }
 
 impl Default for Limits {
@@ -19,6 +23,7 @@ impl Default for Limits {
             max_request_bytes: 16 * 1024 * 1024,
             max_attributes: 1024,
             max_events_or_links: 1024,
+            max_buffer_bytes: 256 * 1024 * 1024,
         }
     }
 }

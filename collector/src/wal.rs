@@ -330,15 +330,20 @@ impl WalWriter {
 
     /// Bytes of all segment files on disk.
     pub fn disk_bytes(&self) -> u64 {
-        segments(&self.dir)
-            .map(|all| {
-                all.iter()
-                    .filter_map(|(_, p)| fs::metadata(p).ok())
-                    .map(|m| m.len())
-                    .sum()
-            })
-            .unwrap_or(0)
+        dir_bytes(&self.dir)
     }
+}
+
+/// Bytes of all segment files of the log in `dir`.
+pub fn dir_bytes(dir: &Path) -> u64 {
+    segments(dir)
+        .map(|all| {
+            all.iter()
+                .filter_map(|(_, p)| fs::metadata(p).ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

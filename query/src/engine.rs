@@ -7,9 +7,13 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::{DataFusionError, ScalarValue};
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::physical_plan::execute_stream;
 use futures::StreamExt;
 use lakescope_collector::Lake;
+use lakescope_collector::stats::{QueryLabel, QueryRefusal};
+use tokio::sync::Semaphore;
 
 use crate::sketch;
 use crate::table::LakeTable;
@@ -21,13 +25,23 @@ pub struct QueryLimits {
     pub timeout: Duration,
     /// Most rows `POST /api/v1/sql` returns; the rest are cut off and the answer says so.
     pub max_rows: usize,
+    /// Most queries running at once; more wait up to [`QUEUE_WAIT`], then are refused (HTTP 503).
+    pub max_concurrent: usize,
+    /// Memory all running queries may hold together for joins, sorts and aggregations (bytes);
+    /// sorts and aggregations spill to disk first, a query that still needs more fails.
+    pub memory_bytes: usize,
 }
+
+/// How long a query waits for one of the [`QueryLimits::max_concurrent`] slots.
+pub const QUEUE_WAIT: Duration = Duration::from_secs(5);
 
 impl Default for QueryLimits {
     fn default() -> Self {
         Self {
             timeout: Duration::from_secs(30),
             max_rows: 10_000,
+            max_concurrent: 8,
+            memory_bytes: 1024 * 1024 * 1024,
         }
     }
 }
@@ -41,6 +55,10 @@ pub enum QueryError {
     Timeout(Duration),
     #[error("query failed: {0}")]
     Execution(String),
+    #[error("{running} queries are running, the most allowed at once; retry shortly")]
+    Busy { running: usize },
+    #[error("the query needs more memory than the limit for queries ({0}); narrow it")]
+    Memory(String),
 }
 
 impl QueryError {
@@ -57,8 +75,8 @@ impl QueryError {
             | DataFusionError::ObjectStore(_)
             | DataFusionError::ParquetError(_)
             | DataFusionError::Internal(_)
-            | DataFusionError::ResourcesExhausted(_)
             | DataFusionError::External(_) => QueryError::Execution(e.strip_backtrace()),
+            DataFusionError::ResourcesExhausted(_) => QueryError::Memory(e.strip_backtrace()),
             _ => QueryError::Invalid(e.strip_backtrace()),
         }
     }
@@ -79,12 +97,17 @@ pub struct Rows {
 pub struct QueryEngine {
     ctx: SessionContext,
     limits: QueryLimits,
+    slots: Arc<Semaphore>,
 }
 
 impl QueryEngine {
     pub fn new(lake: &Lake, limits: QueryLimits) -> Result<Self, QueryError> {
         let config = SessionConfig::new().with_information_schema(true);
-        let ctx = SessionContext::new_with_config(config);
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(limits.memory_bytes)))
+            .build_arc()
+            .map_err(QueryError::planning)?;
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
         for table in lake.tables() {
             let time_column = table.spec().time_column;
             ctx.register_table(table.name(), Arc::new(LakeTable::new(table, time_column)))
@@ -93,7 +116,8 @@ impl QueryEngine {
         ctx.register_udaf(sketch::latency_sketch(DataType::Int64));
         ctx.register_udf(sketch::sketch_quantile());
         ctx.register_udf(crate::fingerprint::udf());
-        Ok(Self { ctx, limits })
+        let slots = Arc::new(Semaphore::new(limits.max_concurrent.max(1)));
+        Ok(Self { ctx, limits, slots })
     }
 
     pub fn limits(&self) -> &QueryLimits {
@@ -102,7 +126,8 @@ impl QueryEngine {
 
     /// Runs one of Lakescope's own queries with typed parameters (`$1`, `$2`, ...).
     pub async fn query(&self, sql: &str, params: Vec<ScalarValue>) -> Result<Rows, QueryError> {
-        self.run(sql, params, SQLOptions::new(), usize::MAX).await
+        self.run(sql, params, SQLOptions::new(), usize::MAX, "view")
+            .await
     }
 
     /// Runs a user's query: read-only (no DDL, DML or session statements; no file or URL
@@ -116,10 +141,50 @@ impl QueryEngine {
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
-        self.run(sql, params, options, self.limits.max_rows).await
+        self.run(sql, params, options, self.limits.max_rows, "sql")
+            .await
     }
 
     async fn run(
+        &self,
+        sql: &str,
+        params: Vec<ScalarValue>,
+        options: SQLOptions,
+        max_rows: usize,
+        kind: &'static str,
+    ) -> Result<Rows, QueryError> {
+        let stats = lakescope_collector::stats::stats();
+        let refused = |reason| {
+            stats
+                .queries_refused
+                .get_or_create(&QueryRefusal { kind, reason })
+                .inc();
+        };
+        let _slot = match tokio::time::timeout(QUEUE_WAIT, self.slots.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            _ => {
+                refused("busy");
+                return Err(QueryError::Busy {
+                    running: self.limits.max_concurrent,
+                });
+            }
+        };
+        stats.queries_running.inc();
+        let result = self.run_admitted(sql, params, options, max_rows).await;
+        stats.queries_running.dec();
+        match &result {
+            Ok(rows) => stats
+                .query_seconds
+                .get_or_create(&QueryLabel { kind })
+                .observe(rows.elapsed.as_secs_f64()),
+            Err(QueryError::Timeout(_)) => refused("timeout"),
+            Err(QueryError::Memory(_)) => refused("memory"),
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn run_admitted(
         &self,
         sql: &str,
         params: Vec<ScalarValue>,

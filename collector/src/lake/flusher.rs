@@ -62,6 +62,16 @@ pub async fn flush_all<C: Checkpoint>(lake: &Arc<Lake>, log: &C) -> Result<usize
         match result {
             Ok((job, Ok(files))) => {
                 rows += job.rows;
+                let stats = crate::stats::stats();
+                let label = crate::stats::TableLabel { table: name };
+                stats
+                    .flush_seconds
+                    .get_or_create(&label)
+                    .observe(started.elapsed().as_secs_f64());
+                stats
+                    .flushed_rows
+                    .get_or_create(&label)
+                    .inc_by(job.rows as u64);
                 tracing::info!(
                     table = name,
                     rows = job.rows,
@@ -73,6 +83,10 @@ pub async fn flush_all<C: Checkpoint>(lake: &Arc<Lake>, log: &C) -> Result<usize
                 table.commit_flush(files);
             }
             Ok((_, Err(e))) => {
+                crate::stats::stats()
+                    .flush_failures
+                    .get_or_create(&crate::stats::TableLabel { table: name })
+                    .inc();
                 table.abort_flush();
                 return Err(format!("flush of {name} failed: {e}"));
             }

@@ -180,6 +180,17 @@ impl Table {
         state.pending = back;
     }
 
+    /// Bytes and rows acknowledged but not yet in committed files: pending ones and those of a
+    /// running flush. This is what the buffer limit bounds.
+    pub fn buffered(&self) -> (usize, usize) {
+        let state = self.lock();
+        let flushing = &state.flushing;
+        (
+            state.pending_bytes + flushing.iter().map(|b| b.bytes).sum::<usize>(),
+            state.pending_rows + flushing.iter().map(|b| b.batch.num_rows()).sum::<usize>(),
+        )
+    }
+
     /// Committed files, with their total size in bytes.
     pub fn file_stats(&self) -> (usize, u64) {
         let state = self.lock();

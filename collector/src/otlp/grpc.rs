@@ -7,6 +7,7 @@
 use std::convert::Infallible;
 use std::marker::PhantomData;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use prost::Message;
@@ -16,6 +17,7 @@ use tonic::codec::{
 use tonic::codegen::{BoxFuture, Service, StdError, http};
 use tonic::server::{NamedService, UnaryService};
 use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 
 use super::decode::DecodeError;
 use super::{ReceiveError, Signal};
@@ -66,8 +68,15 @@ pub fn status(error: &ReceiveError) -> Status {
     let code = match error {
         ReceiveError::Decode(DecodeError::TooLarge { .. }) => Code::ResourceExhausted,
         ReceiveError::Decode(_) => Code::InvalidArgument,
-        ReceiveError::Ingest(IngestError::Unavailable(_) | IngestError::ShuttingDown) => {
-            Code::Unavailable
+        ReceiveError::Ingest(
+            IngestError::Unavailable(_)
+            | IngestError::ShuttingDown
+            | IngestError::Overloaded { .. },
+        ) => {
+            // Retryable: the OTLP exporters honour the RetryInfo delay when one is given.
+            let details =
+                ErrorDetails::with_retry_info(Some(Duration::from_secs(super::RETRY_AFTER_SECS)));
+            return Status::with_error_details(Code::Unavailable, error.to_string(), details);
         }
         ReceiveError::Ingest(IngestError::Internal(_)) => Code::Internal,
     };
@@ -118,6 +127,7 @@ impl<S: Signal> UnaryService<Bytes> for Export<S> {
                 Ok::<_, ReceiveError>(super::note_repairs(outcome, decoded.repaired))
             }
             .await;
+            super::count::<S>("grpc", &result);
             match result {
                 Ok(outcome) => Ok(tonic::Response::new(S::response(outcome))),
                 Err(error) => {
@@ -148,6 +158,13 @@ where
         Box::pin(async move {
             if req.uri().path() != export_path {
                 return Ok(Status::unimplemented("no such method").into_http());
+            }
+            if let Err(e) = ingest.check_capacity() {
+                // Refused before the body is read.
+                let error = ReceiveError::Ingest(e);
+                let refused = status(&error);
+                super::count::<S>("grpc", &Err(error));
+                return Ok(refused.into_http());
             }
             let limit = ingest.limits().max_request_bytes;
             let mut accept = EnabledCompressionEncodings::default();

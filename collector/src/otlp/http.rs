@@ -57,9 +57,11 @@ pub fn error_response(error: &ReceiveError, encoding: Encoding) -> Response {
             DecodeError::UnsupportedMediaType(_) | DecodeError::UnsupportedEncoding(_),
         ) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, 3),
         ReceiveError::Decode(_) => (StatusCode::BAD_REQUEST, 3),
-        ReceiveError::Ingest(IngestError::Unavailable(_) | IngestError::ShuttingDown) => {
-            (StatusCode::SERVICE_UNAVAILABLE, 14)
-        }
+        ReceiveError::Ingest(
+            IngestError::Unavailable(_)
+            | IngestError::ShuttingDown
+            | IngestError::Overloaded { .. },
+        ) => (StatusCode::SERVICE_UNAVAILABLE, 14),
         ReceiveError::Ingest(IngestError::Internal(_)) => (StatusCode::INTERNAL_SERVER_ERROR, 13),
     };
     let status = Status {
@@ -88,6 +90,7 @@ async fn export<S: Signal>(State(ingest): State<Ingest>, request: Request) -> Re
         Err(e) => return error_response(&e.into(), Encoding::Protobuf),
     };
     let result = async {
+        ingest.check_capacity()?;
         let limit = ingest.limits().max_request_bytes;
         let body = read_body(body, limit).await?;
         let body = decode::decompress(&parts.headers, body, limit)?;
@@ -96,6 +99,7 @@ async fn export<S: Signal>(State(ingest): State<Ingest>, request: Request) -> Re
         Ok::<_, ReceiveError>(super::note_repairs(outcome, decoded.repaired))
     }
     .await;
+    super::count::<S>("http", &result);
     match result {
         Ok(outcome) => respond(StatusCode::OK, &S::response(outcome), encoding),
         Err(error) => {

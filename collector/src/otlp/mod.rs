@@ -42,6 +42,45 @@ pub struct Status {
     pub message: String,
 }
 
+/// Counts one export's result in Lakescope's own metrics.
+pub fn count<S: Signal>(protocol: &'static str, result: &Result<ExportOutcome, ReceiveError>) {
+    let stats = crate::stats::stats();
+    let labels = crate::stats::Receive {
+        signal: S::NAME,
+        protocol,
+    };
+    match result {
+        Ok(outcome) => {
+            stats
+                .records_accepted
+                .get_or_create(&labels)
+                .inc_by(outcome.accepted as u64);
+            stats
+                .records_rejected
+                .get_or_create(&labels)
+                .inc_by(outcome.rejected as u64);
+        }
+        Err(error) => {
+            let reason = match error {
+                ReceiveError::Decode(DecodeError::TooLarge { .. }) => "too_large",
+                ReceiveError::Decode(_) => "invalid",
+                ReceiveError::Ingest(IngestError::Overloaded { .. }) => "overloaded",
+                ReceiveError::Ingest(IngestError::Unavailable(_)) => "unavailable",
+                ReceiveError::Ingest(IngestError::ShuttingDown) => "shutting_down",
+                ReceiveError::Ingest(IngestError::Internal(_)) => "internal",
+            };
+            stats
+                .requests_refused
+                .get_or_create(&crate::stats::Refusal {
+                    signal: S::NAME,
+                    protocol,
+                    reason,
+                })
+                .inc();
+        }
+    }
+}
+
 /// Seconds a sender should wait before retrying a request refused for lack of capacity.
 pub const RETRY_AFTER_SECS: u64 = 1;
 
@@ -51,6 +90,8 @@ pub trait Signal: Send + Sync + 'static {
     const SERVICE: &'static str;
     /// The OTLP/HTTP path.
     const PATH: &'static str;
+    /// The signal's name in Lakescope's own metrics: `traces`, `logs` or `metrics`.
+    const NAME: &'static str;
     /// The string fields of the request, for repairing invalid UTF-8.
     const SCHEMA: &'static utf8::Schema;
     type Request: prost::Message + Default + Send + 'static;
@@ -76,6 +117,7 @@ pub struct Metrics;
 impl Signal for Traces {
     const SERVICE: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
     const PATH: &'static str = "/v1/traces";
+    const NAME: &'static str = "traces";
     const SCHEMA: &'static utf8::Schema = &utf8::TRACES;
     type Request = ExportTraceServiceRequest;
     type Response = ExportTraceServiceResponse;
@@ -106,6 +148,7 @@ impl Signal for Traces {
 impl Signal for Logs {
     const SERVICE: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
     const PATH: &'static str = "/v1/logs";
+    const NAME: &'static str = "logs";
     const SCHEMA: &'static utf8::Schema = &utf8::LOGS;
     type Request = ExportLogsServiceRequest;
     type Response = ExportLogsServiceResponse;
@@ -136,6 +179,7 @@ impl Signal for Logs {
 impl Signal for Metrics {
     const SERVICE: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
     const PATH: &'static str = "/v1/metrics";
+    const NAME: &'static str = "metrics";
     const SCHEMA: &'static utf8::Schema = &utf8::METRICS;
     type Request = ExportMetricsServiceRequest;
     type Response = ExportMetricsServiceResponse;

@@ -33,10 +33,18 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Query(QueryError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Query(QueryError::Execution(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Query(QueryError::Busy { .. }) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Query(QueryError::Memory(_)) => StatusCode::UNPROCESSABLE_ENTITY,
         };
         if status.is_server_error() {
             tracing::warn!(error = %self, "API request failed");
         }
-        (status, Json(json!({ "error": self.to_string() }))).into_response()
+        let mut response = (status, Json(json!({ "error": self.to_string() }))).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, 1.into());
+        }
+        response
     }
 }
