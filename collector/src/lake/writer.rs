@@ -145,17 +145,26 @@ fn write_file(
     create_dir_durably(&tmp_dir)?;
     let table = spec.name;
     let tmp = tmp_dir.join(format!("{table}-{}", layout::file_name(seq, n)));
-    let file = File::create(&tmp).map_err(io_err(&tmp))?;
-    let mut writer = ArrowWriter::try_new(
-        file,
-        batch.schema(),
-        Some(properties(spec, batch.num_rows(), seq)),
-    )?;
-    writer.write(batch)?;
-    let file = writer.into_inner()?;
-    file.sync_all().map_err(io_err(&tmp))?;
-    let size = file.metadata().map_err(io_err(&tmp))?.len();
-    drop(file);
+    let written = (|| {
+        let file = File::create(&tmp).map_err(io_err(&tmp))?;
+        let mut writer = ArrowWriter::try_new(
+            file,
+            batch.schema(),
+            Some(properties(spec, batch.num_rows(), seq)),
+        )?;
+        writer.write(batch)?;
+        let file = writer.into_inner()?;
+        file.sync_all().map_err(io_err(&tmp))?;
+        Ok::<_, WriteError>(file.metadata().map_err(io_err(&tmp))?.len())
+    })();
+    let size = match written {
+        Ok(size) => size,
+        Err(e) => {
+            // On a full disk the partial file would hold on to the space the retry needs.
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
 
     let dir = layout::table_dir(data_dir, table).join(layout::partition_dir(partition_start));
     create_dir_durably(&dir)?;
