@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use lakescope_collector::lake::retention::RetentionPolicy;
 
 #[derive(Debug, Parser)]
 #[command(name = "lakescope", version, about = "OpenTelemetry traces in, Parquet on disk, answers from DataFusion", long_about = None)]
@@ -90,6 +91,34 @@ pub struct ServeConfig {
     #[arg(long, env = "LAKESCOPE_QUERY_MEMORY", default_value_t = 1024 * 1024 * 1024)]
     pub query_memory: usize,
 
+    /// Keep spans this long (whole hour partitions are removed once all older); 0 keeps them.
+    #[arg(long, env = "LAKESCOPE_RETENTION_SPANS", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub retention_spans: Duration,
+
+    /// Keep log records this long; 0 keeps them.
+    #[arg(long, env = "LAKESCOPE_RETENTION_LOGS", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub retention_logs: Duration,
+
+    /// Keep metric points this long; 0 keeps them.
+    #[arg(long, env = "LAKESCOPE_RETENTION_METRICS", default_value = "30d", value_parser = humantime::parse_duration)]
+    pub retention_metrics: Duration,
+
+    /// Most bytes of span files; the oldest are removed beyond it. 0: no size limit.
+    #[arg(long, env = "LAKESCOPE_MAX_BYTES_SPANS", default_value_t = 0)]
+    pub max_bytes_spans: u64,
+
+    /// Most bytes of log files; 0: no size limit.
+    #[arg(long, env = "LAKESCOPE_MAX_BYTES_LOGS", default_value_t = 0)]
+    pub max_bytes_logs: u64,
+
+    /// Most bytes of metric files; 0: no size limit.
+    #[arg(long, env = "LAKESCOPE_MAX_BYTES_METRICS", default_value_t = 0)]
+    pub max_bytes_metrics: u64,
+
+    /// How often retention runs (also once at start).
+    #[arg(long, env = "LAKESCOPE_RETENTION_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
+    pub retention_interval: Duration,
+
     /// On SIGTERM, how long open connections get to finish before the final flush.
     #[arg(long, env = "LAKESCOPE_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
@@ -103,4 +132,22 @@ pub struct DemoConfig {
     /// Traces per second the simulated fleet sends (about ten spans each).
     #[arg(long, env = "LAKESCOPE_DEMO_RATE", default_value_t = 20.0)]
     pub rate: f64,
+}
+
+impl ServeConfig {
+    /// Each table's retention; zero values mean "no limit".
+    pub fn retention(&self) -> Vec<(&'static str, RetentionPolicy)> {
+        let policy = |age: Duration, bytes: u64| RetentionPolicy {
+            max_age: (!age.is_zero()).then_some(age),
+            max_bytes: (bytes > 0).then_some(bytes),
+        };
+        vec![
+            ("spans", policy(self.retention_spans, self.max_bytes_spans)),
+            ("logs", policy(self.retention_logs, self.max_bytes_logs)),
+            (
+                "metrics",
+                policy(self.retention_metrics, self.max_bytes_metrics),
+            ),
+        ]
+    }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use lakescope_collector::ingest::LogConfig;
 use lakescope_collector::lake::flusher::{self, FlushPolicy};
+use lakescope_collector::lake::retention;
 use lakescope_collector::otlp;
 use lakescope_collector::{Ingest, Lake, Limits};
 use lakescope_query::{QueryEngine, QueryLimits};
@@ -88,6 +89,13 @@ pub async fn run(config: ServeConfig, demo_rate: Option<f64>) -> anyhow::Result<
         stop.child_token(),
     ));
 
+    let retention = tokio::spawn(retention::run(
+        Arc::clone(&lake),
+        config.retention(),
+        config.retention_interval,
+        stop.child_token(),
+    ));
+
     let servers = CancellationToken::new();
     let grpc = tonic::transport::Server::builder()
         .add_service(otlp::grpc::OtlpService::<otlp::Traces>::new(ingest.clone()))
@@ -148,6 +156,7 @@ pub async fn run(config: ServeConfig, demo_rate: Option<f64>) -> anyhow::Result<
     }
     stop.cancel();
     flusher.await?;
+    retention.await?;
     drop(ingest);
     tokio::task::spawn_blocking(move || log_thread.join())
         .await?

@@ -59,6 +59,8 @@ pub struct Stats {
     pub flush_seconds: Family<TableLabel, Histogram, fn() -> Histogram>,
     pub flushed_rows: Family<TableLabel, Counter>,
     pub flush_failures: Family<TableLabel, Counter>,
+    pub retention_files: Family<TableLabel, Counter>,
+    pub retention_bytes: Family<TableLabel, Counter>,
     pub buffer_bytes: Family<TableLabel, Gauge>,
     pub buffer_rows: Family<TableLabel, Gauge>,
     pub files: Family<TableLabel, Gauge>,
@@ -80,6 +82,8 @@ impl Stats {
             flush_seconds: Family::new_with_constructor(seconds_histogram),
             flushed_rows: Family::default(),
             flush_failures: Family::default(),
+            retention_files: Family::default(),
+            retention_bytes: Family::default(),
             buffer_bytes: Family::default(),
             buffer_rows: Family::default(),
             files: Family::default(),
@@ -121,6 +125,16 @@ impl Stats {
             "flush_failures",
             "Flushes that failed (the rows stay buffered and in the log, and are retried)",
             stats.flush_failures.clone(),
+        );
+        r.register(
+            "retention_removed_files",
+            "Parquet files removed by retention (age or size)",
+            stats.retention_files.clone(),
+        );
+        r.register(
+            "retention_removed_bytes",
+            "Bytes of Parquet files removed by retention",
+            stats.retention_bytes.clone(),
         );
         r.register(
             "buffer_bytes",

@@ -75,9 +75,13 @@ fn time_bounds(filters: &[Expr], column: &str) -> (i64, i64) {
     (lo, hi)
 }
 
-fn partitioned_file(file: &LakeFile) -> PartitionedFile {
+fn partitioned_file(file: &Arc<LakeFile>) -> PartitionedFile {
     let path = file.path.to_string_lossy();
-    PartitionedFile::new(path.trim_start_matches('/'), file.size)
+    let mut partitioned = PartitionedFile::new(path.trim_start_matches('/'), file.size);
+    // The plan holds the file for as long as it runs, so retention or compaction cannot delete
+    // it under a running query.
+    partitioned.extensions.insert_arc(Arc::clone(file));
+    partitioned
 }
 
 #[async_trait]

@@ -2,6 +2,7 @@
 
 pub mod flusher;
 pub mod layout;
+pub mod retention;
 pub mod table;
 pub mod writer;
 
@@ -110,12 +111,7 @@ fn recover_table(
                 fs::remove_file(&path).map_err(io_err(&path))?;
                 continue;
             }
-            files.push(LakeFile {
-                path,
-                size: meta.len(),
-                partition_start,
-                seq,
-            });
+            files.push(LakeFile::new(path, meta.len(), partition_start, seq));
         }
     }
     files.sort_by_key(|f| (f.partition_start, f.seq));

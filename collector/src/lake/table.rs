@@ -4,7 +4,9 @@
 //! flush's batches stay visible until the files that hold them are added, in the same step that
 //! removes the batches.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -13,8 +15,10 @@ use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::schema::TableSpec;
 
-/// A committed Parquet file.
-#[derive(Debug, Clone)]
+/// A committed Parquet file. Shared (`Arc`) by the table and every snapshot that lists it; once
+/// removed from the table (retention, compaction) it is deleted from disk when the last
+/// snapshot — the last query that may read it — lets go of it.
+#[derive(Debug)]
 pub struct LakeFile {
     pub path: PathBuf,
     pub size: u64,
@@ -22,13 +26,46 @@ pub struct LakeFile {
     pub partition_start: i64,
     /// The highest WAL sequence number this file's flush covers.
     pub seq: u64,
+    obsolete: AtomicBool,
+}
+
+impl LakeFile {
+    pub fn new(path: PathBuf, size: u64, partition_start: i64, seq: u64) -> Self {
+        Self {
+            path,
+            size,
+            partition_start,
+            seq,
+            obsolete: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Drop for LakeFile {
+    fn drop(&mut self) {
+        if !*self.obsolete.get_mut() {
+            return;
+        }
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => {
+                tracing::debug!(path = %self.path.display(), "removed file deleted");
+                // Tidy an hour partition left empty; fails harmlessly when it is not.
+                if let Some(dir) = self.path.parent() {
+                    let _ = std::fs::remove_dir(dir);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "could not delete a removed file")
+            }
+        }
+    }
 }
 
 /// What a query reads: the files and the recent batches at one instant.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub schema: SchemaRef,
-    pub files: Arc<Vec<LakeFile>>,
+    pub files: Arc<Vec<Arc<LakeFile>>>,
     pub batches: Vec<RecordBatch>,
 }
 
@@ -42,7 +79,7 @@ struct Buffered {
 
 #[derive(Debug, Default)]
 struct State {
-    files: Arc<Vec<LakeFile>>,
+    files: Arc<Vec<Arc<LakeFile>>>,
     pending: Vec<Buffered>,
     /// Taken by a flush that has not committed yet; still visible to queries.
     flushing: Vec<Buffered>,
@@ -72,7 +109,7 @@ impl Table {
             spec,
             schema: (spec.schema)(),
             state: Mutex::new(State {
-                files: Arc::new(files),
+                files: Arc::new(files.into_iter().map(Arc::new).collect()),
                 ..State::default()
             }),
         }
@@ -165,7 +202,7 @@ impl Table {
     pub fn commit_flush(&self, new_files: Vec<LakeFile>) {
         let mut state = self.lock();
         let mut files = Vec::clone(&state.files);
-        files.extend(new_files);
+        files.extend(new_files.into_iter().map(Arc::new));
         state.files = Arc::new(files);
         state.flushing.clear();
     }
@@ -189,6 +226,28 @@ impl Table {
             state.pending_bytes + flushing.iter().map(|b| b.bytes).sum::<usize>(),
             state.pending_rows + flushing.iter().map(|b| b.batch.num_rows()).sum::<usize>(),
         )
+    }
+
+    /// The committed files now (their sizes, partitions and sequence numbers).
+    pub fn files(&self) -> Arc<Vec<Arc<LakeFile>>> {
+        Arc::clone(&self.lock().files)
+    }
+
+    /// Removes files from the table in one step: queries that start afterwards do not see them,
+    /// queries already running keep reading them, and each is deleted from disk once the last
+    /// such query is done. Returns the files and bytes removed.
+    pub fn remove_files(&self, doomed: &HashSet<PathBuf>) -> (usize, u64) {
+        let mut state = self.lock();
+        let (gone, kept): (Vec<_>, Vec<_>) = state
+            .files
+            .iter()
+            .cloned()
+            .partition(|f| doomed.contains(&f.path));
+        for f in &gone {
+            f.obsolete.store(true, Ordering::Release);
+        }
+        state.files = Arc::new(kept);
+        (gone.len(), gone.iter().map(|f| f.size).sum())
     }
 
     /// Committed files, with their total size in bytes.

@@ -173,12 +173,7 @@ fn write_file(
     File::open(&dir)
         .and_then(|d| d.sync_all())
         .map_err(io_err(&dir))?;
-    Ok(LakeFile {
-        path,
-        size,
-        partition_start,
-        seq,
-    })
+    Ok(LakeFile::new(path, size, partition_start, seq))
 }
 
 /// Writes a flush as one sorted file per hour partition. On error, removes the files it already
