@@ -119,6 +119,15 @@ pub struct ServeConfig {
     #[arg(long, env = "LAKESCOPE_RETENTION_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
     pub retention_interval: Duration,
 
+    /// Merge an hour partition's files once its hour ended this long ago (and again when late
+    /// data adds files).
+    #[arg(long, env = "LAKESCOPE_COMPACTION_DELAY", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub compaction_delay: Duration,
+
+    /// How often compaction looks for partitions to merge.
+    #[arg(long, env = "LAKESCOPE_COMPACTION_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub compaction_interval: Duration,
+
     /// On SIGTERM, how long open connections get to finish before the final flush.
     #[arg(long, env = "LAKESCOPE_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,

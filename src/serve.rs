@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use lakescope_collector::ingest::LogConfig;
+use lakescope_collector::lake::compaction::{self, CompactionPolicy};
 use lakescope_collector::lake::flusher::{self, FlushPolicy};
 use lakescope_collector::lake::retention;
 use lakescope_collector::otlp;
@@ -96,6 +97,16 @@ pub async fn run(config: ServeConfig, demo_rate: Option<f64>) -> anyhow::Result<
         stop.child_token(),
     ));
 
+    let compaction = tokio::spawn(compaction::run(
+        Arc::clone(&lake),
+        CompactionPolicy {
+            delay: config.compaction_delay,
+            ..CompactionPolicy::default()
+        },
+        config.compaction_interval,
+        stop.child_token(),
+    ));
+
     let servers = CancellationToken::new();
     let grpc = tonic::transport::Server::builder()
         .add_service(otlp::grpc::OtlpService::<otlp::Traces>::new(ingest.clone()))
@@ -157,6 +168,7 @@ pub async fn run(config: ServeConfig, demo_rate: Option<f64>) -> anyhow::Result<
     stop.cancel();
     flusher.await?;
     retention.await?;
+    compaction.await?;
     drop(ingest);
     tokio::task::spawn_blocking(move || log_thread.join())
         .await?

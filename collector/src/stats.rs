@@ -60,6 +60,9 @@ pub struct Stats {
     pub flushed_rows: Family<TableLabel, Counter>,
     pub flush_failures: Family<TableLabel, Counter>,
     pub retention_files: Family<TableLabel, Counter>,
+    pub compaction_seconds: Family<TableLabel, Histogram, fn() -> Histogram>,
+    pub compacted_files: Family<TableLabel, Counter>,
+    pub compaction_failures: Family<TableLabel, Counter>,
     pub retention_bytes: Family<TableLabel, Counter>,
     pub buffer_bytes: Family<TableLabel, Gauge>,
     pub buffer_rows: Family<TableLabel, Gauge>,
@@ -83,6 +86,9 @@ impl Stats {
             flushed_rows: Family::default(),
             flush_failures: Family::default(),
             retention_files: Family::default(),
+            compaction_seconds: Family::new_with_constructor(seconds_histogram),
+            compacted_files: Family::default(),
+            compaction_failures: Family::default(),
             retention_bytes: Family::default(),
             buffer_bytes: Family::default(),
             buffer_rows: Family::default(),
@@ -125,6 +131,21 @@ impl Stats {
             "flush_failures",
             "Flushes that failed (the rows stay buffered and in the log, and are retried)",
             stats.flush_failures.clone(),
+        );
+        r.register(
+            "compaction_duration_seconds",
+            "Time to merge one partition's files",
+            stats.compaction_seconds.clone(),
+        );
+        r.register(
+            "compacted_files",
+            "Files merged into compacted files",
+            stats.compacted_files.clone(),
+        );
+        r.register(
+            "compaction_failures",
+            "Merges that failed (retried later; the inputs stay)",
+            stats.compaction_failures.clone(),
         );
         r.register(
             "retention_removed_files",

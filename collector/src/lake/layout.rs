@@ -55,6 +55,24 @@ pub fn file_name(seq: u64, n: usize) -> String {
     format!("{seq:020}-{n}.parquet")
 }
 
+/// The name of a compacted file holding the rows of the partition's files with sequence numbers
+/// `first..=last`. It sorts after the flush files it replaces; on start, it makes those files
+/// (and smaller compacted ones inside its range) redundant.
+pub fn compacted_name(first: u64, last: u64) -> String {
+    format!("{last:020}-c{first:020}.parquet")
+}
+
+/// The first sequence number a file covers: its own for a flush file, `first` for a compacted
+/// file named by [`compacted_name`].
+pub fn first_seq(path: &Path, seq: u64) -> u64 {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(".parquet"))
+        .and_then(|n| n.split_once("-c"))
+        .and_then(|(_, first)| first.parse().ok())
+        .unwrap_or(seq)
+}
+
 /// Parses a data file's path back into (partition start, flush sequence number).
 pub fn parse_file(table_dir: &Path, path: &Path) -> Option<(i64, u64)> {
     let rel = path.strip_prefix(table_dir).ok()?;
@@ -100,5 +118,9 @@ mod tests {
         let path = table.join(partition_dir(p)).join(file_name(42, 3));
         assert_eq!(parse_file(table, &path), Some((p, 42)));
         assert_eq!(parse_file(table, &table.join("junk.parquet")), None);
+        let compacted = table.join(partition_dir(p)).join(compacted_name(7, 42));
+        assert_eq!(parse_file(table, &compacted), Some((p, 42)));
+        assert_eq!(first_seq(&compacted, 42), 7);
+        assert_eq!(first_seq(&path, 42), 42);
     }
 }

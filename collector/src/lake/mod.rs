@@ -1,5 +1,6 @@
 //! The lake: Parquet files under the data directory plus the recent, not-yet-flushed batches.
 
+pub mod compaction;
 pub mod flusher;
 pub mod layout;
 pub mod retention;
@@ -115,5 +116,37 @@ fn recover_table(
         }
     }
     files.sort_by_key(|f| (f.partition_start, f.seq));
-    Ok(files)
+    // A compaction that committed its file but crashed before deleting its inputs: the inputs
+    // (files of the same partition whose range lies inside the compacted file's) are redundant.
+    let ranges: Vec<(i64, u64, u64, PathBuf)> = files
+        .iter()
+        .map(|f| {
+            (
+                f.partition_start,
+                layout::first_seq(&f.path, f.seq),
+                f.seq,
+                f.path.clone(),
+            )
+        })
+        .collect();
+    let covered = |f: &LakeFile| {
+        let first = layout::first_seq(&f.path, f.seq);
+        ranges.iter().any(|(p, lo, hi, path)| {
+            *p == f.partition_start
+                && *path != f.path
+                && *lo <= first
+                && f.seq <= *hi
+                && (lo, hi) != (&first, &f.seq)
+        })
+    };
+    let mut kept = Vec::with_capacity(files.len());
+    for f in files {
+        if covered(&f) {
+            tracing::warn!(path = %f.path.display(), "removing a file already merged into a compacted file");
+            fs::remove_file(&f.path).map_err(io_err(&f.path))?;
+        } else {
+            kept.push(f);
+        }
+    }
+    Ok(kept)
 }

@@ -250,6 +250,33 @@ impl Table {
         (gone.len(), gone.iter().map(|f| f.size).sum())
     }
 
+    /// Replaces `inputs` with `output` in one step, if every input is still in the table (else
+    /// returns false and changes nothing: retention removed one meanwhile). The inputs are
+    /// deleted once no query reads them.
+    pub fn replace_files(&self, inputs: &HashSet<PathBuf>, output: LakeFile) -> bool {
+        let mut state = self.lock();
+        let present = state
+            .files
+            .iter()
+            .filter(|f| inputs.contains(&f.path))
+            .count();
+        if present != inputs.len() {
+            return false;
+        }
+        let mut files: Vec<Arc<LakeFile>> = Vec::with_capacity(state.files.len());
+        for f in state.files.iter() {
+            if inputs.contains(&f.path) {
+                f.obsolete.store(true, Ordering::Release);
+            } else {
+                files.push(Arc::clone(f));
+            }
+        }
+        files.push(Arc::new(output));
+        files.sort_by_key(|f| (f.partition_start, f.seq));
+        state.files = Arc::new(files);
+        true
+    }
+
     /// Committed files, with their total size in bytes.
     pub fn file_stats(&self) -> (usize, u64) {
         let state = self.lock();

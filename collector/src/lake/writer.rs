@@ -48,7 +48,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
     }
 }
 
-fn properties(spec: &TableSpec, rows: usize, seq: u64) -> WriterProperties {
+pub(crate) fn properties(spec: &TableSpec, rows: usize, seq: u64) -> WriterProperties {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_statistics_enabled(EnabledStatistics::Page)
@@ -108,7 +108,7 @@ fn sort_for_storage(spec: &TableSpec, batch: &RecordBatch) -> Result<RecordBatch
 }
 
 /// Creates `dir` and fsyncs every directory it had to create, so the new entries survive a crash.
-fn create_dir_durably(dir: &Path) -> Result<(), WriteError> {
+pub(crate) fn create_dir_durably(dir: &Path) -> Result<(), WriteError> {
     if dir.exists() {
         return Ok(());
     }

@@ -1,0 +1,302 @@
+//! Compaction: the many small files of an hour partition (one per flush) are merged in the
+//! background into one file sorted like every flush file, so queries open fewer files and skip
+//! more pages.
+//!
+//! The merged file is written under `tmp/`, fsynced and renamed into the partition as
+//! [`layout::compacted_name`]`(first, last)`, then swapped for its inputs in one step
+//! ([`Table::replace_files`]); the inputs are deleted once no query reads them. The rename is the
+//! commit point: after a crash before it, the temporary file is discarded; after it, the next
+//! start deletes the inputs the compacted file covers (see [`super::Lake::open`]). A query never
+//! sees both or neither.
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::logical_expr::col;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use super::layout::{self, PARTITION_NANOS};
+use super::table::LakeFile;
+use super::writer::{WriteError, create_dir_durably, properties};
+use super::{Lake, Table};
+
+/// When and how much to compact.
+#[derive(Debug, Clone)]
+pub struct CompactionPolicy {
+    /// A partition is compacted once its hour ended this long ago (late data has mostly
+    /// arrived), and again whenever late data added files.
+    pub delay: Duration,
+    /// Fewest files worth merging.
+    pub min_files: usize,
+    /// Most bytes of input files one merge reads (bounds its time; its memory is bounded by the
+    /// sort's spilling).
+    pub max_input_bytes: u64,
+    /// Memory the merge's sort may use before it spills to disk.
+    pub memory_bytes: usize,
+}
+
+impl Default for CompactionPolicy {
+    fn default() -> Self {
+        Self {
+            delay: Duration::from_secs(300),
+            min_files: 2,
+            max_input_bytes: 1024 * 1024 * 1024,
+            memory_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// One merge: a run of consecutive (by sequence number) files of one partition.
+#[derive(Debug)]
+pub struct Plan {
+    pub partition_start: i64,
+    pub inputs: Vec<Arc<LakeFile>>,
+}
+
+/// The merges due at `now` (Unix ns): per partition whose hour ended `delay` ago, the first run
+/// of files (in sequence order) within `max_input_bytes`, when it has `min_files` or more.
+pub fn plan(files: &[Arc<LakeFile>], policy: &CompactionPolicy, now: i64) -> Vec<Plan> {
+    let delay = i64::try_from(policy.delay.as_nanos()).unwrap_or(i64::MAX);
+    let mut plans = Vec::new();
+    let mut by_partition: Vec<&Arc<LakeFile>> = files.iter().collect();
+    by_partition.sort_by_key(|f| (f.partition_start, f.seq));
+    for group in by_partition.chunk_by(|a, b| a.partition_start == b.partition_start) {
+        let start = group[0].partition_start;
+        if start.saturating_add(PARTITION_NANOS).saturating_add(delay) > now {
+            continue;
+        }
+        let mut run = Vec::new();
+        let mut bytes = 0u64;
+        for f in group {
+            if !run.is_empty() && bytes + f.size > policy.max_input_bytes {
+                break;
+            }
+            bytes += f.size;
+            run.push(Arc::clone(f));
+        }
+        if run.len() >= policy.min_files.max(2) {
+            plans.push(Plan {
+                partition_start: start,
+                inputs: run,
+            });
+        }
+    }
+    plans
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompactionError {
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error("merging: {0}")]
+    Query(#[from] datafusion::error::DataFusionError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> CompactionError + '_ {
+    move |source| CompactionError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Runs one merge and swaps its output in. Returns false when the inputs changed meanwhile
+/// (retention removed one); the output is then discarded.
+pub async fn compact(
+    lake: &Lake,
+    table: &Table,
+    plan: &Plan,
+    policy: &CompactionPolicy,
+) -> Result<bool, CompactionError> {
+    let spec = table.spec();
+    let first = plan
+        .inputs
+        .iter()
+        .map(|f| layout::first_seq(&f.path, f.seq))
+        .min()
+        .unwrap_or(0);
+    let last = plan.inputs.iter().map(|f| f.seq).max().unwrap_or(0);
+    let name = layout::compacted_name(first, last);
+    let tmp_dir = layout::tmp_dir(lake.data_dir());
+    create_dir_durably(&tmp_dir)?;
+    let tmp = tmp_dir.join(format!("{}-{name}", spec.name));
+
+    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(
+            datafusion::execution::memory_pool::FairSpillPool::new(policy.memory_bytes),
+        ))
+        .build_arc()?;
+    let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
+    let paths: Vec<String> = plan
+        .inputs
+        .iter()
+        .map(|f| f.path.to_string_lossy().into_owned())
+        .collect();
+    let frame = ctx
+        .read_parquet(paths, ParquetReadOptions::default().schema(&table.schema()))
+        .await?
+        .sort(spec.sort.iter().map(|c| col(*c).sort(true, true)).collect())?;
+    let mut stream = frame.execute_stream().await?;
+    let rows_hint: usize = plan.inputs.len() * 100_000;
+    let result = async {
+        let file = File::create(&tmp).map_err(io_err(&tmp))?;
+        let mut writer = ArrowWriter::try_new(
+            file,
+            table.schema(),
+            Some(properties(spec, rows_hint, last)),
+        )
+        .map_err(WriteError::from)?;
+        while let Some(batch) = stream.next().await {
+            writer.write(&batch?).map_err(WriteError::from)?;
+        }
+        let file = writer.into_inner().map_err(WriteError::from)?;
+        file.sync_all().map_err(io_err(&tmp))?;
+        Ok::<_, CompactionError>(file.metadata().map_err(io_err(&tmp))?.len())
+    }
+    .await;
+    let size = match result {
+        Ok(size) => size,
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    let dir = layout::table_dir(lake.data_dir(), spec.name)
+        .join(layout::partition_dir(plan.partition_start));
+    let path = dir.join(&name);
+    fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(&dir))?;
+    let inputs: HashSet<PathBuf> = plan.inputs.iter().map(|f| f.path.clone()).collect();
+    let output = LakeFile::new(path.clone(), size, plan.partition_start, last);
+    if table.replace_files(&inputs, output) {
+        Ok(true)
+    } else {
+        // Never visible; the inputs stay.
+        let _ = fs::remove_file(&path);
+        Ok(false)
+    }
+}
+
+fn now_nanos() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+/// Compacts every due partition of every table, checking every `every`, until `stop`.
+pub async fn run(
+    lake: Arc<Lake>,
+    policy: CompactionPolicy,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    loop {
+        for table in lake.tables() {
+            for plan in plan(&table.files(), &policy, now_nanos()) {
+                if stop.is_cancelled() {
+                    return;
+                }
+                let started = Instant::now();
+                let input_bytes: u64 = plan.inputs.iter().map(|f| f.size).sum();
+                let label = crate::stats::TableLabel {
+                    table: table.name(),
+                };
+                let stats = crate::stats::stats();
+                match compact(&lake, &table, &plan, &policy).await {
+                    Ok(true) => {
+                        stats
+                            .compaction_seconds
+                            .get_or_create(&label)
+                            .observe(started.elapsed().as_secs_f64());
+                        stats
+                            .compacted_files
+                            .get_or_create(&label)
+                            .inc_by(plan.inputs.len() as u64);
+                        tracing::info!(
+                            table = table.name(),
+                            files = plan.inputs.len(),
+                            input_bytes,
+                            ms = started.elapsed().as_millis() as u64,
+                            "compacted a partition"
+                        );
+                    }
+                    Ok(false) => {
+                        tracing::debug!(
+                            table = table.name(),
+                            "compaction inputs changed; retried later"
+                        )
+                    }
+                    Err(error) => {
+                        stats.compaction_failures.get_or_create(&label).inc();
+                        tracing::error!(table = table.name(), %error, "compaction failed; retried later")
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: i64 = PARTITION_NANOS;
+
+    fn file(hour: i64, seq: u64, size: u64) -> Arc<LakeFile> {
+        Arc::new(LakeFile::new(
+            PathBuf::from(format!("/lake/{hour}/{seq}.parquet")),
+            size,
+            hour * HOUR,
+            seq,
+        ))
+    }
+
+    #[test]
+    fn only_ended_partitions_with_enough_files_are_merged_within_the_byte_budget() {
+        let files = vec![
+            file(10, 1, 10),
+            file(10, 2, 10),
+            file(10, 5, 10),
+            file(11, 3, 10),
+            file(11, 4, 10),
+            file(12, 6, 10),
+            file(12, 7, 10),
+        ];
+        let policy = CompactionPolicy {
+            delay: Duration::from_secs(60),
+            min_files: 2,
+            max_input_bytes: 25,
+            memory_bytes: 1 << 20,
+        };
+        // 12:30: hours 10 and 11 ended; 12 is still being written.
+        let plans = plan(&files, &policy, 12 * HOUR + HOUR / 2);
+        let seqs: Vec<(i64, Vec<u64>)> = plans
+            .iter()
+            .map(|p| {
+                (
+                    p.partition_start / HOUR,
+                    p.inputs.iter().map(|f| f.seq).collect(),
+                )
+            })
+            .collect();
+        // Hour 10 is cut at 25 bytes: two files now, the rest next round.
+        assert_eq!(seqs, vec![(10, vec![1, 2]), (11, vec![3, 4])]);
+        // Within the delay after 13:00, hour 12 waits.
+        assert_eq!(plan(&files, &policy, 13 * HOUR + 1).len(), 2);
+        assert_eq!(plan(&files, &policy, 13 * HOUR + 61_000_000_000).len(), 3);
+    }
+}

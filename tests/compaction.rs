@@ -1,0 +1,162 @@
+//! Compaction against the real binary: an ended hour's flush files become one sorted file, every
+//! span is still there exactly once, and a crash between committing the merged file and deleting
+//! its inputs leaves no duplicates.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::Server;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message;
+
+fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// 40 spans of two services, started two hours ago (an hour partition that has ended).
+fn body(tag: u8) -> Vec<u8> {
+    let start = now_nanos() - 2 * 3_600_000_000_000 - 60_000_000_000;
+    let service = if tag.is_multiple_of(2) {
+        "cart"
+    } else {
+        "auth"
+    };
+    let spans = (0..40u32)
+        .map(|i| {
+            let mut span_id = [tag; 8];
+            span_id[4..].copy_from_slice(&(i + 1).to_be_bytes());
+            Span {
+                trace_id: vec![tag; 16],
+                span_id: span_id.to_vec(),
+                name: format!("step {}", i % 4),
+                kind: if i == 0 { 2 } else { 3 },
+                start_time_unix_nano: start + u64::from(i) * 1000,
+                end_time_unix_nano: start + u64::from(i) * 1000 + 2_000_000,
+                ..Span::default()
+            }
+        })
+        .collect();
+    common::export_request(service, spans).encode_to_vec()
+}
+
+async fn send(server: &Server, body: Vec<u8>) {
+    let res = reqwest::Client::new()
+        .post(server.otlp_url("/v1/traces"))
+        .header("content-type", "application/x-protobuf")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+}
+
+fn span_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.join("spans")];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn check_all_there(server: &Server) {
+    assert_eq!(server.count("SELECT count(*) FROM spans").await, 240);
+    assert_eq!(
+        server
+            .count("SELECT count(DISTINCT span_id) FROM spans")
+            .await,
+        240
+    );
+    let trace = server
+        .get("/api/v1/traces/03030303030303030303030303030303")
+        .await;
+    assert_eq!(trace["spans"].as_array().map(Vec::len), Some(40));
+    let (_, rows) = server
+        .sql("SELECT service_name, count(*) AS n FROM spans GROUP BY service_name ORDER BY service_name")
+        .await;
+    assert_eq!(rows["rows"][0]["service_name"], "auth");
+    assert_eq!(rows["rows"][0]["n"], 120);
+    assert_eq!(rows["rows"][1]["n"], 120);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ended_hours_files_are_merged_into_one_and_a_crash_mid_way_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // Six flushes into the same (ended) hour partition, no compaction yet.
+    let server = Server::start(
+        dir.path(),
+        &["--flush-interval", "100ms", "--compaction-delay", "1000d"],
+    );
+    for tag in 1..=6u8 {
+        send(&server, body(tag)).await;
+        let want = usize::from(tag);
+        wait_for("a flush", async || span_files(dir.path()).len() == want).await;
+    }
+    check_all_there(&server).await;
+    server.stop();
+    let inputs = span_files(dir.path());
+    let saved: Vec<(PathBuf, Vec<u8>)> = inputs
+        .iter()
+        .map(|p| (p.clone(), std::fs::read(p).unwrap()))
+        .collect();
+
+    // Compaction merges them into one file while the server answers queries.
+    let server = Server::start(
+        dir.path(),
+        &["--compaction-delay", "0s", "--compaction-interval", "200ms"],
+    );
+    wait_for("the merge", async || span_files(dir.path()).len() == 1).await;
+    let merged = span_files(dir.path());
+    let name = merged[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(name.contains("-c"), "a compacted file: {name}");
+    check_all_there(&server).await;
+    assert_eq!(
+        server
+            .metric(r#"lakescope_compacted_files_total{table="spans"}"#)
+            .await,
+        6.0
+    );
+    server.stop();
+
+    // A crash after the merged file was committed but before its inputs were deleted.
+    for (path, bytes) in &saved {
+        std::fs::write(path, bytes).unwrap();
+    }
+    assert_eq!(span_files(dir.path()).len(), 7);
+    let server = Server::start(dir.path(), &[]);
+    check_all_there(&server).await;
+    assert_eq!(
+        span_files(dir.path()),
+        merged,
+        "the covered inputs are removed on start"
+    );
+    server.stop();
+}
