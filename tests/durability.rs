@@ -20,9 +20,16 @@ fn now_nanos() -> u64 {
         .as_nanos() as u64
 }
 
-/// A request of `n` spans whose span ids encode `(batch, i)`, so every span is distinct.
+/// A request of `n` spans whose span ids encode `(batch, i)`, so every span is distinct. Odd
+/// harness batches (from [`HARNESS_BATCHES`]) started two hours ago — an ended hour, which
+/// compaction merges while the harness kills.
 fn request(batch: u32, n: u32) -> ExportTraceServiceRequest {
-    let start = now_nanos() - 2_000_000_000;
+    let ago = if batch >= HARNESS_BATCHES && batch % 2 == 1 {
+        2 * 3_600_000_000_000
+    } else {
+        2_000_000_000
+    };
+    let start = now_nanos() - ago;
     let spans = (0..n)
         .map(|i| {
             let mut span_id = [0u8; 8];
@@ -43,6 +50,8 @@ fn request(batch: u32, n: u32) -> ExportTraceServiceRequest {
         .collect();
     common::export_request("ledger", spans)
 }
+
+const HARNESS_BATCHES: u32 = 1_000_000;
 
 fn span_id_hex(batch: u32, i: u32) -> String {
     let mut id = [0u8; 8];
@@ -119,14 +128,40 @@ async fn data_survives_a_clean_restart_and_a_kill_9() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn kill_9_during_ingest_and_flushes_loses_nothing_acknowledged_and_duplicates_nothing() {
+async fn kill_9_during_ingest_flushes_and_compaction_loses_nothing_acknowledged_and_duplicates_nothing()
+ {
+    use rand::{Rng, SeedableRng};
+    // The crash harness: LAKESCOPE_CRASH_ROUNDS rounds (default 6) of ingest under SIGKILL at a
+    // random moment; docs/operations.md records a long run.
+    let rounds: u64 = std::env::var("LAKESCOPE_CRASH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6);
+    let seed: u64 = std::env::var("LAKESCOPE_CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(now_nanos);
+    eprintln!("crash harness: {rounds} rounds, LAKESCOPE_CRASH_SEED={seed}");
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
     let client = reqwest::Client::new();
     let acked: Arc<Mutex<Vec<(u32, u32)>>> = Arc::default();
-    let mut next_batch = 0u32;
-    for round in 0..4u64 {
-        // Flushes every 50 ms, so kills land before, during and after flushes and checkpoints.
-        let server = Server::start(dir.path(), &["--flush-interval", "50ms"]);
+    let mut next_batch = HARNESS_BATCHES;
+    let (mut merges_started, mut merges_done) = (0, 0);
+    for _ in 0..rounds {
+        // Flushes every 50 ms and merges every 50 ms, so kills land before, during and after
+        // flushes, checkpoints, merges and the deletion of merged inputs.
+        let server = Server::start(
+            dir.path(),
+            &[
+                "--flush-interval",
+                "50ms",
+                "--compaction-delay",
+                "0s",
+                "--compaction-interval",
+                "50ms",
+            ],
+        );
         let url = server.otlp_url("");
         let mut senders = Vec::new();
         for _ in 0..4 {
@@ -144,7 +179,10 @@ async fn kill_9_during_ingest_and_flushes_loses_nothing_acknowledged_and_duplica
                 }
             }));
         }
-        tokio::time::sleep(Duration::from_millis(300 + round * 170)).await;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(500..2000))).await;
+        let logs = server.logs();
+        merges_started += logs.matches("compacting a partition").count();
+        merges_done += logs.matches("compacted a partition").count();
         server.kill9();
         for s in senders {
             s.await.unwrap();
@@ -154,6 +192,12 @@ async fn kill_9_during_ingest_and_flushes_loses_nothing_acknowledged_and_duplica
     assert!(
         acked.len() > 20,
         "only {} requests acknowledged",
+        acked.len()
+    );
+    assert!(merges_started > 0, "no merge ran while the harness killed");
+    eprintln!(
+        "crash harness: {} requests acknowledged; {merges_started} merges started, \
+         {merges_done} completed before a kill",
         acked.len()
     );
 

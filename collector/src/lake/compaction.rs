@@ -212,6 +212,12 @@ pub async fn run(
                     table: table.name(),
                 };
                 let stats = crate::stats::stats();
+                tracing::info!(
+                    table = table.name(),
+                    files = plan.inputs.len(),
+                    input_bytes,
+                    "compacting a partition"
+                );
                 match compact(&lake, &table, &plan, &policy).await {
                     Ok(true) => {
                         stats
