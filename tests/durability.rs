@@ -148,7 +148,7 @@ async fn kill_9_during_ingest_flushes_and_compaction_loses_nothing_acknowledged_
     let acked: Arc<Mutex<Vec<(u32, u32)>>> = Arc::default();
     let mut next_batch = HARNESS_BATCHES;
     let (mut merges_started, mut merges_done) = (0, 0);
-    for _ in 0..rounds {
+    for round in 0..rounds {
         // Flushes every 50 ms and merges every 50 ms, so kills land before, during and after
         // flushes, checkpoints, merges and the deletion of merged inputs.
         let server = Server::start(
@@ -187,6 +187,10 @@ async fn kill_9_during_ingest_flushes_and_compaction_loses_nothing_acknowledged_
         for s in senders {
             s.await.unwrap();
         }
+        eprintln!(
+            "crash harness: round {round}: {} requests acknowledged so far",
+            acked.lock().unwrap().len()
+        );
     }
     let acked = acked.lock().unwrap().clone();
     assert!(
