@@ -29,6 +29,11 @@ pub struct LoadgenConfig {
     /// Traces per export request (about ten spans each).
     #[arg(long, default_value_t = 50)]
     pub traces_per_request: usize,
+
+    /// Date the traffic this far in the past (e.g. `2h`, to fill an hour that has ended and
+    /// that compaction will merge).
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub backdate: Duration,
 }
 
 #[derive(Default)]
@@ -47,7 +52,8 @@ async fn connection(config: LoadgenConfig, seed: u64, deadline: Instant) -> anyh
     let mut fleet = Fleet::new(SmallRng::seed_from_u64(seed));
     let mut tally = Tally::default();
     while Instant::now() < deadline {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as u64;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as u64
+            - config.backdate.as_nanos() as u64;
         let spans: Vec<_> = (0..config.traces_per_request)
             .flat_map(|_| fleet.trace(now))
             .collect();

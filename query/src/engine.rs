@@ -96,28 +96,42 @@ pub struct Rows {
 #[derive(Clone)]
 pub struct QueryEngine {
     ctx: SessionContext,
+    /// The same tables for point lookups (a trace by id): filters are evaluated while decoding
+    /// and only matching rows of the other columns are decoded. Scans are slower that way, so
+    /// only lookups use it.
+    lookup_ctx: SessionContext,
     limits: QueryLimits,
     slots: Arc<Semaphore>,
 }
 
 impl QueryEngine {
     pub fn new(lake: &Lake, limits: QueryLimits) -> Result<Self, QueryError> {
-        let config = SessionConfig::new().with_information_schema(true);
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(limits.memory_bytes)))
             .build_arc()
             .map_err(QueryError::planning)?;
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
-        for table in lake.tables() {
-            let time_column = table.spec().time_column;
-            ctx.register_table(table.name(), Arc::new(LakeTable::new(table, time_column)))
-                .map_err(QueryError::planning)?;
-        }
-        ctx.register_udaf(sketch::latency_sketch(DataType::Int64));
-        ctx.register_udf(sketch::sketch_quantile());
-        ctx.register_udf(crate::fingerprint::udf());
+        let session = |pushdown: bool| -> Result<SessionContext, QueryError> {
+            let mut config = SessionConfig::new().with_information_schema(true);
+            config.options_mut().execution.parquet.pushdown_filters = pushdown;
+            let ctx = SessionContext::new_with_config_rt(config, Arc::clone(&runtime));
+            for table in lake.tables() {
+                let time_column = table.spec().time_column;
+                ctx.register_table(table.name(), Arc::new(LakeTable::new(table, time_column)))
+                    .map_err(QueryError::planning)?;
+            }
+            ctx.register_udaf(sketch::latency_sketch(DataType::Int64));
+            ctx.register_udf(sketch::sketch_quantile());
+            ctx.register_udf(crate::fingerprint::udf());
+            Ok(ctx)
+        };
+        let (ctx, lookup_ctx) = (session(false)?, session(true)?);
         let slots = Arc::new(Semaphore::new(limits.max_concurrent.max(1)));
-        Ok(Self { ctx, limits, slots })
+        Ok(Self {
+            ctx,
+            lookup_ctx,
+            limits,
+            slots,
+        })
     }
 
     pub fn limits(&self) -> &QueryLimits {
@@ -126,7 +140,13 @@ impl QueryEngine {
 
     /// Runs one of Lakescope's own queries with typed parameters (`$1`, `$2`, ...).
     pub async fn query(&self, sql: &str, params: Vec<ScalarValue>) -> Result<Rows, QueryError> {
-        self.run(sql, params, SQLOptions::new(), usize::MAX, "view")
+        self.run(sql, params, SQLOptions::new(), usize::MAX, "view", false)
+            .await
+    }
+
+    /// Like [`Self::query`], for queries whose filter selects a handful of rows (a trace by id).
+    pub async fn lookup(&self, sql: &str, params: Vec<ScalarValue>) -> Result<Rows, QueryError> {
+        self.run(sql, params, SQLOptions::new(), usize::MAX, "view", true)
             .await
     }
 
@@ -141,7 +161,7 @@ impl QueryEngine {
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
-        self.run(sql, params, options, self.limits.max_rows, "sql")
+        self.run(sql, params, options, self.limits.max_rows, "sql", false)
             .await
     }
 
@@ -152,6 +172,7 @@ impl QueryEngine {
         options: SQLOptions,
         max_rows: usize,
         kind: &'static str,
+        lookup: bool,
     ) -> Result<Rows, QueryError> {
         let stats = lakescope_collector::stats::stats();
         let refused = |reason| {
@@ -170,7 +191,8 @@ impl QueryEngine {
             }
         };
         stats.queries_running.inc();
-        let result = self.run_admitted(sql, params, options, max_rows).await;
+        let ctx = if lookup { &self.lookup_ctx } else { &self.ctx };
+        let result = self.run_admitted(ctx, sql, params, options, max_rows).await;
         stats.queries_running.dec();
         match &result {
             Ok(rows) => stats
@@ -186,6 +208,7 @@ impl QueryEngine {
 
     async fn run_admitted(
         &self,
+        ctx: &SessionContext,
         sql: &str,
         params: Vec<ScalarValue>,
         options: SQLOptions,
@@ -194,8 +217,7 @@ impl QueryEngine {
         let started = Instant::now();
         tracing::debug!(sql, ?params, "query");
         let work = async {
-            let mut frame = self
-                .ctx
+            let mut frame = ctx
                 .sql_with_options(sql, options)
                 .await
                 .map_err(QueryError::planning)?;
@@ -209,8 +231,7 @@ impl QueryEngine {
                 .await
                 .map_err(QueryError::planning)?;
             let schema = plan.schema();
-            let mut stream =
-                execute_stream(plan, self.ctx.task_ctx()).map_err(QueryError::execution)?;
+            let mut stream = execute_stream(plan, ctx.task_ctx()).map_err(QueryError::execution)?;
             let mut batches = Vec::new();
             let mut rows = 0usize;
             let mut truncated = false;

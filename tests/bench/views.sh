@@ -4,37 +4,58 @@
 # endpoint RUNS times (default 5) over the last hour and prints the median wall time of each, in
 # milliseconds, as JSON. The first run of each is also reported (`first_ms`).
 #
-# Usage: tests/bench/views.sh [FILL] [RUNS]   (build first: cargo build --release)
+# With BACKDATE (e.g. 2h) the traffic is dated that far back, into an hour that has ended, the
+# server compacts it (merges every file of the hour into one) before the views are asked, and
+# the views ask for the last 3 hours: the same questions over a compacted lake.
+#
+# Usage: tests/bench/views.sh [FILL] [RUNS] [BACKDATE]   (build first: cargo build --release)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 fill="${1:-30s}"
 runs="${2:-5}"
+backdate="${3:-}"
+range="now-1h"
+compact=(--compaction-delay 1000d)
+if [ -n "$backdate" ]; then
+  range="now-3h"
+  compact=(--compaction-delay 0s --compaction-interval 1s)
+fi
 bin="${CARGO_TARGET_DIR:-target}/release/lakescope"
 data="$(mktemp -d)"
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
 
 "$bin" serve --data-dir "$data" --otlp-grpc 127.0.0.1:34317 --otlp-http 127.0.0.1:34318 \
-  --http 127.0.0.1:38080 --flush-interval 2s 2>"$data.log" &
+  --http 127.0.0.1:38080 --flush-interval 2s "${compact[@]}" 2>"$data.log" &
 server=$!
 sleep 1
-"$bin" loadgen --otlp-grpc 127.0.0.1:34317 --duration "$fill" --connections 4 >"$data.load"
+"$bin" loadgen --otlp-grpc 127.0.0.1:34317 --duration "$fill" --connections 4 \
+  --backdate "${backdate:-0s}" >"$data.load"
 sleep 4
+if [ -n "$backdate" ]; then
+  # Wait until compaction has merged the ended hour's files.
+  for _ in $(seq 600); do
+    files=$(curl -s 127.0.0.1:38080/metrics | awk '/^lakescope_files\{table="spans"\}/ {print $2}')
+    # One file per hour partition (the backdated minute may straddle two hours).
+    [ "${files:-99}" -le 2 ] && break
+    sleep 1
+  done
+fi
 spans=$(curl -s -XPOST 127.0.0.1:38080/api/v1/sql -H 'content-type: application/json' \
   -d '{"query": "SELECT count(*) AS n FROM spans"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["rows"][0]["n"])')
-trace=$(curl -s '127.0.0.1:38080/api/v1/traces?start=now-1h&limit=1&service=checkout' | python3 -c 'import json,sys; print(json.load(sys.stdin)["traces"][0]["trace_id"])')
-python3 - "$runs" "$spans" "$trace" <<'PY'
+trace=$(curl -s "127.0.0.1:38080/api/v1/traces?start=$range&limit=1&service=checkout" | python3 -c 'import json,sys; print(json.load(sys.stdin)["traces"][0]["trace_id"])')
+python3 - "$runs" "$spans" "$trace" "$range" <<'PY'
 import json, statistics, sys, time, urllib.request
-runs, spans, trace = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+runs, spans, trace, r = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 base = "http://127.0.0.1:38080/api/v1/"
 endpoints = {
-    "services": "services?start=now-1h",
-    "service series": "services/frontend/series?start=now-1h",
-    "operations": "services/frontend/operations?start=now-1h",
-    "latency histogram+heatmap": "latency?service=frontend&start=now-1h",
-    "slow-region compare": "latency/compare?service=frontend&min_ms=50&start=now-1h",
-    "errors": "errors?start=now-1h",
-    "dependencies": "dependencies?start=now-1h",
-    "trace search (attribute)": "traces?start=now-1h&attribute=http.route=/checkout&limit=20",
+    "services": f"services?start={r}",
+    "service series": f"services/frontend/series?start={r}",
+    "operations": f"services/frontend/operations?start={r}",
+    "latency histogram+heatmap": f"latency?service=frontend&start={r}",
+    "slow-region compare": f"latency/compare?service=frontend&min_ms=50&start={r}",
+    "errors": f"errors?start={r}",
+    "dependencies": f"dependencies?start={r}",
+    "trace search (attribute)": f"traces?start={r}&attribute=http.route=/checkout&limit=20",
     "trace by id": f"traces/{trace}",
 }
 out = {"spans": spans, "runs": runs, "ms": {}}

@@ -147,13 +147,22 @@ pub async fn compact(
         .await?
         .sort(spec.sort.iter().map(|c| col(*c).sort(true, true)).collect())?;
     let mut stream = frame.execute_stream().await?;
-    let rows_hint: usize = plan.inputs.len() * 100_000;
+    // Bloom filters are sized per row group.
+    let rows_hint: usize = 32 * 1024;
     let result = async {
         let file = File::create(&tmp).map_err(io_err(&tmp))?;
         let mut writer = ArrowWriter::try_new(
             file,
             table.schema(),
-            Some(properties(spec, rows_hint, last)),
+            // Row groups of 32 Ki rows, not a flush file's 256 Ki: a trace's spans are spread
+            // over every service's rows of a merged file, and its bloom filters (one per row
+            // group) must still leave few row groups to read for a lookup by trace id.
+            Some(
+                properties(spec, rows_hint, last)
+                    .into_builder()
+                    .set_max_row_group_row_count(Some(32 * 1024))
+                    .build(),
+            ),
         )
         .map_err(WriteError::from)?;
         while let Some(batch) = stream.next().await {

@@ -27,7 +27,7 @@ impl TraceId {
 /// Every span of a trace, in start order; empty when the trace is unknown.
 pub async fn trace(engine: &QueryEngine, id: &TraceId) -> Result<Vec<StoredSpan>, QueryError> {
     let rows = engine
-        .query(
+        .lookup(
             "SELECT * FROM spans WHERE trace_id = $1 ORDER BY start_time, span_id",
             vec![ScalarValue::Utf8(Some(id.0.clone()))],
         )
@@ -224,7 +224,7 @@ async fn summaries(engine: &QueryEngine, ids: &[TraceId]) -> Result<Vec<TraceSum
          FROM spans WHERE trace_id IN ({list})
          GROUP BY trace_id ORDER BY start DESC, trace_id"
     );
-    let rows = engine.query(&sql, Vec::new()).await?;
+    let rows = engine.lookup(&sql, Vec::new()).await?;
     let bad = |c: &str| QueryError::Execution(format!("trace summaries: unexpected column {c}"));
     let mut out = Vec::new();
     for batch in &rows.batches {
