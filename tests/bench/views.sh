@@ -15,24 +15,27 @@ fill="${1:-30s}"
 runs="${2:-5}"
 backdate="${3:-}"
 range="now-1h"
-compact=(--compaction-delay 1000d)
-if [ -n "$backdate" ]; then
-  range="now-3h"
-  compact=(--compaction-delay 0s --compaction-interval 1s)
-fi
+[ -n "$backdate" ] && range="now-3h"
 bin="${CARGO_TARGET_DIR:-target}/release/lakescope"
 data="$(mktemp -d)"
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
 
-"$bin" serve --data-dir "$data" --otlp-grpc 127.0.0.1:34317 --otlp-http 127.0.0.1:34318 \
-  --http 127.0.0.1:38080 --flush-interval 2s "${compact[@]}" 2>"$data.log" &
-server=$!
-sleep 1
+serve() {
+  "$bin" serve --data-dir "$data" --otlp-grpc 127.0.0.1:34317 --otlp-http 127.0.0.1:34318 \
+    --http 127.0.0.1:38080 --flush-interval 2s "$@" 2>>"$data.log" &
+  server=$!
+  sleep 1
+}
+# No compaction while filling, so both variants hold the same number of spans.
+serve --compaction-delay 1000d
 "$bin" loadgen --otlp-grpc 127.0.0.1:34317 --duration "$fill" --connections 4 \
   --backdate "${backdate:-0s}" >"$data.load"
 sleep 4
 if [ -n "$backdate" ]; then
-  # Wait until compaction has merged the ended hour's files.
+  # Restart with compaction due at once, and wait until it has merged the ended hour's files.
+  kill -TERM "$server"
+  wait "$server" || true
+  serve --compaction-delay 0s --compaction-interval 1s
   for _ in $(seq 600); do
     files=$(curl -s 127.0.0.1:38080/metrics | awk '/^lakescope_files\{table="spans"\}/ {print $2}')
     # One file per hour partition (the backdated minute may straddle two hours).
