@@ -37,6 +37,9 @@ pub struct CompactionPolicy {
     /// Most bytes of input files one merge reads (bounds its time; its memory is bounded by the
     /// sort's spilling).
     pub max_input_bytes: u64,
+    /// A file this large is left as it is: late data arriving for its hour is merged into new
+    /// files of its own instead of rewriting it.
+    pub large_file_bytes: u64,
     /// Memory the merge's sort may use before it spills to disk.
     pub memory_bytes: usize,
 }
@@ -47,6 +50,7 @@ impl Default for CompactionPolicy {
             delay: Duration::from_secs(300),
             min_files: 2,
             max_input_bytes: 1024 * 1024 * 1024,
+            large_file_bytes: 128 * 1024 * 1024,
             memory_bytes: 256 * 1024 * 1024,
         }
     }
@@ -60,7 +64,9 @@ pub struct Plan {
 }
 
 /// The merges due at `now` (Unix ns): per partition whose hour ended `delay` ago, the first run
-/// of files (in sequence order) within `max_input_bytes`, when it has `min_files` or more.
+/// of consecutive (in sequence order) files below `large_file_bytes`, within `max_input_bytes`,
+/// when it has `min_files` or more. Runs never skip a file, so a merged file's sequence range
+/// holds exactly its inputs.
 pub fn plan(files: &[Arc<LakeFile>], policy: &CompactionPolicy, now: i64) -> Vec<Plan> {
     let delay = i64::try_from(policy.delay.as_nanos()).unwrap_or(i64::MAX);
     let mut plans = Vec::new();
@@ -74,6 +80,13 @@ pub fn plan(files: &[Arc<LakeFile>], policy: &CompactionPolicy, now: i64) -> Vec
         let mut run = Vec::new();
         let mut bytes = 0u64;
         for f in group {
+            if f.size >= policy.large_file_bytes {
+                if run.is_empty() {
+                    // Large files at the start stay; a run may begin after them.
+                    continue;
+                }
+                break;
+            }
             if !run.is_empty() && bytes + f.size > policy.max_input_bytes {
                 break;
             }
@@ -295,6 +308,7 @@ mod tests {
             delay: Duration::from_secs(60),
             min_files: 2,
             max_input_bytes: 25,
+            large_file_bytes: 1000,
             memory_bytes: 1 << 20,
         };
         // 12:30: hours 10 and 11 ended; 12 is still being written.
@@ -313,5 +327,24 @@ mod tests {
         // Within the delay after 13:00, hour 12 waits.
         assert_eq!(plan(&files, &policy, 13 * HOUR + 1).len(), 2);
         assert_eq!(plan(&files, &policy, 13 * HOUR + 61_000_000_000).len(), 3);
+    }
+
+    #[test]
+    fn a_large_merged_file_is_not_rewritten_for_late_data() {
+        let policy = CompactionPolicy {
+            delay: Duration::ZERO,
+            min_files: 2,
+            max_input_bytes: 1 << 30,
+            large_file_bytes: 100,
+            memory_bytes: 1 << 20,
+        };
+        // A large merged file, then late data: only the small files merge.
+        let files = vec![file(10, 9, 500), file(10, 12, 10), file(10, 13, 10)];
+        let plans = plan(&files, &policy, 20 * HOUR);
+        let seqs: Vec<u64> = plans[0].inputs.iter().map(|f| f.seq).collect();
+        assert_eq!(seqs, vec![12, 13]);
+        // A large file between small ones ends the run: runs never skip a file.
+        let files = vec![file(10, 1, 10), file(10, 2, 500), file(10, 3, 10)];
+        assert!(plan(&files, &policy, 20 * HOUR).is_empty());
     }
 }
