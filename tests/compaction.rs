@@ -5,9 +5,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
-use common::Server;
+use common::{Server, wait_for};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 
@@ -53,34 +52,6 @@ async fn send(server: &Server, body: Vec<u8>) {
         .await
         .unwrap();
     assert_eq!(res.status().as_u16(), 200);
-}
-
-fn span_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.join("spans")];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "parquet") {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn check_all_there(server: &Server) {
@@ -159,4 +130,11 @@ async fn an_ended_hours_files_are_merged_into_one_and_a_crash_mid_way_duplicates
         "the covered inputs are removed on start"
     );
     server.stop();
+}
+
+fn span_files(dir: &Path) -> Vec<PathBuf> {
+    common::span_files(dir)
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect()
 }

@@ -4,7 +4,6 @@
 mod common;
 
 use std::collections::HashSet;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -75,25 +74,6 @@ async fn send(client: &reqwest::Client, server_otlp: &str, batch: u32, n: u32) -
     }
 }
 
-fn parquet_files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.join("spans")];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "parquet") {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn data_survives_a_clean_restart_and_a_kill_9() {
     let dir = tempfile::tempdir().unwrap();
@@ -104,7 +84,7 @@ async fn data_survives_a_clean_restart_and_a_kill_9() {
     // SIGTERM flushes to Parquet.
     server.stop();
     assert!(
-        !parquet_files(dir.path()).is_empty(),
+        !common::span_files(dir.path()).is_empty(),
         "a clean stop writes Parquet"
     );
 
@@ -233,7 +213,7 @@ async fn kill_9_during_ingest_flushes_and_compaction_loses_nothing_acknowledged_
         &missing[..missing.len().min(3)]
     );
     // Every file left behind is a complete Parquet file (DataFusion read them all above).
-    assert!(!parquet_files(dir.path()).is_empty());
+    assert!(!common::span_files(dir.path()).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -243,12 +223,12 @@ async fn files_of_an_unfinished_flush_are_removed_on_start_and_their_rows_replay
     let server = Server::start(dir.path(), &[]);
     assert!(send(&client, &server.otlp_url(""), 1, 5).await);
     server.stop();
-    let files = parquet_files(dir.path());
+    let files = common::span_files(dir.path());
     assert_eq!(files.len(), 1);
     // A copy under a sequence number beyond the checkpoint looks exactly like a file renamed into
     // place by a flush that crashed before its checkpoint was written.
-    let orphan = files[0].with_file_name("00000000000000999999-0.parquet");
-    std::fs::copy(&files[0], &orphan).unwrap();
+    let orphan = files[0].0.with_file_name("00000000000000999999-0.parquet");
+    std::fs::copy(&files[0].0, &orphan).unwrap();
     std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
     std::fs::write(
         dir.path().join("tmp/spans-half-written.parquet"),

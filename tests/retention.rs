@@ -4,10 +4,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::Server;
+use common::{Server, span_files, wait_for};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 
@@ -48,35 +47,6 @@ async fn send(server: &Server, body: Vec<u8>) {
         .await
         .unwrap();
     assert_eq!(res.status().as_u16(), 200);
-}
-
-fn span_files(dir: &Path) -> Vec<(PathBuf, u64)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.join("spans")];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "parquet") {
-                let size = e.metadata().unwrap().len();
-                out.push((p, size));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

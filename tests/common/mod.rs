@@ -313,3 +313,37 @@ pub fn export_request(
         }],
     }
 }
+
+/// The span table's Parquet files under `data_dir` with their sizes, sorted by path.
+pub fn span_files(data_dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![data_dir.join("spans")];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+                out.push((p, size));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Polls `done` every 100 ms; fails the test after 30 s.
+pub async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !done().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -128,6 +128,8 @@ fn recover_table(
                 f.path.clone(),
             )
         })
+        // Only compacted files cover others: a flush file's range is its own sequence number.
+        .filter(|(_, first, last, _)| first < last)
         .collect();
     let covered = |f: &LakeFile| {
         let first = layout::first_seq(&f.path, f.seq);
