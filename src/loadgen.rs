@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tonic_types::StatusExt;
 
 use clap::Args;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
@@ -75,6 +76,11 @@ async fn connection(config: LoadgenConfig, seed: u64, deadline: Instant) -> anyh
             Err(status) => {
                 tally.refused += 1;
                 tracing::debug!(%status, "export refused");
+                // Wait as long as the server asks, as the OpenTelemetry SDKs do; a refusal
+                // without a delay is retried at once.
+                if let Some(delay) = status.get_details_retry_info().and_then(|r| r.retry_delay) {
+                    tokio::time::sleep(delay.min(Duration::from_secs(5))).await;
+                }
             }
         }
     }
