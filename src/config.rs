@@ -124,6 +124,11 @@ pub struct ServeConfig {
     #[arg(long, env = "LAKESCOPE_COMPACTION_DELAY", default_value = "5m", value_parser = humantime::parse_duration)]
     pub compaction_delay: Duration,
 
+    /// In the hour still being written, merge this many consecutive flush files into one (the
+    /// merged files are merged again once the hour has ended); 0 turns it off.
+    #[arg(long, env = "LAKESCOPE_COMPACTION_LIVE_FILES", default_value_t = 10)]
+    pub compaction_live_files: usize,
+
     /// How often compaction looks for partitions to merge.
     #[arg(long, env = "LAKESCOPE_COMPACTION_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub compaction_interval: Duration,

@@ -101,6 +101,7 @@ pub async fn run(config: ServeConfig, demo_rate: Option<f64>) -> anyhow::Result<
         Arc::clone(&lake),
         CompactionPolicy {
             delay: config.compaction_delay,
+            live_min_files: config.compaction_live_files,
             ..CompactionPolicy::default()
         },
         config.compaction_interval,

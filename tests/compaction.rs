@@ -17,9 +17,15 @@ fn now_nanos() -> u64 {
         .as_nanos() as u64
 }
 
+const HOUR: u64 = 3_600_000_000_000;
+
 /// 40 spans of two services, started two hours ago (an hour partition that has ended).
 fn body(tag: u8) -> Vec<u8> {
-    let start = now_nanos() - 2 * 3_600_000_000_000 - 60_000_000_000;
+    body_at(tag, now_nanos() - 2 * HOUR - 60_000_000_000)
+}
+
+/// 40 spans of two services starting at `start`.
+fn body_at(tag: u8, start: u64) -> Vec<u8> {
     let service = if tag.is_multiple_of(2) {
         "cart"
     } else {
@@ -129,6 +135,51 @@ async fn an_ended_hours_files_are_merged_into_one_and_a_crash_mid_way_duplicates
         merged,
         "the covered inputs are removed on start"
     );
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_current_hours_flush_files_are_merged_in_runs_while_it_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &[
+            "--flush-interval",
+            "100ms",
+            "--compaction-live-files",
+            "4",
+            "--compaction-interval",
+            "200ms",
+        ],
+    );
+    // A second into the current hour, so every flush lands in one partition.
+    let start = now_nanos() / HOUR * HOUR + 1_000_000_000;
+    for tag in 1..=4u8 {
+        send(&server, body_at(tag, start)).await;
+        // Each flush adds a file; the fourth completes a run, which is merged.
+        wait_for("a flush", async || {
+            let files = span_files(dir.path()).len();
+            files == usize::from(tag) || (tag == 4 && files == 1)
+        })
+        .await;
+    }
+    wait_for("the live merge", async || span_files(dir.path()).len() == 1).await;
+    let merged = span_files(dir.path());
+    assert!(
+        merged[0].to_string_lossy().contains("-c"),
+        "a merged file: {merged:?}"
+    );
+    // Two more flushes stay as they are next to the merged file until a run is complete.
+    for tag in 5..=6u8 {
+        send(&server, body_at(tag, start)).await;
+        let want = usize::from(tag) - 3;
+        wait_for("a flush", async || span_files(dir.path()).len() == want).await;
+    }
+    check_all_there(&server).await;
+    server.stop();
+    // After a restart the same spans, once each.
+    let server = Server::start(dir.path(), &[]);
+    check_all_there(&server).await;
     server.stop();
 }
 

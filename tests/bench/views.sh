@@ -8,12 +8,18 @@
 # server compacts it (merges every file of the hour into one) before the views are asked, and
 # the views ask for the last 3 hours: the same questions over a compacted lake.
 #
+# With BACKDATE `live` the traffic is current and the server, restarted, merges the current
+# hour's flush files in runs of 10 as a running server does (--compaction-live-files) before the
+# views are asked.
+#
 # Usage: tests/bench/views.sh [FILL] [RUNS] [BACKDATE]   (build first: cargo build --release)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 fill="${1:-30s}"
 runs="${2:-5}"
 backdate="${3:-}"
+live=""
+if [ "$backdate" = "live" ]; then live=1; backdate=""; fi
 range="now-1h"
 [ -n "$backdate" ] && range="now-3h"
 bin="${CARGO_TARGET_DIR:-target}/release/lakescope"
@@ -27,7 +33,7 @@ serve() {
   sleep 1
 }
 # No compaction while filling, so both variants hold the same number of spans.
-serve --compaction-delay 1000d
+serve --compaction-delay 1000d --compaction-live-files 0
 "$bin" loadgen --otlp-grpc 127.0.0.1:34317 --duration "$fill" --connections 4 \
   --backdate "${backdate:-0s}" >"$data.load"
 sleep 4
@@ -42,6 +48,20 @@ if [ -n "$backdate" ]; then
     [ "${files:-99}" -le 2 ] && break
     sleep 1
   done
+fi
+if [ -n "$live" ]; then
+  kill -TERM "$server"
+  wait "$server" || true
+  serve --compaction-delay 1000d --compaction-live-files 10 --compaction-interval 1s
+  # Until the number of files has not changed for 5 s.
+  last=""; same=0
+  for _ in $(seq 600); do
+    files=$(curl -s 127.0.0.1:38080/metrics | awk '/^lakescope_files\{table="spans"\}/ {print $2}')
+    if [ "$files" = "$last" ]; then same=$((same + 1)); else same=0; last="$files"; fi
+    [ "$same" -ge 5 ] && break
+    sleep 1
+  done
+  echo "views.sh: $files span files after live merges" >&2
 fi
 spans=$(curl -s -XPOST 127.0.0.1:38080/api/v1/sql -H 'content-type: application/json' \
   -d '{"query": "SELECT count(*) AS n FROM spans"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["rows"][0]["n"])')

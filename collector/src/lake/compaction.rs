@@ -42,6 +42,11 @@ pub struct CompactionPolicy {
     pub large_file_bytes: u64,
     /// Memory the merge's sort may use before it spills to disk.
     pub memory_bytes: usize,
+    /// In an hour still being written, this many consecutive flush files are merged into one,
+    /// so the hour most queries look at holds a few files instead of one per flush (up to 120
+    /// at 30 s flushes). The merged files are merged again once the hour has ended. 0 turns it
+    /// off.
+    pub live_min_files: usize,
 }
 
 impl Default for CompactionPolicy {
@@ -52,6 +57,7 @@ impl Default for CompactionPolicy {
             max_input_bytes: 1024 * 1024 * 1024,
             large_file_bytes: 128 * 1024 * 1024,
             memory_bytes: 256 * 1024 * 1024,
+            live_min_files: 10,
         }
     }
 }
@@ -65,8 +71,9 @@ pub struct Plan {
 
 /// The merges due at `now` (Unix ns): per partition whose hour ended `delay` ago, the first run
 /// of consecutive (in sequence order) files below `large_file_bytes`, within `max_input_bytes`,
-/// when it has `min_files` or more. Runs never skip a file, so a merged file's sequence range
-/// holds exactly its inputs.
+/// when it has `min_files` or more; per other partition, the first run of `live_min_files` or
+/// more consecutive flush files (see [`live_run`]). Runs never skip a file, so a merged file's
+/// sequence range holds exactly its inputs.
 pub fn plan(files: &[Arc<LakeFile>], policy: &CompactionPolicy, now: i64) -> Vec<Plan> {
     let delay = i64::try_from(policy.delay.as_nanos()).unwrap_or(i64::MAX);
     let mut plans = Vec::new();
@@ -75,6 +82,12 @@ pub fn plan(files: &[Arc<LakeFile>], policy: &CompactionPolicy, now: i64) -> Vec
     for group in by_partition.chunk_by(|a, b| a.partition_start == b.partition_start) {
         let start = group[0].partition_start;
         if start.saturating_add(PARTITION_NANOS).saturating_add(delay) > now {
+            if let Some(run) = live_run(group, policy) {
+                plans.push(Plan {
+                    partition_start: start,
+                    inputs: run,
+                });
+            }
             continue;
         }
         let mut run = Vec::new();
@@ -101,6 +114,33 @@ pub fn plan(files: &[Arc<LakeFile>], policy: &CompactionPolicy, now: i64) -> Vec
         }
     }
     plans
+}
+
+/// In a partition still being written: the first run of consecutive flush files (merged files
+/// end a run) within `max_input_bytes`, when it has `live_min_files` or more.
+fn live_run(group: &[&Arc<LakeFile>], policy: &CompactionPolicy) -> Option<Vec<Arc<LakeFile>>> {
+    let wanted = policy.live_min_files;
+    if wanted < 2 {
+        return None;
+    }
+    let mut run: Vec<Arc<LakeFile>> = Vec::new();
+    let mut bytes = 0u64;
+    for f in group {
+        let merged = layout::first_seq(&f.path, f.seq) != f.seq;
+        if merged || (!run.is_empty() && bytes + f.size > policy.max_input_bytes) {
+            if run.len() >= wanted {
+                break;
+            }
+            run.clear();
+            bytes = 0;
+            if merged {
+                continue;
+            }
+        }
+        bytes += f.size;
+        run.push(Arc::clone(f));
+    }
+    (run.len() >= wanted).then_some(run)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -310,6 +350,7 @@ mod tests {
             max_input_bytes: 25,
             large_file_bytes: 1000,
             memory_bytes: 1 << 20,
+            live_min_files: 0,
         };
         // 12:30: hours 10 and 11 ended; 12 is still being written.
         let plans = plan(&files, &policy, 12 * HOUR + HOUR / 2);
@@ -329,6 +370,65 @@ mod tests {
         assert_eq!(plan(&files, &policy, 13 * HOUR + 61_000_000_000).len(), 3);
     }
 
+    fn merged(hour: i64, first: u64, last: u64, size: u64) -> Arc<LakeFile> {
+        Arc::new(LakeFile::new(
+            PathBuf::from(format!(
+                "/lake/{hour}/{}",
+                layout::compacted_name(first, last)
+            )),
+            size,
+            hour * HOUR,
+            last,
+        ))
+    }
+
+    #[test]
+    fn the_current_hours_flush_files_merge_in_runs_that_merged_files_end() {
+        let policy = CompactionPolicy {
+            delay: Duration::from_secs(60),
+            min_files: 2,
+            max_input_bytes: 1000,
+            large_file_bytes: 1000,
+            memory_bytes: 1 << 20,
+            live_min_files: 3,
+        };
+        let seqs = |files: &[Arc<LakeFile>]| -> Vec<Vec<u64>> {
+            plan(files, &policy, 12 * HOUR + HOUR / 2)
+                .iter()
+                .map(|p| p.inputs.iter().map(|f| f.seq).collect())
+                .collect()
+        };
+        // Two flush files are not a run yet; three are.
+        assert!(seqs(&[file(12, 1, 10), file(12, 2, 10)]).is_empty());
+        assert_eq!(
+            seqs(&[file(12, 1, 10), file(12, 2, 10), file(12, 3, 10)]),
+            vec![vec![1, 2, 3]]
+        );
+        // A merged file is never an input while the hour is written; a short run before it is
+        // left for the merge after the hour.
+        let files = vec![
+            file(12, 1, 10),
+            merged(12, 2, 4, 30),
+            file(12, 5, 10),
+            file(12, 6, 10),
+            file(12, 7, 10),
+            file(12, 8, 10),
+        ];
+        assert_eq!(seqs(&files), vec![vec![5, 6, 7, 8]]);
+        // After the hour, everything small merges into one file again.
+        let after: Vec<Vec<u64>> = plan(&files, &policy, 13 * HOUR + 61_000_000_000)
+            .iter()
+            .map(|p| p.inputs.iter().map(|f| f.seq).collect())
+            .collect();
+        assert_eq!(after, vec![vec![1, 4, 5, 6, 7, 8]]);
+        // Off when fewer than two files are asked for.
+        let off = CompactionPolicy {
+            live_min_files: 0,
+            ..policy.clone()
+        };
+        assert!(plan(&files, &off, 12 * HOUR + HOUR / 2).is_empty());
+    }
+
     #[test]
     fn a_large_merged_file_is_not_rewritten_for_late_data() {
         let policy = CompactionPolicy {
@@ -337,6 +437,7 @@ mod tests {
             max_input_bytes: 1 << 30,
             large_file_bytes: 100,
             memory_bytes: 1 << 20,
+            live_min_files: 0,
         };
         // A large merged file, then late data: only the small files merge.
         let files = vec![file(10, 9, 500), file(10, 12, 10), file(10, 13, 10)];
