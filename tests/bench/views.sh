@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # View latency: fills a release server with the demo fleet's traffic from `lakescope loadgen`
 # (FILL, default 30s: a few million spans), waits for the last flush, then asks every view
-# endpoint RUNS times (default 5) over the last hour and prints the median wall time of each, in
-# milliseconds, as JSON. The first run of each is also reported (`first_ms`).
+# endpoint once (reported as `first_ms`) and then RUNS times (default 5) over the last hour, and
+# prints the median wall time of those RUNS for each, in milliseconds, as JSON. Then, with the server
+# stopped, DuckDB (tests/bench/duckdb_views.py, from the test virtualenv) answers the same
+# questions over the same Parquet files RUNS times, and each view gets its ratio to DuckDB.
 #
 # With BACKDATE (e.g. 2h) the traffic is dated that far back, into an hour that has ended, the
 # server compacts it (merges every file of the hour into one) before the views are asked, and
@@ -53,11 +55,14 @@ if [ -n "$live" ]; then
   kill -TERM "$server"
   wait "$server" || true
   serve --compaction-delay 1000d --compaction-live-files 10 --compaction-interval 1s
-  # Until the number of files has not changed for 5 s.
+  # Until no merge is running and the number of files has not changed for 5 s.
   last=""; same=0
   for _ in $(seq 600); do
     files=$(curl -s 127.0.0.1:38080/metrics | awk '/^lakescope_files\{table="spans"\}/ {print $2}')
-    if [ "$files" = "$last" ]; then same=$((same + 1)); else same=0; last="$files"; fi
+    started=$(grep -c "compacting a partition" "$data.log" || true)
+    ended=$(grep -c "compacted a partition\|compaction failed" "$data.log" || true)
+    state="$files/$started/$ended"
+    if [ "$state" = "$last" ] && [ "$started" = "$ended" ]; then same=$((same + 1)); else same=0; last="$state"; fi
     [ "$same" -ge 5 ] && break
     sleep 1
   done
@@ -66,7 +71,7 @@ fi
 spans=$(curl -s -XPOST 127.0.0.1:38080/api/v1/sql -H 'content-type: application/json' \
   -d '{"query": "SELECT count(*) AS n FROM spans"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["rows"][0]["n"])')
 trace=$(curl -s "127.0.0.1:38080/api/v1/traces?start=$range&limit=1&service=checkout" | python3 -c 'import json,sys; print(json.load(sys.stdin)["traces"][0]["trace_id"])')
-python3 - "$runs" "$spans" "$trace" "$range" <<'PY'
+lakescope=$(python3 - "$runs" "$spans" "$trace" "$range" <<'PY'
 import json, statistics, sys, time, urllib.request
 runs, spans, trace, r = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 base = "http://127.0.0.1:38080/api/v1/"
@@ -84,11 +89,32 @@ endpoints = {
 out = {"spans": spans, "runs": runs, "ms": {}}
 for name, path in endpoints.items():
     times = []
-    for _ in range(runs):
+    # One untimed-for-the-median first request, then RUNS (as the DuckDB baseline does).
+    for _ in range(runs + 1):
         t = time.perf_counter()
         with urllib.request.urlopen(base + path) as res:
             res.read()
         times.append((time.perf_counter() - t) * 1000)
-    out["ms"][name] = {"first_ms": round(times[0], 1), "median_ms": round(statistics.median(times), 1)}
-print(json.dumps(out, indent=1))
+    out["ms"][name] = {"first_ms": round(times[0], 1), "median_ms": round(statistics.median(times[1:]), 1)}
+print(json.dumps(out))
+PY
+)
+# The baseline: DuckDB asked the same questions over the same files, the server stopped so the
+# files no longer change.
+end_ns=$(date +%s%N)
+hours=1
+[ -n "$backdate" ] && hours=3
+start_ns=$((end_ns - hours * 3600 * 1000000000))
+kill -TERM "$server"
+wait "$server" || true
+python="${LAKESCOPE_PYTHON:-$HOME/.cache/lakescope/venv/bin/python}"
+duckdb=$("$python" tests/bench/duckdb_views.py "$data" "$runs" "$start_ns" "$end_ns" "$trace")
+python3 - "$lakescope" "$duckdb" <<'PY'
+import json, sys
+ours, theirs = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+for name, m in ours["ms"].items():
+    base = theirs["ms"].get(name, {}).get("median_ms")
+    m["duckdb_median_ms"] = base
+    m["ratio_to_duckdb"] = round(m["median_ms"] / base, 2) if base else None
+print(json.dumps(ours, indent=1))
 PY

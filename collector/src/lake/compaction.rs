@@ -42,7 +42,7 @@ pub struct CompactionPolicy {
     pub large_file_bytes: u64,
     /// Memory the merge's sort may use before it spills to disk.
     pub memory_bytes: usize,
-    /// In an hour still being written, this many consecutive flush files are merged into one,
+    /// In an hour still being written, this many or more consecutive flush files are merged into one,
     /// so the hour most queries look at holds a few files instead of one per flush (up to 120
     /// at 30 s flushes). The merged files are merged again once the hour has ended. 0 turns it
     /// off.
