@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 duration="${1:-30s}"
-bin="${CARGO_TARGET_DIR:-target}/release/lakescope"
+bin="${LAKESCOPE_BIN:-${CARGO_TARGET_DIR:-target}/release/lakescope}"
 data="$(mktemp -d)"
 trap 'rm -rf "$data"' EXIT
 

@@ -17,7 +17,7 @@ cd "$(dirname "$0")/../.."
 overload="${1:-60s}"
 connections="${2:-32}"
 bound="${3:-100663296}"
-bin="${CARGO_TARGET_DIR:-target}/release/lakescope"
+bin="${LAKESCOPE_BIN:-${CARGO_TARGET_DIR:-target}/release/lakescope}"
 data="$(mktemp -d)"
 trap 'rm -rf "$data" "$data.log"' EXIT
 

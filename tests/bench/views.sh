@@ -24,7 +24,7 @@ live=""
 if [ "$backdate" = "live" ]; then live=1; backdate=""; fi
 range="now-1h"
 [ -n "$backdate" ] && range="now-3h"
-bin="${CARGO_TARGET_DIR:-target}/release/lakescope"
+bin="${LAKESCOPE_BIN:-${CARGO_TARGET_DIR:-target}/release/lakescope}"
 data="$(mktemp -d)"
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
 
