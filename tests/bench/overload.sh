@@ -33,7 +33,7 @@ after=$(load 20s 4)
 peak_kib=$(awk '/VmHWM/ {print $2}' "/proc/$server/status")
 kill -TERM "$server"
 wait "$server"
-stored=$("${LAKESCOPE_PYTHON:-python3}" - "$data" <<'PY' 2>/dev/null || echo null
+stored=$("${LAKESCOPE_PYTHON:-$HOME/.cache/lakescope/venv/bin/python}" - "$data" <<'PY' 2>/dev/null || echo null
 import sys, pyarrow.dataset as ds
 print(ds.dataset(sys.argv[1] + "/spans", format="parquet", partitioning="hive").count_rows())
 PY
