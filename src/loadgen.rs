@@ -11,7 +11,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::Trac
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
-use crate::demo::fleet::Fleet;
+use lakescope::demo::fleet::Fleet;
 
 #[derive(Debug, Clone, Args)]
 pub struct LoadgenConfig {

@@ -1,7 +1,6 @@
 //! The `lakescope` binary: parses the configuration, builds the stages and wires them together.
 
 mod config;
-mod demo;
 mod loadgen;
 mod ops;
 mod serve;

@@ -137,7 +137,7 @@ pub async fn run(config: ServeConfig, demo_rate: Option<f64>) -> anyhow::Result<
 
     let demo = demo_rate.map(|rate| {
         tracing::info!(rate, "demo fleet starting");
-        tokio::spawn(crate::demo::run(grpc_addr, rate, servers.child_token()))
+        tokio::spawn(lakescope::demo::run(grpc_addr, rate, servers.child_token()))
     });
 
     let grpc = tokio::spawn(grpc);

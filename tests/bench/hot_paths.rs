@@ -1,0 +1,122 @@
+//! Criterion micro-benchmarks of the ingest hot paths, on the demo fleet's traffic (the load
+//! generator's requests: 50 traces of ~10 spans, semantic-convention attributes, errors with
+//! exception events):
+//!
+//! - `otlp_decode`: protobuf bytes of one request → `ExportTraceServiceRequest`;
+//! - `otlp_to_arrow`: one request → an Arrow batch of the spans table (validation included);
+//! - `parquet_encode`: 100 requests' batches → a sorted, zstd-compressed Parquet file on disk
+//!   (`write_flush`, as a flush does, fsync included);
+//! - `wal_append`: one request, and a group of 16, appended to the write-ahead log and fsynced
+//!   (the log thread syncs once per group).
+//!
+//! Throughput is in spans. Run: `cargo bench --bench hot_paths` (results in docs/benchmarks.md).
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use lakescope::demo::fleet::Fleet;
+use lakescope_collector::Limits;
+use lakescope_collector::convert::spans;
+use lakescope_collector::lake::table::FlushJob;
+use lakescope_collector::lake::writer::write_flush;
+use lakescope_collector::schema::spans::TABLE;
+use lakescope_collector::wal::{Signal, WalWriter};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+
+fn requests(n: usize) -> Vec<ExportTraceServiceRequest> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_nanos() as u64;
+    let mut fleet = Fleet::new(SmallRng::seed_from_u64(7));
+    (0..n)
+        .map(|_| Fleet::request((0..50).flat_map(|_| fleet.trace(now)).collect()))
+        .collect()
+}
+
+fn span_count(request: &ExportTraceServiceRequest) -> u64 {
+    request
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len() as u64)
+        .sum()
+}
+
+fn hot_paths(c: &mut Criterion) {
+    let limits = Limits::default();
+    let request = requests(1).remove(0);
+    let spans_per_request = span_count(&request);
+    let bytes = request.encode_to_vec();
+
+    let mut group = c.benchmark_group("ingest");
+    group.throughput(Throughput::Elements(spans_per_request));
+    group.bench_function("otlp_decode", |b| {
+        b.iter(|| ExportTraceServiceRequest::decode(bytes.as_slice()).expect("decodes"))
+    });
+    group.bench_function("otlp_to_arrow", |b| {
+        b.iter(|| spans::convert(&request, &limits).expect("converts"))
+    });
+
+    // The log is checkpointed outside the timed part, so its segments are deleted as a
+    // running server's are and the benchmark does not fill the disk.
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut wal = WalWriter::open(dir.path(), 0, 64 * 1024 * 1024).expect("a log");
+    let mut append = |group: u64, iters: u64| {
+        let mut timed = Duration::ZERO;
+        for i in 0..iters {
+            let started = Instant::now();
+            let mut last = 0;
+            for _ in 0..group {
+                last = wal.append(Signal::Traces, &bytes).expect("appends");
+            }
+            wal.sync().expect("syncs");
+            timed += started.elapsed();
+            if i % 32 == 31 {
+                wal.checkpoint(last).expect("checkpoints");
+            }
+        }
+        timed
+    };
+    group.bench_function("wal_append (1 request, fsync)", |b| {
+        b.iter_custom(|iters| append(1, iters))
+    });
+    group.throughput(Throughput::Elements(16 * spans_per_request));
+    group.bench_function("wal_append (group of 16, one fsync)", |b| {
+        b.iter_custom(|iters| append(16, iters))
+    });
+
+    let many = requests(100);
+    let batches: Vec<_> = many
+        .iter()
+        .map(|r| spans::convert(r, &limits).expect("converts").batch)
+        .collect();
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let job = FlushJob {
+        batches,
+        last_seq: 1,
+        rows,
+    };
+    let lake = tempfile::tempdir().expect("a temporary directory");
+    group.throughput(Throughput::Elements(rows as u64));
+    group.sample_size(10);
+    group.bench_function("parquet_encode (100 requests, one flush)", |b| {
+        b.iter(|| {
+            let files = write_flush(lake.path(), &TABLE, &job).expect("writes");
+            for f in files {
+                std::fs::remove_file(&f.path).expect("removes");
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(5)).sample_size(20);
+    targets = hot_paths
+}
+criterion_main!(benches);
