@@ -125,7 +125,7 @@ pub struct ServeConfig {
     pub compaction_delay: Duration,
 
     /// In the hour still being written, merge this many consecutive flush files into one (the
-    /// merged files are merged again once the hour has ended); 0 turns it off.
+    /// merged files are merged again once the hour has ended); 0 (or 1) turns it off.
     #[arg(long, env = "LAKESCOPE_COMPACTION_LIVE_FILES", default_value_t = 10)]
     pub compaction_live_files: usize,
 

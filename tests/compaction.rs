@@ -49,25 +49,8 @@ fn body_at(tag: u8, start: u64) -> Vec<u8> {
     common::export_request(service, spans).encode_to_vec()
 }
 
-async fn send(server: &Server, body: Vec<u8>) {
-    let res = reqwest::Client::new()
-        .post(server.otlp_url("/v1/traces"))
-        .header("content-type", "application/x-protobuf")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 200);
-}
-
 async fn check_all_there(server: &Server) {
-    assert_eq!(server.count("SELECT count(*) FROM spans").await, 240);
-    assert_eq!(
-        server
-            .count("SELECT count(DISTINCT span_id) FROM spans")
-            .await,
-        240
-    );
+    server.assert_spans_exactly_once(240).await;
     let trace = server
         .get("/api/v1/traces/03030303030303030303030303030303")
         .await;
@@ -89,7 +72,7 @@ async fn an_ended_hours_files_are_merged_into_one_and_a_crash_mid_way_duplicates
         &["--flush-interval", "100ms", "--compaction-delay", "1000d"],
     );
     for tag in 1..=6u8 {
-        send(&server, body(tag)).await;
+        server.post_traces(body(tag)).await;
         let want = usize::from(tag);
         wait_for("a flush", async || span_files(dir.path()).len() == want).await;
     }
@@ -155,7 +138,7 @@ async fn the_current_hours_flush_files_are_merged_in_runs_while_it_is_written() 
     // A second into the current hour, so every flush lands in one partition.
     let start = now_nanos() / HOUR * HOUR + 1_000_000_000;
     for tag in 1..=4u8 {
-        send(&server, body_at(tag, start)).await;
+        server.post_traces(body_at(tag, start)).await;
         // Each flush adds a file; the fourth completes a run, which is merged.
         wait_for("a flush", async || {
             let files = span_files(dir.path()).len();
@@ -171,7 +154,7 @@ async fn the_current_hours_flush_files_are_merged_in_runs_while_it_is_written() 
     );
     // Two more flushes stay as they are next to the merged file until a run is complete.
     for tag in 5..=6u8 {
-        send(&server, body_at(tag, start)).await;
+        server.post_traces(body_at(tag, start)).await;
         let want = usize::from(tag) - 3;
         wait_for("a flush", async || span_files(dir.path()).len() == want).await;
     }

@@ -96,13 +96,7 @@ async fn data_survives_a_clean_restart_and_a_kill_9() {
     server.kill9();
 
     let server = Server::start(dir.path(), &[]);
-    assert_eq!(server.count("SELECT count(*) FROM spans").await, 60);
-    assert_eq!(
-        server
-            .count("SELECT count(DISTINCT span_id) FROM spans")
-            .await,
-        60
-    );
+    server.assert_spans_exactly_once(60).await;
     let s = server.service("ledger", "start=now-10m").await;
     assert_eq!(s["requests"], 60);
 }

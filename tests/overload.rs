@@ -211,16 +211,7 @@ async fn overload_is_refused_retryably_memory_stays_bounded_and_nothing_acknowle
     let acked = http_tally.acked_spans.load(Ordering::Relaxed)
         + grpc_tally.acked_spans.load(Ordering::Relaxed)
         + u64::from(SPANS_PER_REQUEST);
-    assert_eq!(
-        server.count("SELECT count(*) FROM spans").await as u64,
-        acked
-    );
-    assert_eq!(
-        server
-            .count("SELECT count(DISTINCT span_id) FROM spans")
-            .await as u64,
-        acked
-    );
+    server.assert_spans_exactly_once(acked).await;
 
     // What the operator sees matches what the senders saw.
     let refused_http = server

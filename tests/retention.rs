@@ -38,17 +38,6 @@ fn body(service: &str, tag: u8, n: u32, ago: Duration) -> Vec<u8> {
     common::export_request(service, spans).encode_to_vec()
 }
 
-async fn send(server: &Server, body: Vec<u8>) {
-    let res = reqwest::Client::new()
-        .post(server.otlp_url("/v1/traces"))
-        .header("content-type", "application/x-protobuf")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 200);
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn spans_older_than_the_retention_are_removed_by_whole_hour_partitions() {
     let dir = tempfile::tempdir().unwrap();
@@ -63,12 +52,12 @@ async fn spans_older_than_the_retention_are_removed_by_whole_hour_partitions() {
             "200ms",
         ],
     );
-    send(
-        &server,
-        body("archive", 1, 50, Duration::from_secs(3 * 3600 + 600)),
-    )
-    .await;
-    send(&server, body("archive", 2, 30, Duration::from_secs(60))).await;
+    server
+        .post_traces(body("archive", 1, 50, Duration::from_secs(3 * 3600 + 600)))
+        .await;
+    server
+        .post_traces(body("archive", 2, 30, Duration::from_secs(60)))
+        .await;
     // The old spans are visible until flushed into their (expired) partition, then removed.
     wait_for("the old partition to be removed", async || {
         server.count("SELECT count(*) FROM spans").await == 30
@@ -100,7 +89,9 @@ async fn the_oldest_files_go_first_when_a_table_is_over_its_size() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &["--flush-interval", "100ms"]);
     for tag in 1..=3u8 {
-        send(&server, body("ledger", tag, 40, Duration::from_secs(120))).await;
+        server
+            .post_traces(body("ledger", tag, 40, Duration::from_secs(120)))
+            .await;
         let want = usize::from(tag);
         wait_for("a flush", async || span_files(dir.path()).len() == want).await;
     }

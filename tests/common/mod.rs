@@ -185,6 +185,27 @@ impl Server {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
+    /// Posts an OTLP/HTTP protobuf trace export and requires it to be accepted.
+    pub async fn post_traces(&self, body: Vec<u8>) {
+        let res = reqwest::Client::new()
+            .post(self.otlp_url("/v1/traces"))
+            .header("content-type", "application/x-protobuf")
+            .body(body)
+            .send()
+            .await
+            .expect("POST /v1/traces");
+        assert_eq!(res.status().as_u16(), 200);
+    }
+
+    /// Requires exactly `n` spans, each stored once (no span id twice).
+    pub async fn assert_spans_exactly_once(&self, n: u64) {
+        let total = self.count("SELECT count(*) FROM spans").await as u64;
+        let distinct = self
+            .count("SELECT count(DISTINCT span_id) FROM spans")
+            .await as u64;
+        assert_eq!((total, distinct), (n, n), "(spans, distinct span ids)");
+    }
+
     /// The one number a `SELECT count(*) ...` returns.
     pub async fn count(&self, query: &str) -> i64 {
         let (status, body) = self.sql(query).await;
