@@ -8,6 +8,7 @@ pub mod api;
 pub mod dashboards;
 pub mod engine;
 pub mod fingerprint;
+pub mod promql;
 pub mod sketch;
 pub mod table;
 pub mod time_range;

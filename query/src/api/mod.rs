@@ -5,6 +5,7 @@ mod error;
 mod logs;
 mod metrics;
 mod params;
+mod prometheus;
 mod services;
 mod spans;
 mod sql;
@@ -61,6 +62,28 @@ pub fn router(engine: QueryEngine, dashboards: Dashboards) -> Router {
         .route("/api/v1/traces", get(traces::search))
         .route("/api/v1/traces/{trace_id}", get(traces::get))
         .route("/api/v1/sql", post(sql::post))
+        .route(
+            "/api/v1/query",
+            get(prometheus::query).post(prometheus::query),
+        )
+        .route(
+            "/api/v1/query_range",
+            get(prometheus::query_range).post(prometheus::query_range),
+        )
+        .route(
+            "/api/v1/series",
+            get(prometheus::series).post(prometheus::series),
+        )
+        .route(
+            "/api/v1/labels",
+            get(prometheus::labels).post(prometheus::labels),
+        )
+        .route("/api/v1/label/{name}/values", get(prometheus::label_values))
+        .route(
+            "/api/v1/metadata",
+            get(prometheus::metadata).post(prometheus::metadata),
+        )
+        .route("/api/v1/status/buildinfo", get(prometheus::buildinfo))
         .route("/api/v1/dashboards", get(dashboards::list))
         .route("/api/v1/dashboards/{id}", get(dashboards::get))
         .route(

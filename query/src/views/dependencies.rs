@@ -59,15 +59,19 @@ pub struct ServiceGraph {
 }
 
 /// One join of caller spans with their callee children; each (caller span, callee span) pair is
-/// one call, a caller span without an instrumented child one call to its virtual peer.
+/// one call, a caller span without an instrumented child one call to its virtual peer. The
+/// parameters are the caller range ($1, $2) and the callee range ($3, $4); the span-derived
+/// service-graph metrics (`promql::spanmetrics`) aggregate the same `calls`.
 ///
 /// Written as `callees RIGHT JOIN callers` so the hash table is built from the callees, the
 /// smaller side (a client span per database or cache call, a server span only per RPC). The
 /// callee columns have their own names: DataFusion 55 matches pushed-down filters and dynamic
 /// join filters by column name, and with two `service_name`s an outer join lost its rows.
-const GRAPH_SQL: &str = "
+macro_rules! calls_cte {
+    () => {
+        "
 WITH callers AS (
-  SELECT trace_id, span_id, service_name, status_code, duration_ns,
+  SELECT trace_id, span_id, service_name, status_code, duration_ns, start_time AS caller_start,
     CASE
       WHEN messaging_system IS NOT NULL THEN coalesce(messaging_destination, server_address, messaging_system)
       WHEN db_system IS NOT NULL THEN coalesce(peer_service, server_address, db_system)
@@ -92,10 +96,17 @@ callees AS (
 calls AS (
   SELECT c.service_name AS source, coalesce(s.callee, c.peer) AS target,
     CASE WHEN s.callee IS NULL THEN c.peer_kind ELSE 'service' END AS target_kind,
-    c.status_code AS caller_status, c.duration_ns AS caller_ns,
+    c.status_code AS caller_status, c.duration_ns AS caller_ns, c.caller_start,
     s.callee, s.callee_status, s.callee_ns
   FROM callees s RIGHT JOIN callers c ON s.callee_parent = c.span_id AND s.callee_trace = c.trace_id
-)
+)"
+    };
+}
+pub(crate) use calls_cte;
+
+const GRAPH_SQL: &str = concat!(
+    calls_cte!(),
+    "
 SELECT source, target, target_kind, count(*) AS calls,
   count(*) FILTER (WHERE caller_status = 'ERROR') AS errors,
   latency_sketch(caller_ns) AS latency,
@@ -104,7 +115,8 @@ SELECT source, target, target_kind, count(*) AS calls,
   latency_sketch(callee_ns) AS callee_latency
 FROM calls
 WHERE target IS NOT NULL AND (callee IS NULL OR callee <> source)
-GROUP BY source, target, target_kind";
+GROUP BY source, target, target_kind"
+);
 
 /// The graph of calls made in `range`.
 pub async fn graph(engine: &QueryEngine, range: TimeRange) -> Result<ServiceGraph, QueryError> {

@@ -324,7 +324,7 @@ struct ExpBuckets {
     negative: BTreeMap<i32, f64>,
 }
 
-fn u64s(list: &ListArray, row: usize) -> Vec<u64> {
+pub(crate) fn u64s(list: &ListArray, row: usize) -> Vec<u64> {
     if list.is_null(row) {
         return Vec::new();
     }
@@ -334,7 +334,7 @@ fn u64s(list: &ListArray, row: usize) -> Vec<u64> {
         .unwrap_or_default()
 }
 
-fn f64s(list: &ListArray, row: usize) -> Vec<f64> {
+pub(crate) fn f64s(list: &ListArray, row: usize) -> Vec<f64> {
     if list.is_null(row) {
         return Vec::new();
     }
@@ -344,7 +344,10 @@ fn f64s(list: &ListArray, row: usize) -> Vec<f64> {
         .unwrap_or_default()
 }
 
-fn list_col<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ListArray, QueryError> {
+pub(crate) fn list_col<'a>(
+    batch: &'a RecordBatch,
+    name: &str,
+) -> Result<&'a ListArray, QueryError> {
     batch
         .column_by_name(name)
         .and_then(|c| c.as_list_opt::<i32>())

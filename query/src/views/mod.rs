@@ -7,6 +7,6 @@ pub mod latency;
 pub mod logs;
 pub mod metrics;
 pub mod red;
-mod rows;
+pub(crate) mod rows;
 pub mod services;
 pub mod traces;

@@ -1,0 +1,410 @@
+//! RED metrics derived from the stored spans at query time, in the shape of Tempo's metrics
+//! generator, so rules written for it run unchanged and no second copy can drift from the spans:
+//!
+//! - `traces_spanmetrics_calls_total{service, span_name, span_kind, status_code}`
+//! - `traces_spanmetrics_latency_bucket{…, le}`, `_sum`, `_count` (seconds)
+//! - `traces_service_graph_request_total{client, server, connection_type}`
+//! - `traces_service_graph_request_failed_total{…}` (the caller's span has status ERROR, as the
+//!   dependencies view counts errors)
+//! - `traces_service_graph_request_client_seconds_bucket{…, le}`, `_sum`, `_count` (the caller's
+//!   duration) and `traces_service_graph_request_server_seconds_*` (the callee's, service → service
+//!   edges only)
+//!
+//! They are counters sampled every [`TICK_MS`] (15 s) at multiples of 15 s: the sample at `T`
+//! counts the spans (for the service graph: the calls, by the caller's start) that started in
+//! `[hour start, T)`; each counter restarts at the top of every hour (a counter reset, which
+//! `rate` and `increase` handle), so a sample never needs more than the current hour's spans.
+//! A tick is published once it has passed.
+
+use std::collections::{BTreeMap, HashMap};
+
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::TimestampNanosecondType;
+use promql_parser::parser::VectorSelector;
+
+use super::eval::selects;
+use super::names::format_float;
+use super::store::{Collector, name_admits};
+use super::value::{Labels, NAME};
+use crate::engine::{QueryEngine, QueryError, timestamp};
+use crate::views::dependencies::{CLOCK_SKEW, calls_cte};
+use crate::views::rows;
+
+/// The sampling interval of the span-derived counters.
+pub const TICK_MS: i64 = 15_000;
+const HOUR_MS: i64 = 3_600_000;
+
+/// Bucket upper bounds in seconds (Tempo's defaults); `+Inf` is added.
+pub const BOUNDS: [f64; 14] = [
+    0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096, 8.192,
+    16.384,
+];
+
+pub const CALLS: &str = "traces_spanmetrics_calls_total";
+pub const LATENCY: &str = "traces_spanmetrics_latency";
+pub const GRAPH_TOTAL: &str = "traces_service_graph_request_total";
+pub const GRAPH_FAILED: &str = "traces_service_graph_request_failed_total";
+pub const GRAPH_CLIENT: &str = "traces_service_graph_request_client_seconds";
+pub const GRAPH_SERVER: &str = "traces_service_graph_request_server_seconds";
+
+/// Every series name, with its type and help for `/api/v1/metadata`.
+pub const FAMILIES: [(&str, &str, &str); 6] = [
+    (
+        CALLS,
+        "counter",
+        "Spans by service, span name, kind and status (derived from the stored spans).",
+    ),
+    (
+        LATENCY,
+        "histogram",
+        "Span durations in seconds (derived from the stored spans).",
+    ),
+    (
+        GRAPH_TOTAL,
+        "counter",
+        "Calls between a client and a server (derived from the stored spans).",
+    ),
+    (
+        GRAPH_FAILED,
+        "counter",
+        "Calls whose client span failed (derived from the stored spans).",
+    ),
+    (
+        GRAPH_CLIENT,
+        "histogram",
+        "Call durations seen by the client, in seconds (derived from the stored spans).",
+    ),
+    (
+        GRAPH_SERVER,
+        "histogram",
+        "Call durations seen by the server, in seconds (derived from the stored spans).",
+    ),
+];
+
+/// The series names of the span-derived families.
+pub fn series_names() -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, kind, _) in FAMILIES {
+        if kind == "histogram" {
+            for suffix in ["_bucket", "_sum", "_count"] {
+                out.push(format!("{name}{suffix}"));
+            }
+        } else {
+            out.push(name.to_owned());
+        }
+    }
+    out
+}
+
+fn admits_any(vs: &VectorSelector, names: &[&str]) -> bool {
+    names.iter().any(|n| name_admits(vs, n))
+}
+
+/// `count(*) FILTER (...)` for every bucket of `column` (nanoseconds), cumulative.
+fn bucket_columns(column: &str, prefix: &str) -> String {
+    BOUNDS
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let ns = (b * 1e9).round() as i64;
+            format!(", count(*) FILTER (WHERE {column} <= {ns}) AS {prefix}{i}")
+        })
+        .collect()
+}
+
+/// Per series: per 15-second bin (start, ms): the count, the errors, the sum of durations (ns)
+/// and the cumulative bucket counts.
+#[derive(Default, Clone)]
+struct Bin {
+    count: f64,
+    failed: f64,
+    sum_ns: f64,
+    buckets: [f64; 14],
+}
+
+/// Samples at every tick of each hour that has spans, for the families a selector asks for.
+struct Emitter<'a> {
+    vs: &'a VectorSelector,
+    from: i64,
+    to: i64,
+}
+
+impl Emitter<'_> {
+    fn emit(
+        &self,
+        out: &mut Collector,
+        labels: &Labels,
+        bins: &BTreeMap<i64, Bin>,
+        counter_names: &[(&str, bool)],
+        histogram: Option<&str>,
+    ) -> Result<(), QueryError> {
+        // Per hour with data: ticks H+15 s … H+1 h, each the running total from H.
+        let mut hours: Vec<i64> = bins
+            .keys()
+            .map(|b| b.div_euclid(HOUR_MS) * HOUR_MS)
+            .collect();
+        hours.dedup();
+        let named = |name: String| {
+            let mut l = labels.clone();
+            l.insert(NAME.into(), name);
+            l
+        };
+        let mut wanted: Vec<(Labels, usize)> = Vec::new();
+        // What each series reads from a running total: 0 count, 1 failed, 2 sum, 3+i bucket i,
+        // 3+14 the +Inf bucket (the count).
+        for (name, failed) in counter_names {
+            let l = named((*name).to_owned());
+            if selects(self.vs, &l) {
+                wanted.push((l, if *failed { 1 } else { 0 }));
+            }
+        }
+        if let Some(h) = histogram {
+            for (suffix, field) in [("_count", 0), ("_sum", 2)] {
+                let l = named(format!("{h}{suffix}"));
+                if selects(self.vs, &l) {
+                    wanted.push((l, field));
+                }
+            }
+            for i in 0..=BOUNDS.len() {
+                let mut l = named(format!("{h}_bucket"));
+                let le = BOUNDS.get(i).copied().unwrap_or(f64::INFINITY);
+                l.insert("le".into(), format_float(le));
+                if selects(self.vs, &l) {
+                    wanted.push((l, if i == BOUNDS.len() { 0 } else { 3 + i }));
+                }
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        for hour in hours {
+            let mut total = Bin::default();
+            let mut in_hour = bins.range(hour..hour + HOUR_MS).peekable();
+            let mut tick = hour + TICK_MS;
+            while tick <= hour + HOUR_MS && tick <= self.to {
+                while let Some((start, bin)) = in_hour.peek() {
+                    if **start >= tick {
+                        break;
+                    }
+                    total.count += bin.count;
+                    total.failed += bin.failed;
+                    total.sum_ns += bin.sum_ns;
+                    for (t, b) in total.buckets.iter_mut().zip(bin.buckets) {
+                        *t += b;
+                    }
+                    in_hour.next();
+                }
+                if tick >= self.from {
+                    for (l, field) in &wanted {
+                        let v = match field {
+                            0 => total.count,
+                            1 => total.failed,
+                            2 => total.sum_ns / 1e9,
+                            i => total.buckets[i - 3],
+                        };
+                        out.push(l.clone(), tick, v)?;
+                    }
+                }
+                tick += TICK_MS;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn tempo_kind(kind: &str) -> String {
+    format!("SPAN_KIND_{kind}")
+}
+
+fn tempo_status(status: &str) -> String {
+    format!("STATUS_CODE_{status}")
+}
+
+fn connection_type(kind: &str) -> &'static str {
+    match kind {
+        "service" => "",
+        "queue" => "messaging_system",
+        "database" | "cache" => "database",
+        _ => "virtual_node",
+    }
+}
+
+fn float_col(
+    batch: &datafusion::arrow::array::RecordBatch,
+    name: &str,
+) -> Result<Vec<f64>, QueryError> {
+    let c = batch
+        .column_by_name(name)
+        .ok_or_else(|| QueryError::Execution(format!("span metrics: {name}")))?;
+    let c = datafusion::arrow::compute::cast(c, &datafusion::arrow::datatypes::DataType::Float64)
+        .map_err(|e| QueryError::Execution(e.to_string()))?;
+    let f = c.as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+    Ok((0..f.len())
+        .map(|i| if f.is_null(i) { 0.0 } else { f.value(i) })
+        .collect())
+}
+
+/// Each row's bin: its start (ms) and its numbers, from the columns named with `prefix`.
+fn bins_of(
+    batch: &datafusion::arrow::array::RecordBatch,
+    prefix: &str,
+) -> Result<Vec<(i64, Bin)>, QueryError> {
+    let bin = batch
+        .column_by_name("bin")
+        .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
+        .ok_or_else(|| QueryError::Execution("span metrics: bin".into()))?;
+    let count = float_col(batch, &format!("{prefix}count"))?;
+    let failed = float_col(batch, &format!("{prefix}failed"))?;
+    let sum = float_col(batch, &format!("{prefix}sum_ns"))?;
+    let mut out: Vec<(i64, Bin)> = (0..bin.len())
+        .map(|row| {
+            (
+                bin.value(row).div_euclid(1_000_000),
+                Bin {
+                    count: count[row],
+                    failed: failed[row],
+                    sum_ns: sum[row],
+                    buckets: [0.0; 14],
+                },
+            )
+        })
+        .collect();
+    for i in 0..BOUNDS.len() {
+        let col = float_col(batch, &format!("{prefix}b{i}"))?;
+        for ((_, b), v) in out.iter_mut().zip(col) {
+            b.buckets[i] = v;
+        }
+    }
+    Ok(out)
+}
+
+/// Loads the span-derived series `vs` selects, sampled at ticks in `[from, to]` (ms).
+pub async fn load(
+    engine: &QueryEngine,
+    vs: &VectorSelector,
+    from: i64,
+    to: i64,
+    out: &mut Collector,
+) -> Result<(), QueryError> {
+    let to = to.min(crate::time_range::now_nanos() / 1_000_000);
+    if to < from {
+        return Ok(());
+    }
+    let hour_start = from.div_euclid(HOUR_MS) * HOUR_MS;
+    let emitter = Emitter { vs, from, to };
+    let (span_from, span_to) = (hour_start * 1_000_000, to * 1_000_000);
+    let latency = [
+        format!("{LATENCY}_bucket"),
+        format!("{LATENCY}_sum"),
+        format!("{LATENCY}_count"),
+    ];
+    let latency_refs: Vec<&str> = latency.iter().map(String::as_str).collect();
+    if admits_any(vs, &[CALLS]) || admits_any(vs, &latency_refs) {
+        let sql = format!(
+            "SELECT service_name, name AS span_name, span_kind, status_code, \
+             date_bin(INTERVAL '15 seconds', start_time, TIMESTAMP '1970-01-01T00:00:00Z') AS bin, \
+             count(*) AS count, count(*) FILTER (WHERE status_code = 'ERROR') AS failed, \
+             sum(duration_ns) AS sum_ns{} \
+             FROM spans WHERE start_time >= $1 AND start_time < $2 GROUP BY 1, 2, 3, 4, 5",
+            bucket_columns("duration_ns", "b")
+        );
+        let rows_of = engine
+            .query(&sql, vec![timestamp(span_from), timestamp(span_to)])
+            .await?;
+        let mut series: HashMap<Labels, BTreeMap<i64, Bin>> = HashMap::new();
+        for batch in &rows_of.batches {
+            let service = rows::strings(batch, "service_name")?;
+            let name = rows::strings(batch, "span_name")?;
+            let kind = rows::strings(batch, "span_kind")?;
+            let status = rows::strings(batch, "status_code")?;
+            let bins = bins_of(batch, "")?;
+            for (row, (start, bin)) in bins.into_iter().enumerate() {
+                let labels = Labels::from([
+                    ("service".to_owned(), service.value(row).to_owned()),
+                    ("span_name".to_owned(), name.value(row).to_owned()),
+                    ("span_kind".to_owned(), tempo_kind(kind.value(row))),
+                    ("status_code".to_owned(), tempo_status(status.value(row))),
+                ]);
+                series.entry(labels).or_default().insert(start, bin);
+            }
+        }
+        for (labels, bins) in &series {
+            emitter.emit(out, labels, bins, &[(CALLS, false)], Some(LATENCY))?;
+        }
+    }
+    let graph: Vec<String> = [GRAPH_TOTAL, GRAPH_FAILED]
+        .into_iter()
+        .map(str::to_owned)
+        .chain(
+            [GRAPH_CLIENT, GRAPH_SERVER]
+                .into_iter()
+                .flat_map(|h| ["_bucket", "_sum", "_count"].map(|s| format!("{h}{s}"))),
+        )
+        .collect();
+    let graph_refs: Vec<&str> = graph.iter().map(String::as_str).collect();
+    if admits_any(vs, &graph_refs) {
+        let sql = format!(
+            "{} SELECT source, target, target_kind, \
+             date_bin(INTERVAL '15 seconds', caller_start, TIMESTAMP '1970-01-01T00:00:00Z') AS bin, \
+             count(*) AS c_count, count(*) FILTER (WHERE caller_status = 'ERROR') AS c_failed, \
+             sum(caller_ns) AS c_sum_ns{}, \
+             count(callee) AS s_count, count(*) FILTER (WHERE callee_status = 'ERROR') AS s_failed, \
+             sum(callee_ns) AS s_sum_ns{} \
+             FROM calls WHERE target IS NOT NULL AND (callee IS NULL OR callee <> source) \
+             GROUP BY 1, 2, 3, 4",
+            calls_cte!(),
+            bucket_columns("caller_ns", "c_b"),
+            bucket_columns("callee_ns", "s_b"),
+        );
+        let rows_of = engine
+            .query(
+                &sql,
+                vec![
+                    timestamp(span_from),
+                    timestamp(span_to),
+                    timestamp(span_from.saturating_sub(CLOCK_SKEW)),
+                    timestamp(span_to.saturating_add(CLOCK_SKEW)),
+                ],
+            )
+            .await?;
+        let mut client: HashMap<Labels, BTreeMap<i64, Bin>> = HashMap::new();
+        let mut server: HashMap<Labels, BTreeMap<i64, Bin>> = HashMap::new();
+        for batch in &rows_of.batches {
+            let source = rows::strings(batch, "source")?;
+            let target = rows::strings(batch, "target")?;
+            let kind = rows::strings(batch, "target_kind")?;
+            let c = bins_of(batch, "c_")?;
+            let s = bins_of(batch, "s_")?;
+            for (row, ((start, caller), (_, callee))) in c.into_iter().zip(s).enumerate() {
+                let labels = Labels::from([
+                    ("client".to_owned(), source.value(row).to_owned()),
+                    ("server".to_owned(), target.value(row).to_owned()),
+                    (
+                        "connection_type".to_owned(),
+                        connection_type(kind.value(row)).to_owned(),
+                    ),
+                ]);
+                client
+                    .entry(labels.clone())
+                    .or_default()
+                    .insert(start, caller);
+                if kind.value(row) == "service" {
+                    server.entry(labels).or_default().insert(start, callee);
+                }
+            }
+        }
+        for (labels, bins) in &client {
+            emitter.emit(
+                out,
+                labels,
+                bins,
+                &[(GRAPH_TOTAL, false), (GRAPH_FAILED, true)],
+                Some(GRAPH_CLIENT),
+            )?;
+        }
+        for (labels, bins) in &server {
+            emitter.emit(out, labels, bins, &[], Some(GRAPH_SERVER))?;
+        }
+    }
+    Ok(())
+}
