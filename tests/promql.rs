@@ -623,3 +623,259 @@ async fn errors_come_in_prometheus_form() {
     let info = server.get("/api/v1/status/buildinfo").await;
     assert_eq!(info["status"], "success");
 }
+
+/// A span of a test trace.
+#[allow(clippy::too_many_arguments)]
+fn test_span(
+    trace: u32,
+    id: u8,
+    parent: Option<u8>,
+    name: &str,
+    kind: i32,
+    start: u64,
+    duration_ms: u64,
+    error: bool,
+    attributes: Vec<KeyValue>,
+) -> opentelemetry_proto::tonic::trace::v1::Span {
+    use opentelemetry_proto::tonic::trace::v1::{Span, Status};
+    let mut trace_id = vec![7u8; 16];
+    trace_id[12..].copy_from_slice(&trace.to_be_bytes());
+    let span_id = |i: u8| {
+        let mut s = vec![0u8; 8];
+        s[3..7].copy_from_slice(&trace.to_be_bytes());
+        s[7] = i;
+        s
+    };
+    Span {
+        trace_id,
+        span_id: span_id(id),
+        parent_span_id: parent.map(span_id).unwrap_or_default(),
+        name: name.into(),
+        kind,
+        start_time_unix_nano: start,
+        end_time_unix_nano: start + duration_ms * 1_000_000,
+        attributes,
+        status: error.then(|| Status {
+            code: 2,
+            message: "failed".into(),
+        }),
+        ..Span::default()
+    }
+}
+
+async fn value_at(server: &Server, expr: &str, t: i64) -> Value {
+    let base = server.url("");
+    api(
+        base.trim_end_matches('/'),
+        "/api/v1/query",
+        &[("query", expr.to_string()), ("time", t.to_string())],
+    )
+    .await
+}
+
+/// The one value of an instant vector with exactly one series.
+fn single(data: &Value) -> f64 {
+    let result = data["result"].as_array().expect("result");
+    assert_eq!(result.len(), 1, "one series expected: {data}");
+    number(&result[0]["value"][1])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn span_derived_red_and_service_graph_metrics_count_the_stored_spans() {
+    // Traces every 30 s from ten minutes into the previous hour, so every tick asked for has
+    // passed: frontend SERVER → frontend CLIENT → checkout SERVER → checkout CLIENT to a database.
+    // Every fourth trace fails in checkout (900 ms instead of 90 ms) and at frontend's client.
+    let now = chrono::Utc::now().timestamp();
+    let hour = (now / 3600 - 1) * 3600;
+    let base = hour + 600;
+    let lake = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(lake.path(), &[]);
+    let traces = 40u32;
+    for i in 0..traces {
+        let start = (base + i as i64 * 30) as u64 * 1_000_000_000;
+        let failed = i % 4 == 0;
+        let ms = 1_000_000u64;
+        let frontend = vec![
+            test_span(i, 1, None, "GET /checkout", 2, start, 120, false, vec![]),
+            test_span(
+                i,
+                2,
+                Some(1),
+                "POST checkout",
+                3,
+                start + ms,
+                100,
+                failed,
+                vec![],
+            ),
+        ];
+        let checkout = vec![
+            test_span(
+                i,
+                3,
+                Some(2),
+                "POST /pay",
+                2,
+                start + 2 * ms,
+                if failed { 900 } else { 90 },
+                failed,
+                vec![],
+            ),
+            test_span(
+                i,
+                4,
+                Some(3),
+                "INSERT orders",
+                3,
+                start + 3 * ms,
+                5,
+                false,
+                vec![
+                    kv("db.system", "postgresql"),
+                    kv("server.address", "orders-db"),
+                ],
+            ),
+        ];
+        server
+            .post_traces(common::export_request("frontend", frontend).encode_to_vec())
+            .await;
+        server
+            .post_traces(common::export_request("checkout", checkout).encode_to_vec())
+            .await;
+    }
+    wait_for("the spans to be stored", async || {
+        server.count("SELECT count(*) FROM spans").await == 4 * traces as i64
+    })
+    .await;
+
+    // Ten minutes after the first trace: traces 0–19 started before, 5 of them failed.
+    let t = base + 600;
+    let checkout_server = "service=\"checkout\",span_kind=\"SPAN_KIND_SERVER\"";
+    let calls = value_at(
+        &server,
+        &format!("sum by (status_code) (traces_spanmetrics_calls_total{{{checkout_server}}})"),
+        t,
+    )
+    .await;
+    let by_status: BTreeMap<String, f64> = calls["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["metric"]["status_code"].as_str().unwrap().to_owned(),
+                number(&s["value"][1]),
+            )
+        })
+        .collect();
+    assert_eq!(
+        by_status,
+        BTreeMap::from([
+            ("STATUS_CODE_ERROR".to_owned(), 5.0),
+            ("STATUS_CODE_UNSET".to_owned(), 15.0)
+        ]),
+        "{calls}"
+    );
+    let all = value_at(&server, "sum(traces_spanmetrics_calls_total)", t).await;
+    assert_eq!(single(&all), 80.0, "4 spans × 20 traces: {all}");
+    // Buckets: 15 at 90 ms (le 0.128), 5 at 900 ms (le 1.024).
+    let bucket = |le: &str| {
+        format!("sum(traces_spanmetrics_latency_bucket{{{checkout_server},le=\"{le}\"}})")
+    };
+    for (le, want) in [
+        ("0.064", 0.0),
+        ("0.128", 15.0),
+        ("0.512", 15.0),
+        ("1.024", 20.0),
+        ("+Inf", 20.0),
+    ] {
+        let got = value_at(&server, &bucket(le), t).await;
+        assert_eq!(single(&got), want, "bucket le={le}: {got}");
+    }
+    let median = value_at(
+        &server,
+        &format!(
+            "histogram_quantile(0.5, sum by (le) (traces_spanmetrics_latency_bucket{{{checkout_server}}}))"
+        ),
+        t,
+    )
+    .await;
+    let want = 0.064 + 0.064 * (10.0 / 15.0);
+    assert!((single(&median) - want).abs() < 1e-9, "{median}");
+    let sum = value_at(
+        &server,
+        &format!("sum(traces_spanmetrics_latency_sum{{{checkout_server}}})"),
+        t,
+    )
+    .await;
+    assert!(
+        (single(&sum) - (15.0 * 0.09 + 5.0 * 0.9)).abs() < 1e-9,
+        "{sum}"
+    );
+
+    // The service graph: the same edges and counts as the dependencies view over [hour, t).
+    let edge = "client=\"frontend\",server=\"checkout\"";
+    let total = value_at(
+        &server,
+        &format!("traces_service_graph_request_total{{{edge}}}"),
+        t,
+    )
+    .await;
+    assert_eq!(single(&total), 20.0, "{total}");
+    let failed = value_at(
+        &server,
+        &format!("traces_service_graph_request_failed_total{{{edge}}}"),
+        t,
+    )
+    .await;
+    assert_eq!(single(&failed), 5.0, "{failed}");
+    let db = value_at(
+        &server,
+        "traces_service_graph_request_total{client=\"checkout\",server=\"orders-db\",connection_type=\"database\"}",
+        t,
+    )
+    .await;
+    assert_eq!(single(&db), 20.0, "{db}");
+    let server_side = value_at(
+        &server,
+        &format!("traces_service_graph_request_server_seconds_count{{{edge}}}"),
+        t,
+    )
+    .await;
+    assert_eq!(single(&server_side), 20.0, "{server_side}");
+    let graph = server
+        .get(&format!(
+            "/api/v1/dependencies?start={}&end={}",
+            hour * 1_000_000_000,
+            t * 1_000_000_000
+        ))
+        .await;
+    let view = graph["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["source"] == "frontend" && e["target"] == "checkout")
+        .unwrap_or_else(|| panic!("no frontend → checkout edge: {graph}"));
+    assert_eq!(view["calls"], 20, "{view}");
+    assert_eq!(view["errors"], 5, "{view}");
+
+    // As counters: the increase over the whole hour is all 40 traces (the counter starts at the
+    // hour with its first tick, so the increase is exact but for Prometheus's extrapolation).
+    let end_of_hour = hour + 3600;
+    let raw = value_at(
+        &server,
+        "sum(traces_spanmetrics_calls_total{service=\"frontend\",span_kind=\"SPAN_KIND_SERVER\"})",
+        end_of_hour,
+    )
+    .await;
+    assert_eq!(single(&raw), 40.0, "{raw}");
+    // A minute into the next hour, which has no spans, the hour's last sample is still within
+    // the five-minute lookback.
+    let next = value_at(
+        &server,
+        "sum(traces_spanmetrics_calls_total)",
+        end_of_hour + 60,
+    )
+    .await;
+    assert_eq!(single(&next), 160.0, "{next}");
+}
