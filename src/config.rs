@@ -136,6 +136,36 @@ pub struct ServeConfig {
     /// On SIGTERM, how long open connections get to finish before the final flush.
     #[arg(long, env = "LAKESCOPE_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// Directory of Prometheus rule files (`*.yml`, `*.yaml`); default `dashboards/rules` when
+    /// it exists, else the built-in default rules.
+    #[arg(long, env = "LAKESCOPE_RULES_DIR")]
+    pub rules_dir: Option<PathBuf>,
+
+    /// Evaluation interval of rule groups that set none.
+    #[arg(long, env = "LAKESCOPE_RULE_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
+    pub rule_interval: Duration,
+
+    /// Alertmanager base URL (`http://host:9093`) to send alerts to; repeat or comma-separate
+    /// for several.
+    #[arg(
+        long = "alertmanager-url",
+        env = "LAKESCOPE_ALERTMANAGER_URLS",
+        value_delimiter = ','
+    )]
+    pub alertmanager_urls: Vec<String>,
+
+    /// URL that receives alerts as `{"alerts": [...]}` JSON POSTs; repeat or comma-separate.
+    #[arg(
+        long = "alert-webhook-url",
+        env = "LAKESCOPE_ALERT_WEBHOOK_URLS",
+        value_delimiter = ','
+    )]
+    pub alert_webhook_urls: Vec<String>,
+
+    /// How often a firing alert is sent again.
+    #[arg(long, env = "LAKESCOPE_ALERT_RESEND_DELAY", default_value = "1m", value_parser = humantime::parse_duration)]
+    pub alert_resend_delay: Duration,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -11,6 +11,8 @@ use lakescope_collector::lake::flusher::{self, FlushPolicy};
 use lakescope_collector::lake::retention;
 use lakescope_collector::otlp;
 use lakescope_collector::{Ingest, Lake, Limits};
+use lakescope_query::rules::file::{self as rules_file, Group};
+use lakescope_query::rules::{RecordSink, RulesConfig};
 use lakescope_query::{QueryEngine, QueryLimits};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -44,6 +46,39 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// The built-in rules, used when no rules directory is given and `dashboards/rules` does not
+/// exist.
+const DEFAULT_RULES: &str = include_str!("../dashboards/rules/red.yml");
+
+/// Every rule group of the rules directory (or the built-in defaults); a broken file stops the
+/// start with its error, as Prometheus does.
+fn load_rules(config: &ServeConfig) -> anyhow::Result<Vec<Group>> {
+    let dir = config.rules_dir.clone().or_else(|| {
+        let default = std::path::PathBuf::from("dashboards/rules");
+        default.is_dir().then_some(default)
+    });
+    let mut groups = Vec::new();
+    match dir {
+        Some(dir) => {
+            for path in rules_file::files_in(&dir)? {
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read rule file {}", path.display()))?;
+                groups.extend(rules_file::parse(
+                    &path.display().to_string(),
+                    &text,
+                    config.rule_interval,
+                )?);
+            }
+            tracing::info!(dir = %dir.display(), groups = groups.len(), "rules loaded");
+        }
+        None => {
+            groups = rules_file::parse("built-in red.yml", DEFAULT_RULES, config.rule_interval)?;
+            tracing::info!(groups = groups.len(), "built-in rules loaded");
+        }
+    }
+    Ok(groups)
 }
 
 pub async fn run(config: ServeConfig, demo_rate: Option<f64>) -> anyhow::Result<()> {
@@ -129,7 +164,33 @@ pub async fn run(config: ServeConfig, demo_rate: Option<f64>) -> anyhow::Result<
                 .unwrap_or_else(|| config.data_dir.join("dashboards")),
         ),
     };
+    let rules = lakescope_query::rules::Rules::new(load_rules(&config)?);
+    let sink: RecordSink = {
+        let ingest = ingest.clone();
+        Arc::new(move |request| {
+            let ingest = ingest.clone();
+            Box::pin(async move {
+                ingest
+                    .export_metrics(request, None)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+        })
+    };
+    let rule_tasks = rules.start(
+        engine.clone(),
+        RulesConfig {
+            alertmanagers: config.alertmanager_urls.clone(),
+            webhooks: config.alert_webhook_urls.clone(),
+            external_url: format!("http://{http_addr}"),
+            resend_delay: config.alert_resend_delay,
+        },
+        sink,
+        stop.child_token(),
+    );
     let app = lakescope_query::api::router(engine, dashboards)
+        .merge(lakescope_query::rules::router(rules))
         .merge(crate::ops::router(Arc::clone(&lake), ingest.clone()))
         .merge(lakescope_ui::router());
     let http =
@@ -167,6 +228,10 @@ pub async fn run(config: ServeConfig, demo_rate: Option<f64>) -> anyhow::Result<
         ),
     }
     stop.cancel();
+    // Rule evaluators write recorded series through the ingest path: done before it closes.
+    for task in rule_tasks {
+        task.await?;
+    }
     flusher.await?;
     retention.await?;
     compaction.await?;

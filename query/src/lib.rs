@@ -9,6 +9,7 @@ pub mod dashboards;
 pub mod engine;
 pub mod fingerprint;
 pub mod promql;
+pub mod rules;
 pub mod sketch;
 pub mod table;
 pub mod time_range;

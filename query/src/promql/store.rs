@@ -160,7 +160,7 @@ pub async fn load(
     }
     let sql = format!(
         "SELECT {time}, {temporality}, {value}, {count}, {sum}, {buckets}, {bounds}, {quantiles}, \
-         {flags}, {service}, {namespace}, {instance}, {attributes} FROM metrics \
+         {flags}, {service}, {namespace}, {instance}, {attributes}, {scope} FROM metrics \
          WHERE metric_name = $1 AND metric_type = $2 AND time >= $3 AND time <= $4 ORDER BY time",
         time = col::TIME,
         temporality = col::TEMPORALITY,
@@ -175,6 +175,7 @@ pub async fn load(
         namespace = col::SERVICE_NAMESPACE,
         instance = col::SERVICE_INSTANCE_ID,
         attributes = col::ATTRIBUTES,
+        scope = col::SCOPE_NAME,
     );
     let rows_of = engine
         .query(
@@ -237,6 +238,7 @@ pub async fn load(
             .column_by_name(col::ATTRIBUTES)
             .and_then(|c| c.as_map_opt())
             .ok_or_else(|| QueryError::Execution("metrics: attributes".into()))?;
+        let scope = rows::strings(batch, col::SCOPE_NAME)?;
         for row in 0..batch.num_rows() {
             if flags.value(row) & 1 == 1 {
                 continue;
@@ -247,10 +249,13 @@ pub async fn load(
             for (k, v) in text_entries(attrs, row) {
                 base.insert(label_name(&k), v);
             }
-            let ns = (!namespace.is_null(row)).then(|| namespace.value(row));
-            base.insert("job".into(), job(ns, service.value(row)));
-            if !instance.is_null(row) && !instance.value(row).is_empty() {
-                base.insert("instance".into(), instance.value(row).to_owned());
+            // Recorded series carry exactly the labels of the rule's result.
+            if scope.value(row) != crate::rules::RECORDING_SCOPE {
+                let ns = (!namespace.is_null(row)).then(|| namespace.value(row));
+                base.insert("job".into(), job(ns, service.value(row)));
+                if !instance.is_null(row) && !instance.value(row).is_empty() {
+                    base.insert("instance".into(), instance.value(row).to_owned());
+                }
             }
             let with_name = |suffix: &str| {
                 let mut l = base.clone();

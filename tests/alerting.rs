@@ -1,0 +1,368 @@
+//! Alert rules end to end: a real Alertmanager (Debian's `prometheus-alertmanager`) and a JSON
+//! webhook receive an alert that fires when a service's error ratio crosses its threshold and
+//! resolves when the service recovers; `/api/v1/rules` and `/api/v1/alerts` show the state;
+//! recording rules write their result back as a queryable series; the shipped rule files pass
+//! `promtool check rules`.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Server, wait_for};
+use opentelemetry_proto::tonic::trace::v1::{Span, Status};
+use prost::Message;
+use serde_json::Value;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn tool(path: &str) -> &str {
+    assert!(
+        Path::new(path).exists(),
+        "{path} is missing: install Debian's prometheus and prometheus-alertmanager packages (./tests/run does)"
+    );
+    path
+}
+
+struct Process(Child);
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const RULES: &str = r#"
+groups:
+  - name: checkout-errors
+    interval: 1s
+    rules:
+      - alert: CheckoutErrorBurst
+        expr: |
+          sum by (service) (rate(traces_spanmetrics_calls_total{span_kind="SPAN_KIND_SERVER", status_code="STATUS_CODE_ERROR"}[30s]))
+            / sum by (service) (rate(traces_spanmetrics_calls_total{span_kind="SPAN_KIND_SERVER"}[30s])) > 0.5
+        labels:
+          severity: page
+        annotations:
+          summary: "{{ $labels.service }} fails {{ $value | humanizePercentage }} of requests"
+      - record: service:calls:sum
+        expr: sum by (service) (traces_spanmetrics_calls_total)
+"#;
+
+fn span(n: u64, start: u64, error: bool) -> Span {
+    let mut trace_id = vec![9u8; 16];
+    trace_id[8..].copy_from_slice(&n.to_be_bytes());
+    Span {
+        trace_id,
+        span_id: n.to_be_bytes().to_vec(),
+        name: "POST /checkout".into(),
+        kind: 2,
+        start_time_unix_nano: start,
+        end_time_unix_nano: start + 20_000_000,
+        status: error.then(|| Status {
+            code: 2,
+            message: "card declined".into(),
+        }),
+        ..Span::default()
+    }
+}
+
+fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+async fn alertmanager_alerts(url: &str) -> Vec<Value> {
+    reqwest::get(format!("{url}/api/v2/alerts"))
+        .await
+        .expect("GET alertmanager alerts")
+        .json::<Vec<Value>>()
+        .await
+        .expect("alert list")
+}
+
+fn ours(alerts: &[Value]) -> Vec<&Value> {
+    alerts
+        .iter()
+        .filter(|a| a["labels"]["alertname"] == "CheckoutErrorBurst")
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_burst_fires_into_alertmanager_and_resolves() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Alertmanager, alone (no cluster), routing everything to a receiver that does nothing.
+    let am_port = free_port();
+    std::fs::write(
+        dir.path().join("am.yml"),
+        "route:\n  receiver: none\n  group_wait: 1s\nreceivers:\n  - name: none\n",
+    )
+    .expect("write alertmanager config");
+    let _am = Process(
+        Command::new(tool("/usr/bin/prometheus-alertmanager"))
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("am.yml").display()
+            ))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("am").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start alertmanager"),
+    );
+    let am = format!("http://127.0.0.1:{am_port}");
+    wait_for("alertmanager to be ready", async || {
+        reqwest::get(format!("{am}/-/ready"))
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+
+    // A webhook that keeps what it receives.
+    let received: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let hook_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind webhook");
+    let hook = format!("http://{}/hook", hook_listener.local_addr().unwrap());
+    {
+        let received = Arc::clone(&received);
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+                let received = Arc::clone(&received);
+                async move {
+                    received.lock().unwrap().push(body);
+                    "ok"
+                }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(hook_listener, app).await });
+    }
+
+    let rules_dir = dir.path().join("rules");
+    std::fs::create_dir(&rules_dir).unwrap();
+    std::fs::write(rules_dir.join("burst.yml"), RULES).unwrap();
+    let lake = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(
+        lake.path(),
+        &[
+            "--rules-dir",
+            rules_dir.to_str().unwrap(),
+            "--alertmanager-url",
+            &am,
+            "--alert-webhook-url",
+            &hook,
+            "--flush-interval",
+            "1s",
+        ],
+    );
+
+    // Healthy traffic throughout; an error burst of 20 s in the middle.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let burst = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let (stop, burst) = (Arc::clone(&stop), Arc::clone(&burst));
+        let url = server.otlp_url("/v1/traces");
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let failing = burst.load(std::sync::atomic::Ordering::Relaxed);
+                let spans: Vec<Span> = (0..5)
+                    .map(|i| {
+                        n += 1;
+                        span(n, now_nanos(), failing && i < 4)
+                    })
+                    .collect();
+                let body = common::export_request("checkout", spans).encode_to_vec();
+                let res = client
+                    .post(&url)
+                    .header("content-type", "application/x-protobuf")
+                    .body(body)
+                    .send()
+                    .await
+                    .expect("POST spans");
+                assert_eq!(res.status().as_u16(), 200);
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    burst.store(true, std::sync::atomic::Ordering::Relaxed);
+
+    // Fires: Alertmanager has it, with the rule's and the result's labels.
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(90);
+    let fired = loop {
+        let alerts = alertmanager_alerts(&am).await;
+        if let Some(a) = ours(&alerts).first() {
+            break (*a).clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no alert in Alertmanager after 90 s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(fired["labels"]["service"], "checkout", "{fired}");
+    assert_eq!(fired["labels"]["severity"], "page", "{fired}");
+    assert_eq!(fired["status"]["state"], "active", "{fired}");
+    let summary = fired["annotations"]["summary"].as_str().unwrap_or_default();
+    assert!(
+        summary.starts_with("checkout fails ") && summary.ends_with("% of requests"),
+        "{fired}"
+    );
+    assert!(
+        fired["generatorURL"]
+            .as_str()
+            .is_some_and(|u| u.contains("/graph?g0.expr=")),
+        "{fired}"
+    );
+
+    // Lakescope's own view of it, in Prometheus's format.
+    let alerts = server.get("/api/v1/alerts").await;
+    let listed = alerts["data"]["alerts"].as_array().unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|a| a["labels"]["alertname"] == "CheckoutErrorBurst" && a["state"] == "firing"),
+        "{alerts}"
+    );
+    let rules = server.get("/api/v1/rules").await;
+    let group = &rules["data"]["groups"][0];
+    assert_eq!(group["name"], "checkout-errors");
+    assert_eq!(group["rules"][0]["state"], "firing", "{rules}");
+    assert_eq!(group["rules"][0]["health"], "ok", "{rules}");
+    assert_eq!(group["rules"][1]["type"], "recording", "{rules}");
+    assert_eq!(group["rules"][1]["health"], "ok", "{rules}");
+
+    // Recovery: the alert resolves, and Alertmanager learns it long before the alert's own
+    // expiry (four resend periods, 4 minutes).
+    burst.store(false, std::sync::atomic::Ordering::Relaxed);
+    let recovered = Instant::now();
+    let deadline = recovered + Duration::from_secs(100);
+    loop {
+        let alerts = alertmanager_alerts(&am).await;
+        if ours(&alerts).is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "alert still active in Alertmanager 100 s after recovery: {alerts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    traffic.await.expect("traffic task");
+    let rules = server.get("/api/v1/rules").await;
+    assert_eq!(
+        rules["data"]["groups"][0]["rules"][0]["state"], "inactive",
+        "{rules}"
+    );
+
+    // The webhook saw it firing, then resolved.
+    let statuses: Vec<String> = received
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|body| body["alerts"].as_array().cloned().unwrap_or_default())
+        .filter(|a| a["labels"]["alertname"] == "CheckoutErrorBurst")
+        .map(|a| a["status"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        statuses.first().map(String::as_str),
+        Some("firing"),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.last().map(String::as_str),
+        Some("resolved"),
+        "{statuses:?}"
+    );
+
+    // The recording rule's series is queryable, with exactly the result's labels.
+    wait_for("the recorded series", async || {
+        let body = server.get("/api/v1/query?query=service:calls:sum").await;
+        body["data"]["result"]
+            .as_array()
+            .is_some_and(|r| r.len() == 1 && r[0]["metric"]["service"] == "checkout")
+    })
+    .await;
+    let body = server.get("/api/v1/query?query=service:calls:sum").await;
+    let metric = &body["data"]["result"][0]["metric"];
+    assert_eq!(
+        metric,
+        &serde_json::json!({"__name__": "service:calls:sum", "service": "checkout"}),
+        "{body}"
+    );
+}
+
+#[test]
+fn the_shipped_rule_files_pass_promtool() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards/rules");
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("dashboards/rules")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yml"))
+        .collect();
+    assert!(!files.is_empty());
+    let out = Command::new(tool("/usr/bin/promtool"))
+        .args(["check", "rules"])
+        .args(&files)
+        .output()
+        .expect("run promtool");
+    assert!(
+        out.status.success(),
+        "promtool check rules: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_broken_rule_file_stops_the_start_with_its_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("bad.yml"),
+        "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: sum(\n",
+    )
+    .unwrap();
+    let lake = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_lakescope"))
+        .args(["serve", "--data-dir"])
+        .arg(lake.path())
+        .args([
+            "--otlp-grpc",
+            "127.0.0.1:0",
+            "--otlp-http",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+        ])
+        .arg("--rules-dir")
+        .arg(dir.path())
+        .output()
+        .expect("run lakescope");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad.yml") && stderr.contains("parse error"),
+        "{stderr}"
+    );
+}
