@@ -163,6 +163,11 @@ pub struct ServeConfig {
     )]
     pub alert_webhook_urls: Vec<String>,
 
+    /// The URL users reach this server's dashboard at, for the links (`generatorURL`) in the
+    /// alerts it sends; default `http://<the bound --http address>`.
+    #[arg(long, env = "LAKESCOPE_EXTERNAL_URL")]
+    pub external_url: Option<String>,
+
     /// How often a firing alert is sent again.
     #[arg(long, env = "LAKESCOPE_ALERT_RESEND_DELAY", default_value = "1m", value_parser = humantime::parse_duration)]
     pub alert_resend_delay: Duration,

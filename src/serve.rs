@@ -183,7 +183,10 @@ pub async fn run(config: ServeConfig, demo_rate: Option<f64>) -> anyhow::Result<
         RulesConfig {
             alertmanagers: config.alertmanager_urls.clone(),
             webhooks: config.alert_webhook_urls.clone(),
-            external_url: format!("http://{http_addr}"),
+            external_url: config
+                .external_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{http_addr}")),
             resend_delay: config.alert_resend_delay,
         },
         sink,

@@ -53,11 +53,20 @@ groups:
           severity: page
         annotations:
           summary: "{{ $labels.service }} fails {{ $value | humanizePercentage }} of requests"
+      - alert: CheckoutSlow
+        expr: |
+          histogram_quantile(0.99, sum by (service, le) (rate(traces_spanmetrics_latency_bucket{span_kind="SPAN_KIND_SERVER"}[30s]))) > 1
+        labels:
+          severity: ticket
+        annotations:
+          summary: "{{ $labels.service }} p99 is {{ $value | humanizeDuration }}"
       - record: service:calls:sum
         expr: sum by (service) (traces_spanmetrics_calls_total)
 "#;
 
-fn span(n: u64, start: u64, error: bool) -> Span {
+/// A checkout request; during the burst four in five fail and all take 2 s instead of 20 ms.
+fn span(n: u64, end: u64, error: bool, slow: bool) -> Span {
+    let duration = if slow { 2_000_000_000 } else { 20_000_000 };
     let mut trace_id = vec![9u8; 16];
     trace_id[8..].copy_from_slice(&n.to_be_bytes());
     Span {
@@ -65,8 +74,8 @@ fn span(n: u64, start: u64, error: bool) -> Span {
         span_id: n.to_be_bytes().to_vec(),
         name: "POST /checkout".into(),
         kind: 2,
-        start_time_unix_nano: start,
-        end_time_unix_nano: start + 20_000_000,
+        start_time_unix_nano: end - duration,
+        end_time_unix_nano: end,
         status: error.then(|| Status {
             code: 2,
             message: "card declined".into(),
@@ -91,10 +100,12 @@ async fn alertmanager_alerts(url: &str) -> Vec<Value> {
         .expect("alert list")
 }
 
+const OURS: [&str; 2] = ["CheckoutErrorBurst", "CheckoutSlow"];
+
 fn ours(alerts: &[Value]) -> Vec<&Value> {
     alerts
         .iter()
-        .filter(|a| a["labels"]["alertname"] == "CheckoutErrorBurst")
+        .filter(|a| OURS.iter().any(|name| a["labels"]["alertname"] == *name))
         .collect()
 }
 
@@ -186,7 +197,7 @@ async fn an_error_burst_fires_into_alertmanager_and_resolves() {
                 let spans: Vec<Span> = (0..5)
                     .map(|i| {
                         n += 1;
-                        span(n, now_nanos(), failing && i < 4)
+                        span(n, now_nanos(), failing && i < 4, failing)
                     })
                     .collect();
                 let body = common::export_request("checkout", spans).encode_to_vec();
@@ -205,34 +216,74 @@ async fn an_error_burst_fires_into_alertmanager_and_resolves() {
     tokio::time::sleep(Duration::from_secs(20)).await;
     burst.store(true, std::sync::atomic::Ordering::Relaxed);
 
-    // Fires: Alertmanager has it, with the rule's and the result's labels.
+    // Both fire: Alertmanager has them, with the rules' and the results' labels.
     let started = Instant::now();
     let deadline = started + Duration::from_secs(90);
-    let fired = loop {
+    let fired: Vec<Value> = loop {
         let alerts = alertmanager_alerts(&am).await;
-        if let Some(a) = ours(&alerts).first() {
-            break (*a).clone();
+        let found: Vec<Value> = ours(&alerts).into_iter().cloned().collect();
+        if found.len() == 2 {
+            break found;
         }
         assert!(
             Instant::now() < deadline,
-            "no alert in Alertmanager after 90 s"
+            "not both alerts in Alertmanager after 90 s: {found:?}"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    assert_eq!(fired["labels"]["service"], "checkout", "{fired}");
-    assert_eq!(fired["labels"]["severity"], "page", "{fired}");
-    assert_eq!(fired["status"]["state"], "active", "{fired}");
-    let summary = fired["annotations"]["summary"].as_str().unwrap_or_default();
+    let by_name = |name: &str| {
+        fired
+            .iter()
+            .find(|a| a["labels"]["alertname"] == name)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let errors = by_name("CheckoutErrorBurst");
+    assert_eq!(errors["labels"]["service"], "checkout", "{errors}");
+    assert_eq!(errors["labels"]["severity"], "page", "{errors}");
+    assert_eq!(errors["status"]["state"], "active", "{errors}");
+    let summary = errors["annotations"]["summary"]
+        .as_str()
+        .unwrap_or_default();
     assert!(
         summary.starts_with("checkout fails ") && summary.ends_with("% of requests"),
-        "{fired}"
+        "{errors}"
     );
+    let slow = by_name("CheckoutSlow");
+    assert_eq!(slow["labels"]["service"], "checkout", "{slow}");
+    assert_eq!(slow["labels"]["severity"], "ticket", "{slow}");
+    // Every request of the burst takes 2 s: the interpolated p99 is between 1 and 2.5 s.
+    let summary = slow["annotations"]["summary"].as_str().unwrap_or_default();
     assert!(
-        fired["generatorURL"]
-            .as_str()
-            .is_some_and(|u| u.contains("/graph?g0.expr=")),
-        "{fired}"
+        summary.starts_with("checkout p99 is ") && summary.ends_with('s'),
+        "{slow}"
     );
+    let generator = errors["generatorURL"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        generator.starts_with(&server.url("/graph?g0.expr=")),
+        "{errors}"
+    );
+
+    // The alerts page shows what the API says, and the generator link charts the expression.
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    let (page_url, shots_arg) = (server.url("/"), shots.display().to_string());
+    let out = tokio::task::spawn_blocking(move || {
+        common::run_python("browser/alerts.py", &[&page_url, &generator, &shots_arg])
+    })
+    .await
+    .expect("browser check");
+    assert!(out.contains("alerts page OK"), "{out}");
+    for page in ["alerts", "graph"] {
+        let png = shots.join(format!("{page}.png"));
+        assert!(
+            std::fs::metadata(&png).is_ok_and(|m| m.len() > 5_000),
+            "no screenshot {}",
+            png.display()
+        );
+    }
 
     // Lakescope's own view of it, in Prometheus's format.
     let alerts = server.get("/api/v1/alerts").await;
@@ -243,13 +294,33 @@ async fn an_error_burst_fires_into_alertmanager_and_resolves() {
             .any(|a| a["labels"]["alertname"] == "CheckoutErrorBurst" && a["state"] == "firing"),
         "{alerts}"
     );
+    // The ALERTS series, as Prometheus writes it, while they fire.
+    wait_for("ALERTS of both firing alerts", async || {
+        let body = server
+            .get("/api/v1/query?query=ALERTS%7Balertstate%3D%22firing%22%7D")
+            .await;
+        body["data"]["result"]
+            .as_array()
+            .is_some_and(|r| r.len() == 2)
+    })
+    .await;
+    let body = server
+        .get("/api/v1/query?query=ALERTS%7Balertname%3D%22CheckoutSlow%22%7D")
+        .await;
+    assert_eq!(
+        body["data"]["result"][0]["metric"],
+        serde_json::json!({"__name__": "ALERTS", "alertname": "CheckoutSlow", "alertstate": "firing",
+            "service": "checkout", "severity": "ticket"}),
+        "{body}"
+    );
     let rules = server.get("/api/v1/rules").await;
     let group = &rules["data"]["groups"][0];
     assert_eq!(group["name"], "checkout-errors");
     assert_eq!(group["rules"][0]["state"], "firing", "{rules}");
     assert_eq!(group["rules"][0]["health"], "ok", "{rules}");
-    assert_eq!(group["rules"][1]["type"], "recording", "{rules}");
-    assert_eq!(group["rules"][1]["health"], "ok", "{rules}");
+    assert_eq!(group["rules"][1]["state"], "firing", "{rules}");
+    assert_eq!(group["rules"][2]["type"], "recording", "{rules}");
+    assert_eq!(group["rules"][2]["health"], "ok", "{rules}");
 
     // Recovery: the alert resolves, and Alertmanager learns it long before the alert's own
     // expiry (four resend periods, 4 minutes).
@@ -270,10 +341,21 @@ async fn an_error_burst_fires_into_alertmanager_and_resolves() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     traffic.await.expect("traffic task");
     let rules = server.get("/api/v1/rules").await;
-    assert_eq!(
-        rules["data"]["groups"][0]["rules"][0]["state"], "inactive",
-        "{rules}"
-    );
+    for rule in 0..2 {
+        assert_eq!(
+            rules["data"]["groups"][0]["rules"][rule]["state"], "inactive",
+            "{rules}"
+        );
+    }
+
+    // Resolved alerts leave ALERTS at once (a staleness marker), not after the 5 min lookback.
+    wait_for("ALERTS to be empty", async || {
+        let body = server.get("/api/v1/query?query=ALERTS").await;
+        body["data"]["result"]
+            .as_array()
+            .is_some_and(|r| r.is_empty())
+    })
+    .await;
 
     // The webhook saw it firing, then resolved.
     let statuses: Vec<String> = received
@@ -313,15 +395,19 @@ async fn an_error_burst_fires_into_alertmanager_and_resolves() {
 }
 
 #[test]
-fn the_shipped_rule_files_pass_promtool() {
+fn the_shipped_and_tested_rule_files_pass_promtool() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards/rules");
-    let files: Vec<_> = std::fs::read_dir(&dir)
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
         .expect("dashboards/rules")
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "yml"))
         .collect();
     assert!(!files.is_empty());
+    // The rules the end-to-end test runs are a Prometheus rule file too.
+    let scratch = tempfile::tempdir().expect("tempdir");
+    files.push(scratch.path().join("test-rules.yml"));
+    std::fs::write(files.last().unwrap(), RULES).expect("write rules");
     let out = Command::new(tool("/usr/bin/promtool"))
         .args(["check", "rules"])
         .args(&files)

@@ -279,6 +279,9 @@ def main() -> None:
         legend = page.inner_text("#metric-line .legend")
         if "eu" not in legend or "us" not in legend:
             sys.exit(f"the chart is not grouped by region: {legend}")
+        shown = page.inner_text("#metric-chart")
+        if "null" in shown or "[object" in shown:
+            sys.exit(f"the metric chart shows a placeholder as text: {shown!r}")
         shot("metrics")
 
         # Dashboards as data.

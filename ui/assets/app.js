@@ -12,6 +12,8 @@ const pages = {
   logs: () => import("./pages/logs.js"),
   metrics: () => import("./pages/metrics.js"),
   dashboards: () => import("./pages/dashboards.js"),
+  alerts: () => import("./pages/alerts.js"),
+  graph: () => import("./pages/graph.js"),
 };
 
 const RANGES = ["5m", "15m", "1h", "6h", "24h", "7d"];

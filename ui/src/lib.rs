@@ -2,9 +2,9 @@
 //! running Lakescope needs no front-end build step. The pages call the JSON API (`/api/v1/...`).
 
 use axum::Router;
-use axum::extract::Path;
+use axum::extract::{Path, RawQuery};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use rust_embed::RustEmbed;
 
@@ -29,10 +29,23 @@ fn serve(path: &str) -> Response {
     }
 }
 
-/// `/` (the dashboard) and `/ui/<file>` (its scripts and styles).
+/// Prometheus's expression links (`/graph?g0.expr=…`, the `generatorURL` of the alerts Lakescope
+/// sends) open the dashboard's graph page, which reads the same parameters.
+fn graph_link(query: Option<String>) -> Redirect {
+    match query {
+        Some(q) if !q.is_empty() => Redirect::to(&format!("/#/graph?{q}")),
+        _ => Redirect::to("/#/graph"),
+    }
+}
+
+/// `/` (the dashboard), `/ui/<file>` (its scripts and styles) and `/graph` (expression links).
 pub fn router() -> Router {
     Router::new()
         .route("/", get(|| async { serve("index.html") }))
+        .route(
+            "/graph",
+            get(|RawQuery(q): RawQuery| async move { graph_link(q) }),
+        )
         .route(
             "/ui/{*path}",
             get(|Path(path): Path<String>| async move { serve(&path) }),
@@ -42,6 +55,23 @@ pub fn router() -> Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expression_links_open_the_graph_page_with_their_parameters() {
+        let to = |q: Option<&str>| {
+            graph_link(q.map(str::to_owned))
+                .into_response()
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            to(Some("g0.expr=up%20%3E%201")).as_deref(),
+            Some("/#/graph?g0.expr=up%20%3E%201")
+        );
+        assert_eq!(to(None).as_deref(), Some("/#/graph"));
+    }
 
     #[test]
     fn the_dashboard_files_are_embedded() {

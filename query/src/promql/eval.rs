@@ -14,7 +14,7 @@ use promql_parser::parser::{
 };
 
 use super::functions;
-use super::value::{Labels, NAME, Sample, Series, Value, display, without_name};
+use super::value::{Labels, NAME, Sample, Series, Value, display, is_stale, without_name};
 
 /// Why an expression could not be evaluated, in Prometheus's error types.
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
@@ -151,7 +151,7 @@ impl Evaluator<'_> {
                 continue;
             }
             let (ts, v) = s.samples[idx - 1];
-            if ts < reference - self.lookback {
+            if ts < reference - self.lookback || is_stale(v) {
                 continue;
             }
             out.push(Sample {
@@ -172,10 +172,15 @@ impl Evaluator<'_> {
         for s in self.loaded(vs) {
             let lo = s.samples.partition_point(|(ts, _)| *ts < from);
             let hi = s.samples.partition_point(|(ts, _)| *ts <= reference);
-            if lo < hi {
+            let samples: Vec<(i64, f64)> = s.samples[lo..hi]
+                .iter()
+                .filter(|(_, v)| !is_stale(*v))
+                .copied()
+                .collect();
+            if !samples.is_empty() {
                 out.push(Series {
                     labels: s.labels.clone(),
-                    samples: s.samples[lo..hi].to_vec(),
+                    samples,
                 });
             }
         }
@@ -682,4 +687,41 @@ fn aggregate(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::value::stale_marker;
+    use super::*;
+
+    #[test]
+    fn a_staleness_marker_ends_a_series() {
+        let instant = promql_parser::parser::parse("up").expect("parse");
+        let ranged = promql_parser::parser::parse("up[10s]").expect("parse");
+        let (Expr::VectorSelector(vs), Expr::MatrixSelector(ms)) = (&instant, &ranged) else {
+            panic!("selectors expected");
+        };
+        let series = vec![Series {
+            labels: Labels::from([(NAME.to_owned(), "up".to_owned())]),
+            samples: vec![(1_000, 1.0), (2_000, 2.0), (3_000, stale_marker())],
+        }];
+        let loaded = HashMap::from([
+            (selector_key(vs), series.clone()),
+            (selector_key(&ms.vs), series),
+        ]);
+        let ev = Evaluator {
+            series: &loaded,
+            start: 0,
+            end: 10_000,
+            lookback: 300_000,
+        };
+        assert_eq!(ev.instant(vs, 2_500)[0].value, 2.0);
+        // Without the marker the lookback would still find 2.0 for five minutes.
+        assert!(ev.instant(vs, 3_000).is_empty());
+        assert!(ev.instant(vs, 60_000).is_empty());
+        assert_eq!(
+            ev.range(ms, 5_000)[0].samples,
+            vec![(1_000, 1.0), (2_000, 2.0)]
+        );
+    }
 }

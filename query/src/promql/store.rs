@@ -18,7 +18,7 @@ use promql_parser::parser::VectorSelector;
 
 use super::eval::selects;
 use super::names::{Family, family_name, format_float, job, label_name, series_names};
-use super::value::{Labels, NAME, Series};
+use super::value::{Labels, NAME, Series, stale_marker};
 use crate::engine::{QueryEngine, QueryError, timestamp};
 use crate::views::metrics::{f64s, list_col, u64s};
 use crate::views::rows;
@@ -240,9 +240,7 @@ pub async fn load(
             .ok_or_else(|| QueryError::Execution("metrics: attributes".into()))?;
         let scope = rows::strings(batch, col::SCOPE_NAME)?;
         for row in 0..batch.num_rows() {
-            if flags.value(row) & 1 == 1 {
-                continue;
-            }
+            let no_value = flags.value(row) & 1 == 1;
             let t = time.value(row).div_euclid(1_000_000);
             let delta = !temporality.is_null(row) && temporality.value(row) == "delta";
             let mut base = Labels::new();
@@ -262,6 +260,16 @@ pub async fn load(
                 l.insert(NAME.into(), format!("{name}{suffix}"));
                 l
             };
+            if no_value {
+                // Gauges and sums end their series here; other types' points are skipped.
+                if matches!(entry.metric_type.as_str(), "gauge" | "sum") {
+                    let l = with_name("");
+                    if selects(vs, &l) {
+                        out.push(l, t, stale_marker())?;
+                    }
+                }
+                continue;
+            }
             let count_v = if count.is_null(row) {
                 0.0
             } else {

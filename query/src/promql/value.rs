@@ -7,6 +7,19 @@ pub type Labels = BTreeMap<String, String>;
 
 pub const NAME: &str = "__name__";
 
+/// Prometheus's staleness marker: a NaN with these bits ends a series at its timestamp (an
+/// instant selector finds nothing after it, a range selector skips it). OTLP points flagged "no
+/// recorded value" become one, as the OpenTelemetry → Prometheus specification says.
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+pub fn stale_marker() -> f64 {
+    f64::from_bits(STALE_NAN_BITS)
+}
+
+pub fn is_stale(v: f64) -> bool {
+    v.to_bits() == STALE_NAN_BITS
+}
+
 /// One series as loaded: its labels and its samples (Unix milliseconds, value), in time order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {

@@ -7,12 +7,13 @@
 //! are re-sent every [`RulesConfig::resend_delay`], a resolution is sent once, and resolved
 //! alerts are kept (and re-sent if their delivery failed) for [`RESOLVED_RETENTION_MS`].
 //! Recording rules write their result back through the ingest path as OTLP gauges of the scope
-//! [`RECORDING_SCOPE`], whose series carry exactly the result's labels.
+//! [`RECORDING_SCOPE`], whose series carry exactly the result's labels; so does the [`ALERTS`]
+//! series of pending and firing alerts.
 
 pub mod file;
 pub mod template;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -39,6 +40,9 @@ pub use file::{Group, Rule};
 
 /// The instrumentation scope of recorded series.
 pub const RECORDING_SCOPE: &str = "lakescope.rules";
+/// The series of pending and firing alerts, as Prometheus writes it: value 1, the alert's labels
+/// plus `alertstate`.
+pub const ALERTS: &str = "ALERTS";
 /// How long a resolved alert is kept (and its resolution re-sent until delivered).
 pub const RESOLVED_RETENTION_MS: i64 = 15 * 60_000;
 
@@ -98,6 +102,9 @@ struct RuleStatus {
     last_evaluation: Option<i64>,
     evaluation_seconds: f64,
     alerts: BTreeMap<Labels, Alert>,
+    /// The series the last evaluation wrote (recorded series, or `ALERTS`): those missing from
+    /// the next one get a staleness marker, as Prometheus writes.
+    written: BTreeSet<Labels>,
 }
 
 #[derive(Debug, Clone)]
@@ -225,13 +232,19 @@ impl Rules {
             let outcome = match (rule, samples) {
                 (_, Err(e)) => Err(e),
                 (Rule::Recording { name, labels, .. }, Ok(samples)) => {
-                    record(sink, name, labels, samples, t).await
+                    let points = recorded_points(samples, labels);
+                    let gone = self.swap_written(index, r, &points);
+                    record(sink, name, points, gone, t).await
                 }
                 (Rule::Alerting { .. }, Ok(samples)) => {
-                    let mut state = lock(&self.state);
-                    let status = &mut state[index].rules[r];
-                    update_alerts(rule, &mut status.alerts, samples, t);
-                    Ok(())
+                    let points = {
+                        let mut state = lock(&self.state);
+                        let status = &mut state[index].rules[r];
+                        update_alerts(rule, &mut status.alerts, samples, t);
+                        alerts_series(&status.alerts)
+                    };
+                    let gone = self.swap_written(index, r, &points);
+                    record(sink, ALERTS, points, gone, t).await
                 }
             };
             if let Err(e) = &outcome {
@@ -246,6 +259,16 @@ impl Rules {
         let mut state = lock(&self.state);
         state[index].last_evaluation = Some(t);
         state[index].evaluation_seconds = started.elapsed().as_secs_f64();
+    }
+
+    /// Remembers what rule `r` of group `index` writes now; returns what it wrote last time
+    /// and no longer does.
+    fn swap_written(&self, index: usize, r: usize, points: &[(Labels, f64)]) -> Vec<Labels> {
+        let now: BTreeSet<Labels> = points.iter().map(|(l, _)| l.clone()).collect();
+        let mut state = lock(&self.state);
+        let before = std::mem::replace(&mut state[index].rules[r].written, now);
+        let now = &state[index].rules[r].written;
+        before.into_iter().filter(|l| !now.contains(l)).collect()
     }
 
     /// Sends what is due of group `index`'s alerts to every Alertmanager and webhook.
@@ -576,6 +599,37 @@ fn update_alerts(
     });
 }
 
+/// One `ALERTS` point per pending or firing alert.
+fn alerts_series(alerts: &BTreeMap<Labels, Alert>) -> Vec<(Labels, f64)> {
+    alerts
+        .values()
+        .filter(|a| a.state != AlertState::Inactive)
+        .map(|a| {
+            let mut labels = a.labels.clone();
+            labels.insert("alertstate".into(), a.state.word().into());
+            (labels, 1.0)
+        })
+        .collect()
+}
+
+/// A recording rule's result with the rule's labels applied: what each series is written as.
+fn recorded_points(
+    samples: Vec<promql::value::Sample>,
+    rule_labels: &Labels,
+) -> Vec<(Labels, f64)> {
+    samples
+        .into_iter()
+        .map(|s| {
+            let mut labels = s.labels;
+            labels.remove(NAME);
+            for (k, v) in rule_labels {
+                labels.insert(k.clone(), v.clone());
+            }
+            (labels, s.value)
+        })
+        .collect()
+}
+
 fn text_kv(key: &str, value: &str) -> KeyValue {
     KeyValue {
         key: key.into(),
@@ -586,32 +640,34 @@ fn text_kv(key: &str, value: &str) -> KeyValue {
     }
 }
 
-/// Writes a recording rule's result as gauge points at `t`.
+/// Writes `points` as gauge points named `name` at `t`, and a staleness marker (a point flagged
+/// "no recorded value") for each series in `gone`.
 async fn record(
     sink: &RecordSink,
     name: &str,
-    rule_labels: &Labels,
-    samples: Vec<promql::value::Sample>,
+    points: Vec<(Labels, f64)>,
+    gone: Vec<Labels>,
     t: i64,
 ) -> Result<(), String> {
-    if samples.is_empty() {
+    if points.is_empty() && gone.is_empty() {
         return Ok(());
     }
-    let points = samples
-        .into_iter()
-        .map(|s| {
-            let mut labels = s.labels;
-            labels.remove(NAME);
-            for (k, v) in rule_labels {
-                labels.insert(k.clone(), v.clone());
-            }
-            NumberDataPoint {
-                attributes: labels.iter().map(|(k, v)| text_kv(k, v)).collect(),
-                time_unix_nano: (t as u64).saturating_mul(1_000_000),
-                value: Some(number_data_point::Value::AsDouble(s.value)),
-                ..Default::default()
-            }
-        })
+    let time_unix_nano = (t as u64).saturating_mul(1_000_000);
+    let point = |labels: &Labels, value: f64, flags: u32| NumberDataPoint {
+        attributes: labels.iter().map(|(k, v)| text_kv(k, v)).collect(),
+        time_unix_nano,
+        value: Some(number_data_point::Value::AsDouble(value)),
+        flags,
+        ..Default::default()
+    };
+    const NO_RECORDED_VALUE: u32 = 1;
+    let points = points
+        .iter()
+        .map(|(labels, value)| point(labels, *value, 0))
+        .chain(
+            gone.iter()
+                .map(|labels| point(labels, 0.0, NO_RECORDED_VALUE)),
+        )
         .collect();
     let request = ExportMetricsServiceRequest {
         resource_metrics: vec![ResourceMetrics {
@@ -627,7 +683,7 @@ async fn record(
                 }),
                 metrics: vec![Metric {
                     name: name.to_owned(),
-                    description: "recorded by a Lakescope recording rule".into(),
+                    description: "written by a Lakescope rule".into(),
                     data: Some(metric::Data::Gauge(Gauge {
                         data_points: points,
                     })),

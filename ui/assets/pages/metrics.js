@@ -83,7 +83,8 @@ async function explore(view, name, params) {
     for (const key of ["q", "group_by", "filter"]) if (params.get(key)) q[key] = params.get(key);
     const data = await api("metrics/query", q);
     const title = `${name}: ${data.agg}${data.quantile !== null ? " " + data.quantile : ""}${data.agg === "rate" ? " per second" : ""}`;
-    chart.replaceChildren(lineChart({
+    // el() flattens the optional exemplars and skips null; replaceChildren would print them.
+    chart.replaceChildren(el("div", {}, lineChart({
       id: "metric-line", title, times: data.times, format: number,
       series: data.series.map((s) => ({ name: Object.values(s.labels).join(", ") || name, values: s.values })),
     }), data.exemplars.length ? [el("h2", {}, "Exemplars"), table([
@@ -91,7 +92,7 @@ async function explore(view, name, params) {
       { title: "Value", class: "num", cell: (e) => number(e.value) },
       { title: "Service", cell: (e) => e.service },
       { title: "Trace", cell: (e) => el("a", { href: href(`traces/${e.trace_id}`), class: "trace-link" }, e.trace_id) },
-    ], data.exemplars.slice(0, 20), { id: "exemplars" })] : null);
+    ], data.exemplars.slice(0, 20), { id: "exemplars" })] : null));
   };
   await refresh();
   return refresh;
