@@ -1,6 +1,6 @@
 //! Alert rules end to end: a real Alertmanager (Debian's `prometheus-alertmanager`) and a JSON
-//! webhook receive an alert that fires when a service's error ratio crosses its threshold and
-//! resolves when the service recovers; `/api/v1/rules` and `/api/v1/alerts` show the state;
+//! webhook receive the alerts that fire when a service's error ratio, its p99 or an OTLP gauge
+//! of it crosses a threshold, and that resolve when the service recovers; `/api/v1/rules` and `/api/v1/alerts` show the state;
 //! recording rules write their result back as a queryable series; the shipped rule files pass
 //! `promtool check rules`.
 
@@ -60,6 +60,10 @@ groups:
           severity: ticket
         annotations:
           summary: "{{ $labels.service }} p99 is {{ $value | humanizeDuration }}"
+      - alert: CheckoutQueueDeep
+        expr: max by (job) (checkout_queue_depth) > 100
+        labels:
+          severity: ticket
       - record: service:calls:sum
         expr: sum by (service) (traces_spanmetrics_calls_total)
 "#;
@@ -100,7 +104,47 @@ async fn alertmanager_alerts(url: &str) -> Vec<Value> {
         .expect("alert list")
 }
 
-const OURS: [&str; 2] = ["CheckoutErrorBurst", "CheckoutSlow"];
+const OURS: [&str; 3] = ["CheckoutErrorBurst", "CheckoutSlow", "CheckoutQueueDeep"];
+
+/// The checkout service's OTLP gauge `checkout.queue.depth` (`{job}` = `checkout`).
+fn queue_depth(value: i64) -> Vec<u8> {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::metrics::v1::{
+        Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric, number_data_point,
+    };
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(Resource {
+                attributes: vec![KeyValue {
+                    key: "service.name".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue("checkout".into())),
+                    }),
+                    ..KeyValue::default()
+                }],
+                ..Resource::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "checkout.queue.depth".into(),
+                    data: Some(metric::Data::Gauge(Gauge {
+                        data_points: vec![NumberDataPoint {
+                            time_unix_nano: now_nanos(),
+                            value: Some(number_data_point::Value::AsInt(value)),
+                            ..NumberDataPoint::default()
+                        }],
+                    })),
+                    ..Metric::default()
+                }],
+                ..ScopeMetrics::default()
+            }],
+            ..ResourceMetrics::default()
+        }],
+    }
+    .encode_to_vec()
+}
 
 fn ours(alerts: &[Value]) -> Vec<&Value> {
     alerts
@@ -189,6 +233,7 @@ async fn an_error_burst_fires_into_alertmanager_and_resolves() {
     let traffic = {
         let (stop, burst) = (Arc::clone(&stop), Arc::clone(&burst));
         let url = server.otlp_url("/v1/traces");
+        let metrics_url = server.otlp_url("/v1/metrics");
         tokio::spawn(async move {
             let client = reqwest::Client::new();
             let mut n = 0u64;
@@ -209,6 +254,14 @@ async fn an_error_burst_fires_into_alertmanager_and_resolves() {
                     .await
                     .expect("POST spans");
                 assert_eq!(res.status().as_u16(), 200);
+                let res = client
+                    .post(&metrics_url)
+                    .header("content-type", "application/x-protobuf")
+                    .body(queue_depth(if failing { 500 } else { 10 }))
+                    .send()
+                    .await
+                    .expect("POST metrics");
+                assert_eq!(res.status().as_u16(), 200);
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         })
@@ -216,18 +269,18 @@ async fn an_error_burst_fires_into_alertmanager_and_resolves() {
     tokio::time::sleep(Duration::from_secs(20)).await;
     burst.store(true, std::sync::atomic::Ordering::Relaxed);
 
-    // Both fire: Alertmanager has them, with the rules' and the results' labels.
+    // All three fire: Alertmanager has them, with the rules' and the results' labels.
     let started = Instant::now();
     let deadline = started + Duration::from_secs(90);
     let fired: Vec<Value> = loop {
         let alerts = alertmanager_alerts(&am).await;
         let found: Vec<Value> = ours(&alerts).into_iter().cloned().collect();
-        if found.len() == 2 {
+        if found.len() == 3 {
             break found;
         }
         assert!(
             Instant::now() < deadline,
-            "not both alerts in Alertmanager after 90 s: {found:?}"
+            "not all three alerts in Alertmanager after 90 s: {found:?}"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
@@ -258,6 +311,10 @@ async fn an_error_burst_fires_into_alertmanager_and_resolves() {
         summary.starts_with("checkout p99 is ") && summary.ends_with('s'),
         "{slow}"
     );
+    // The rule over an OTLP metric: labels by Prometheus's naming of OTLP (job = service.name).
+    let queue = by_name("CheckoutQueueDeep");
+    assert_eq!(queue["labels"]["job"], "checkout", "{queue}");
+    assert_eq!(queue["labels"]["severity"], "ticket", "{queue}");
     let generator = errors["generatorURL"]
         .as_str()
         .unwrap_or_default()
@@ -295,13 +352,13 @@ async fn an_error_burst_fires_into_alertmanager_and_resolves() {
         "{alerts}"
     );
     // The ALERTS series, as Prometheus writes it, while they fire.
-    wait_for("ALERTS of both firing alerts", async || {
+    wait_for("ALERTS of the three firing alerts", async || {
         let body = server
             .get("/api/v1/query?query=ALERTS%7Balertstate%3D%22firing%22%7D")
             .await;
         body["data"]["result"]
             .as_array()
-            .is_some_and(|r| r.len() == 2)
+            .is_some_and(|r| r.len() == 3)
     })
     .await;
     let body = server
@@ -319,8 +376,9 @@ async fn an_error_burst_fires_into_alertmanager_and_resolves() {
     assert_eq!(group["rules"][0]["state"], "firing", "{rules}");
     assert_eq!(group["rules"][0]["health"], "ok", "{rules}");
     assert_eq!(group["rules"][1]["state"], "firing", "{rules}");
-    assert_eq!(group["rules"][2]["type"], "recording", "{rules}");
-    assert_eq!(group["rules"][2]["health"], "ok", "{rules}");
+    assert_eq!(group["rules"][2]["state"], "firing", "{rules}");
+    assert_eq!(group["rules"][3]["type"], "recording", "{rules}");
+    assert_eq!(group["rules"][3]["health"], "ok", "{rules}");
 
     // Recovery: the alert resolves, and Alertmanager learns it long before the alert's own
     // expiry (four resend periods, 4 minutes).
@@ -341,7 +399,7 @@ async fn an_error_burst_fires_into_alertmanager_and_resolves() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     traffic.await.expect("traffic task");
     let rules = server.get("/api/v1/rules").await;
-    for rule in 0..2 {
+    for rule in 0..3 {
         assert_eq!(
             rules["data"]["groups"][0]["rules"][rule]["state"], "inactive",
             "{rules}"
