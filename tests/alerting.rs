@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -16,21 +15,6 @@ use common::{Server, wait_for};
 use opentelemetry_proto::tonic::trace::v1::{Span, Status};
 use prost::Message;
 use serde_json::Value;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn tool(path: &str) -> &str {
-    assert!(
-        Path::new(path).exists(),
-        "{path} is missing: install Debian's prometheus and prometheus-alertmanager packages (./tests/run does)"
-    );
-    path
-}
 
 struct Process(Child);
 impl Drop for Process {
@@ -157,14 +141,14 @@ fn ours(alerts: &[Value]) -> Vec<&Value> {
 async fn an_error_burst_fires_into_alertmanager_and_resolves() {
     let dir = tempfile::tempdir().expect("tempdir");
     // Alertmanager, alone (no cluster), routing everything to a receiver that does nothing.
-    let am_port = free_port();
+    let am_port = common::free_port();
     std::fs::write(
         dir.path().join("am.yml"),
         "route:\n  receiver: none\n  group_wait: 1s\nreceivers:\n  - name: none\n",
     )
     .expect("write alertmanager config");
     let _am = Process(
-        Command::new(tool("/usr/bin/prometheus-alertmanager"))
+        Command::new(common::debian_tool("prometheus-alertmanager"))
             .arg(format!(
                 "--config.file={}",
                 dir.path().join("am.yml").display()
@@ -466,7 +450,7 @@ fn the_shipped_and_tested_rule_files_pass_promtool() {
     let scratch = tempfile::tempdir().expect("tempdir");
     files.push(scratch.path().join("test-rules.yml"));
     std::fs::write(files.last().unwrap(), RULES).expect("write rules");
-    let out = Command::new(tool("/usr/bin/promtool"))
+    let out = Command::new(common::debian_tool("promtool"))
         .args(["check", "rules"])
         .args(&files)
         .output()

@@ -8,7 +8,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -278,22 +277,6 @@ fn otlp(d: &Data, range: std::ops::Range<i64>) -> Vec<ExportMetricsServiceReques
         .collect()
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn tool(name: &str) -> String {
-    let path = format!("/usr/bin/{name}");
-    assert!(
-        Path::new(&path).exists(),
-        "{path} is missing: install Debian's prometheus package (./tests/run does)"
-    );
-    path
-}
-
 struct Prometheus {
     child: Child,
     url: String,
@@ -310,7 +293,7 @@ async fn start_prometheus(dir: &Path, om: &str) -> Prometheus {
     let input = dir.join("data.om");
     std::fs::write(&input, om).expect("write openmetrics");
     let tsdb = dir.join("tsdb");
-    let out = Command::new(tool("promtool"))
+    let out = Command::new(common::debian_tool("promtool"))
         .args(["tsdb", "create-blocks-from", "openmetrics"])
         .arg(&input)
         .arg(&tsdb)
@@ -324,8 +307,8 @@ async fn start_prometheus(dir: &Path, om: &str) -> Prometheus {
     );
     let config = dir.join("prometheus.yml");
     std::fs::write(&config, "global:\n  scrape_interval: 15s\n").expect("write config");
-    let port = free_port();
-    let child = Command::new(tool("prometheus"))
+    let port = common::free_port();
+    let child = Command::new(common::debian_tool("prometheus"))
         .arg(format!("--config.file={}", config.display()))
         .arg(format!("--storage.tsdb.path={}", tsdb.display()))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
@@ -568,7 +551,7 @@ async fn promql_answers_equal_prometheus_on_the_same_samples() {
     assert_eq!(got, want, "label values");
 
     // promtool, the Prometheus client, queries Lakescope unchanged.
-    let out = Command::new(tool("promtool"))
+    let out = Command::new(common::debian_tool("promtool"))
         .args(["query", "instant", "--time"])
         .arg((t0 + 600).to_string())
         .arg(lakescope)

@@ -7,26 +7,17 @@ Usage: alerts.py DASHBOARD_URL GENERATOR_URL SCREENSHOT_DIR
 Exits non-zero, saying what differed.
 """
 
-import json
 import os
 import re
 import sys
 import urllib.parse
-import urllib.request
 
 from playwright.sync_api import sync_playwright
 
-CHROMIUM = os.environ.get("LAKESCOPE_CHROMIUM", "/usr/bin/chromium")
+from browsing import api, expect, open_page
 
 
-def expect(what: str, got, want) -> None:
-    if got != want:
-        sys.exit(f"{what}: page shows {got!r}, expected {want!r}")
 
-
-def api(url: str, path: str) -> dict:
-    with urllib.request.urlopen(url.rstrip("/") + "/api/v1/" + path) as res:
-        return json.load(res)
 
 
 def main() -> None:
@@ -39,12 +30,7 @@ def main() -> None:
         if name not in firing:
             sys.exit(f"{name} is not firing in /api/v1/alerts: {firing}")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        errors = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        shot = lambda name: page.screenshot(path=os.path.join(shots, name + ".png"), full_page=True)
+        browser, page, errors, shot = open_page(p, shots)
 
         page.goto(url + "#/alerts")
         rule = 'section.rule[data-rule="CheckoutErrorBurst"]'

@@ -15,7 +15,8 @@ import urllib.request
 
 from playwright.sync_api import sync_playwright
 
-CHROMIUM = os.environ.get("LAKESCOPE_CHROMIUM", "/usr/bin/chromium")
+from browsing import api, expect, open_page
+
 REQUESTS = 12
 FAILING = 3
 
@@ -122,14 +123,6 @@ def send_big_trace(otlp: str, n: int) -> str:
     return format(trace, "032x")
 
 
-def expect(what: str, got, want) -> None:
-    if got != want:
-        sys.exit(f"{what}: page shows {got!r}, expected {want!r}")
-
-
-def api(url: str, path: str) -> dict:
-    with urllib.request.urlopen(url.rstrip("/") + "/api/v1/" + path) as res:
-        return json.load(res)
 
 
 def cell(page, row: str, field: str) -> str:
@@ -144,12 +137,7 @@ def main() -> None:
     send_metrics(otlp)
     big_trace = send_big_trace(otlp, 10_101)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        errors = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        shot = lambda name: page.screenshot(path=os.path.join(shots, name + ".png"), full_page=True)
+        browser, page, errors, shot = open_page(p, shots)
 
         # Overview: numbers as sent, and as the API says.
         page.goto(url + "#/")

@@ -368,3 +368,22 @@ pub async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A free TCP port on the loopback interface, for a helper server the test starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The path of a program from Debian's `prometheus` or `prometheus-alertmanager` package, the
+/// references the PromQL and alerting tests compare with or deliver to.
+pub fn debian_tool(name: &str) -> String {
+    let path = format!("/usr/bin/{name}");
+    assert!(
+        Path::new(&path).exists(),
+        "{path} is missing: install Debian's prometheus and prometheus-alertmanager packages (./tests/run does)"
+    );
+    path
+}

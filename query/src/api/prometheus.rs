@@ -83,35 +83,11 @@ fn parse_duration(key: &str, text: &str) -> Result<i64, PromError> {
     {
         return Ok((seconds * 1000.0).round() as i64);
     }
-    let bad = || {
+    crate::promql::duration_ms(text).ok_or_else(|| {
         PromError::BadData(format!(
             "invalid parameter {key:?}: cannot parse {text:?} to a valid duration"
         ))
-    };
-    let mut total = 0i64;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        let (n, tail) = rest.split_at(digits);
-        let n: i64 = n.parse().map_err(|_| bad())?;
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        let ms = match unit {
-            "ms" => 1,
-            "s" => 1000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 604_800_000,
-            "y" => 31_536_000_000,
-            _ => return Err(bad()),
-        };
-        total = total.saturating_add(n.saturating_mul(ms));
-        rest = tail;
-    }
-    Ok(total)
+    })
 }
 
 fn now_ms() -> i64 {

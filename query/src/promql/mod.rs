@@ -348,3 +348,38 @@ pub async fn metadata(
     }
     Ok(out)
 }
+
+/// A Prometheus duration (`90s`, `5m`, `1h30m`, `1d`, `1w`, `1y`, `500ms`) in milliseconds;
+/// `None` when it is not one or overflows.
+pub fn duration_ms(text: &str) -> Option<i64> {
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total: i64 = 0;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+        if digits == 0 {
+            return None;
+        }
+        let (n, tail) = rest.split_at(digits);
+        let n: i64 = n.parse().ok()?;
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let ms: i64 = match unit {
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 604_800_000,
+            "y" => 31_536_000_000,
+            _ => return None,
+        };
+        total = total.checked_add(n.checked_mul(ms)?)?;
+        rest = tail;
+    }
+    Some(total)
+}
