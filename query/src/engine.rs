@@ -3,8 +3,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
-use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, FieldRef, Schema, SchemaRef};
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::common::{DataFusionError, ScalarValue};
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::execution::memory_pool::FairSpillPool;
@@ -252,6 +253,11 @@ impl QueryEngine {
             tokio::time::timeout(self.limits.timeout, work)
                 .await
                 .map_err(|_| QueryError::Timeout(self.limits.timeout))??;
+        let schema = plain_schema(&schema);
+        let batches = batches
+            .iter()
+            .map(|b| plain_batch(b, &schema))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Rows {
             schema,
             batches,
@@ -259,6 +265,54 @@ impl QueryEngine {
             elapsed: started.elapsed(),
         })
     }
+}
+
+/// `t` with view types (how tables are read, see [`crate::table::query_schema`]) replaced by
+/// the plain ones, at any depth: what views and API clients read.
+fn plain_type(t: &DataType) -> DataType {
+    let field =
+        |f: &FieldRef| Arc::new(f.as_ref().clone().with_data_type(plain_type(f.data_type())));
+    match t {
+        DataType::Utf8View => DataType::Utf8,
+        DataType::BinaryView => DataType::Binary,
+        DataType::List(f) => DataType::List(field(f)),
+        DataType::LargeList(f) => DataType::LargeList(field(f)),
+        DataType::FixedSizeList(f, n) => DataType::FixedSizeList(field(f), *n),
+        DataType::Struct(fields) => DataType::Struct(fields.iter().map(field).collect()),
+        DataType::Map(f, sorted) => DataType::Map(field(f), *sorted),
+        other => other.clone(),
+    }
+}
+
+fn plain_schema(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<FieldRef> = schema
+        .fields()
+        .iter()
+        .map(|f| Arc::new(f.as_ref().clone().with_data_type(plain_type(f.data_type()))))
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+fn plain_batch(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, QueryError> {
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(Arc::clone(c))
+            } else {
+                cast(c, f.data_type())
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| QueryError::Execution(format!("result types: {e}")))?;
+    RecordBatch::try_new_with_options(
+        Arc::clone(schema),
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+    )
+    .map_err(|e| QueryError::Execution(format!("result types: {e}")))
 }
 
 /// A UTC nanosecond timestamp parameter.

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{DFSchema, Result, ScalarValue};
 use datafusion::datasource::file_format::FileFormat;
@@ -21,6 +23,44 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::union::UnionExec;
 use lakescope_collector::lake::layout::PARTITION_NANOS;
 use lakescope_collector::lake::{LakeFile, Table};
+
+/// The table's schema as queries see it: top-level text and binary columns as view types
+/// (`Utf8View`, `BinaryView`). The Parquet reader builds views straight from the pages, and
+/// filters, joins, repartitions and aggregations then move 16-byte views instead of copying the
+/// bytes (short strings such as a status, a kind or a span id are kept in the view itself).
+/// Results are turned back into plain types by the engine.
+pub fn query_schema(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let ty = match f.data_type() {
+                DataType::Utf8 => DataType::Utf8View,
+                DataType::Binary => DataType::BinaryView,
+                other => other.clone(),
+            };
+            f.as_ref().clone().with_data_type(ty)
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// Casts the recent buffer's batches to [`query_schema`].
+fn to_query_schema(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(Arc::clone(c))
+            } else {
+                cast(c, f.data_type())
+            }
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}
 
 /// A [`Table`] of the lake, readable by DataFusion.
 #[derive(Debug)]
@@ -87,7 +127,7 @@ fn partitioned_file(file: &Arc<LakeFile>) -> PartitionedFile {
 #[async_trait]
 impl TableProvider for LakeTable {
     fn schema(&self) -> SchemaRef {
-        self.table.schema()
+        query_schema(&self.table.schema())
     }
 
     fn table_type(&self) -> TableType {
@@ -110,7 +150,7 @@ impl TableProvider for LakeTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let snapshot = self.table.snapshot();
-        let schema = snapshot.schema;
+        let schema = query_schema(&snapshot.schema);
         let (lo, hi) = time_bounds(filters, self.time_column);
         let files: Vec<PartitionedFile> = snapshot
             .files
@@ -144,8 +184,13 @@ impl TableProvider for LakeTable {
             );
         }
         if !snapshot.batches.is_empty() || plans.is_empty() {
+            let batches = snapshot
+                .batches
+                .iter()
+                .map(|b| to_query_schema(b, &schema))
+                .collect::<Result<Vec<_>>>()?;
             plans.push(MemorySourceConfig::try_new_exec(
-                &[snapshot.batches],
+                &[batches],
                 Arc::clone(&schema),
                 projection.cloned(),
             )?);

@@ -378,7 +378,12 @@ pub const TABLE: super::TableSpec = super::TableSpec {
     name: "spans",
     schema,
     time_column: col::START_TIME,
-    sort: &[col::SERVICE_NAME, col::SPAN_KIND, col::START_TIME],
+    sort: &[
+        col::SERVICE_NAME,
+        col::SPAN_KIND,
+        col::STATUS_CODE,
+        col::START_TIME,
+    ],
     bloom: &[col::TRACE_ID],
     no_dictionary: &[col::TRACE_ID, col::SPAN_ID, col::PARENT_SPAN_ID],
 };

@@ -106,10 +106,25 @@ GROUP BY f.service_name, f.fp
 ORDER BY count DESC, f.service_name, f.fp
 LIMIT {MAX_GROUPS}"
     );
+    let per_step = format!(
+        "WITH {failed} SELECT service_name, fp, bucket, count(*) AS n FROM failed GROUP BY 1, 2, 3"
+    );
+    let examples = format!(
+        "WITH {failed} SELECT service_name, fp, trace_id FROM (
+           SELECT service_name, fp, trace_id,
+             row_number() OVER (PARTITION BY service_name, fp ORDER BY start_time DESC) AS rn
+           FROM failed) WHERE rn <= {EXAMPLES}"
+    );
+    // Independent scans of the failed spans: run together, on both cores.
+    let (summary, per_step, examples) = tokio::try_join!(
+        engine.query(&summary, params.clone()),
+        engine.query(&per_step, params.clone()),
+        engine.query(&examples, params),
+    )?;
     let buckets = ((range.end - range.start + step - 1) / step).max(1) as usize;
     let mut groups = Vec::new();
     let mut index: HashMap<(String, String), usize> = HashMap::new();
-    for batch in &engine.query(&summary, params.clone()).await?.batches {
+    for batch in &summary.batches {
         let service = rows::strings(batch, "service_name")?;
         let fp = rows::strings(batch, "fp")?;
         let ty = rows::strings(batch, "exception_type")?;
@@ -161,10 +176,7 @@ LIMIT {MAX_GROUPS}"
         return Ok(finish(range, step, buckets, groups));
     }
 
-    let per_step = format!(
-        "WITH {failed} SELECT service_name, fp, bucket, count(*) AS n FROM failed GROUP BY 1, 2, 3"
-    );
-    for batch in &engine.query(&per_step, params.clone()).await?.batches {
+    for batch in &per_step.batches {
         let (service, fp) = (
             rows::strings(batch, "service_name")?,
             rows::strings(batch, "fp")?,
@@ -181,13 +193,7 @@ LIMIT {MAX_GROUPS}"
         }
     }
 
-    let examples = format!(
-        "WITH {failed} SELECT service_name, fp, trace_id FROM (
-           SELECT service_name, fp, trace_id,
-             row_number() OVER (PARTITION BY service_name, fp ORDER BY start_time DESC) AS rn
-           FROM failed) WHERE rn <= {EXAMPLES}"
-    );
-    for batch in &engine.query(&examples, params).await?.batches {
+    for batch in &examples.batches {
         let (service, fp) = (
             rows::strings(batch, "service_name")?,
             rows::strings(batch, "fp")?,
