@@ -332,7 +332,7 @@ async fn a_trace_fetched_by_id_has_every_field_the_sdk_sent() {
     let (status, rows) = server
         .sql(&format!(
             "SELECT http_method, http_route, http_status_code, db_system, server_address, exception_type \
-             FROM spans WHERE trace_id = '{trace_id}' ORDER BY start_time"
+             FROM spans WHERE trace_id = X'{trace_id}' ORDER BY start_time"
         ))
         .await;
     assert_eq!(status, 200, "{rows}");

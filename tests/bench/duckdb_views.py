@@ -233,7 +233,7 @@ LIMIT 500""").num_rows
                    "FROM failed GROUP BY 1, 2, 3")
             # Same as errors.rs example traces (5 most recent per group).
             self.q(f"""
-WITH {failed} SELECT service_name, fp, trace_id FROM (
+WITH {failed} SELECT service_name, fp, lower(hex(trace_id)) AS trace_id FROM (
   SELECT service_name, fp, trace_id,
     row_number() OVER (PARTITION BY service_name, fp ORDER BY start_time DESC) AS rn
   FROM failed) WHERE rn <= 5""")
@@ -287,27 +287,27 @@ GROUP BY source, target, target_kind""").num_rows
     def search(self):
         # Same as traces.rs search: http.route is a promoted attribute, so its column is compared.
         ids = self.q(f"""
-SELECT trace_id, max(start_time) AS latest, max(duration_ns) AS longest FROM spans
-WHERE {self.range} AND http_route = '{SEARCH_ROUTE}'
-GROUP BY trace_id ORDER BY latest DESC, trace_id LIMIT {SEARCH_LIMIT}""").column("trace_id")
+SELECT lower(hex(trace_id)) AS id, max(start_time) AS latest, max(duration_ns) AS longest
+FROM spans WHERE {self.range} AND http_route = '{SEARCH_ROUTE}'
+GROUP BY trace_id ORDER BY latest DESC, trace_id LIMIT {SEARCH_LIMIT}""").column("id")
         ids = [i for i in ids.to_pylist() if re.fullmatch(r"[0-9a-f]{32}", i)]
         if not ids:
             return 0
         # Same as traces.rs summaries: over all the traces' spans, no time filter.
         return self.q(f"""
-SELECT trace_id,
+SELECT lower(hex(trace_id)) AS id,
   first(service_name ORDER BY parent_span_id IS NULL DESC, start_time) AS root_service,
   first(name ORDER BY parent_span_id IS NULL DESC, start_time) AS root_operation,
   min(start_time) AS start,
   epoch_ns(max(end_time)) - epoch_ns(min(start_time)) AS duration_ns,
   count(*) AS spans,
   bool_or(status_code = 'ERROR') AS error
-FROM spans WHERE trace_id IN ({', '.join(f"'{i}'" for i in ids)})
+FROM spans WHERE trace_id IN ({', '.join(f"unhex('{i}')" for i in ids)})
 GROUP BY trace_id ORDER BY start DESC, trace_id""").num_rows
 
     def trace(self):
         # Same as traces.rs trace: every column of every span of the trace, no time filter.
-        return self.q(f"SELECT * FROM spans WHERE trace_id = '{self.trace_id}' "
+        return self.q(f"SELECT * FROM spans WHERE trace_id = unhex('{self.trace_id}') "
                       "ORDER BY start_time, span_id").num_rows
 
 

@@ -1,6 +1,6 @@
 """Reads a Lakescope data directory with pyarrow and DuckDB only (no Lakescope code) and prints,
 as JSON, what each engine finds: for the spans table, the row count, the sorted span ids, the
-columns and per-service counts; for the logs table, the row count and the ERROR-or-worse count.
+columns and per-service counts (ids, stored as bytes, printed as lowercase hex); for the logs table, the row count and the ERROR-or-worse count.
 Usage: read_lake.py DATA_DIR [spans|logs|metrics]"""
 
 import json
@@ -20,7 +20,8 @@ def with_pyarrow(spans_dir: Path) -> dict:
     attributes = table.column("attributes").type
     return {
         "rows": table.num_rows,
-        "span_ids": sorted(table.column("span_id").to_pylist()),
+        # Ids are stored as bytes; shown as the API shows them, lowercase hex.
+        "span_ids": sorted(i.hex() for i in table.column("span_id").to_pylist()),
         "columns": table.schema.names,
         "services": services,
         "attributes_type": str(attributes),
@@ -33,7 +34,8 @@ def with_duckdb(spans_dir: Path) -> dict:
     con = duckdb.connect()
     rel = f"read_parquet('{glob}', hive_partitioning = true)"
     rows = con.execute(f"SELECT count(*) FROM {rel}").fetchone()[0]
-    ids = [r[0] for r in con.execute(f"SELECT span_id FROM {rel} ORDER BY span_id").fetchall()]
+    ids = [r[0] for r in con.execute(
+        f"SELECT lower(hex(span_id)) FROM {rel} ORDER BY span_id").fetchall()]
     services = dict(con.execute(f"SELECT service_name, count(*) FROM {rel} GROUP BY 1").fetchall())
     errors = con.execute(
         f"SELECT count(*) FROM {rel} WHERE status_code = 'ERROR' AND span_kind = 'SERVER'"

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, BooleanBuilder, Int32Builder, StringBuilder, TimestampNanosecondBuilder,
-    UInt32Builder,
+    ArrayRef, BinaryBuilder, BooleanBuilder, Int32Builder, StringBuilder,
+    TimestampNanosecondBuilder, UInt32Builder,
 };
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -16,7 +16,6 @@ use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use super::attributes::AttributeColumns;
 use super::origin::{Origin, OriginColumns};
 use super::rejections::Rejections;
-use super::spans::hex;
 use crate::limits::Limits;
 use crate::schema::attributes::encode_value;
 use crate::schema::logs;
@@ -121,8 +120,8 @@ struct LogColumns {
     body: StringBuilder,
     body_type: StringBuilder,
     event_name: StringBuilder,
-    trace_id: StringBuilder,
-    span_id: StringBuilder,
+    trace_id: BinaryBuilder,
+    span_id: BinaryBuilder,
     flags: UInt32Builder,
     origin: OriginColumns,
     attributes: AttributeColumns,
@@ -143,8 +142,8 @@ impl LogColumns {
             body: StringBuilder::with_capacity(rows, rows * 64),
             body_type: s(),
             event_name: s(),
-            trace_id: s(),
-            span_id: s(),
+            trace_id: BinaryBuilder::with_capacity(rows, rows * 16),
+            span_id: BinaryBuilder::with_capacity(rows, rows * 8),
             flags: UInt32Builder::with_capacity(rows),
             origin: OriginColumns::with_capacity(rows),
             attributes: AttributeColumns::with_capacity(rows),
@@ -175,12 +174,12 @@ impl LogColumns {
         if r.trace_id.is_empty() {
             self.trace_id.append_null();
         } else {
-            self.trace_id.append_value(hex(&r.trace_id));
+            self.trace_id.append_value(&r.trace_id);
         }
         if r.span_id.is_empty() {
             self.span_id.append_null();
         } else {
-            self.span_id.append_value(hex(&r.span_id));
+            self.span_id.append_value(&r.span_id);
         }
         self.flags.append_value(r.flags);
         self.origin.append(origin);

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, ListArray,
-    ListBuilder, StringBuilder, StructArray, TimestampNanosecondBuilder, UInt32Builder,
+    Array, ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder,
+    ListArray, ListBuilder, StringBuilder, StructArray, TimestampNanosecondBuilder, UInt32Builder,
     UInt64Builder,
 };
 use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
@@ -28,7 +28,6 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use super::attributes::AttributeColumns;
 use super::origin::{Origin, OriginColumns};
 use super::rejections::Rejections;
-use super::spans::hex;
 use crate::limits::Limits;
 use crate::schema::metrics;
 
@@ -299,8 +298,8 @@ struct ExemplarColumns {
     time: Option<TimestampNanosecondBuilder>,
     value: Float64Builder,
     value_int: Int64Builder,
-    trace_id: StringBuilder,
-    span_id: StringBuilder,
+    trace_id: BinaryBuilder,
+    span_id: BinaryBuilder,
     attributes: Option<AttributeColumns>,
 }
 
@@ -327,11 +326,11 @@ impl ExemplarColumns {
                     self.value_int.append_null();
                 }
             }
-            let id = |bytes: &[u8], b: &mut StringBuilder| {
+            let id = |bytes: &[u8], b: &mut BinaryBuilder| {
                 if bytes.is_empty() {
                     b.append_null()
                 } else {
-                    b.append_value(hex(bytes))
+                    b.append_value(bytes)
                 }
             };
             id(&e.trace_id, &mut self.trace_id);

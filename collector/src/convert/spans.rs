@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, Int64Builder, ListArray, StringBuilder, StructArray,
+    Array, ArrayRef, BinaryBuilder, Int64Builder, ListArray, StringBuilder, StructArray,
     TimestampNanosecondBuilder, UInt32Builder,
 };
 use datafusion::arrow::buffer::OffsetBuffer;
@@ -242,9 +242,9 @@ fn first<T: Copy>(options: [Option<T>; 2]) -> Option<T> {
 
 /// Column builders for the `spans` schema.
 struct SpanColumns {
-    trace_id: StringBuilder,
-    span_id: StringBuilder,
-    parent_span_id: StringBuilder,
+    trace_id: BinaryBuilder,
+    span_id: BinaryBuilder,
+    parent_span_id: BinaryBuilder,
     trace_state: StringBuilder,
     flags: UInt32Builder,
     name: StringBuilder,
@@ -277,7 +277,6 @@ struct SpanColumns {
     dropped_events: UInt32Builder,
     links: LinkColumns,
     dropped_links: UInt32Builder,
-    id_text: String,
 }
 
 fn timestamps(rows: usize) -> TimestampNanosecondBuilder {
@@ -288,9 +287,9 @@ impl SpanColumns {
     fn with_capacity(rows: usize) -> Self {
         let s = || StringBuilder::with_capacity(rows, rows * 8);
         Self {
-            trace_id: StringBuilder::with_capacity(rows, rows * 32),
-            span_id: StringBuilder::with_capacity(rows, rows * 16),
-            parent_span_id: StringBuilder::with_capacity(rows, rows * 16),
+            trace_id: BinaryBuilder::with_capacity(rows, rows * 16),
+            span_id: BinaryBuilder::with_capacity(rows, rows * 8),
+            parent_span_id: BinaryBuilder::with_capacity(rows, rows * 8),
             trace_state: s(),
             flags: UInt32Builder::with_capacity(rows),
             name: s(),
@@ -323,27 +322,16 @@ impl SpanColumns {
             dropped_events: UInt32Builder::with_capacity(rows),
             links: LinkColumns::default(),
             dropped_links: UInt32Builder::with_capacity(rows),
-            id_text: String::with_capacity(32),
         }
     }
 
-    fn append_id(id_text: &mut String, builder: &mut StringBuilder, id: &[u8]) {
-        id_text.clear();
-        hex_into(id_text, id);
-        builder.append_value(id_text.as_str());
-    }
-
     fn append(&mut self, span: &Span, origin: &Origin<'_>) {
-        Self::append_id(&mut self.id_text, &mut self.trace_id, &span.trace_id);
-        Self::append_id(&mut self.id_text, &mut self.span_id, &span.span_id);
+        self.trace_id.append_value(&span.trace_id);
+        self.span_id.append_value(&span.span_id);
         if span.parent_span_id.is_empty() {
             self.parent_span_id.append_null();
         } else {
-            Self::append_id(
-                &mut self.id_text,
-                &mut self.parent_span_id,
-                &span.parent_span_id,
-            );
+            self.parent_span_id.append_value(&span.parent_span_id);
         }
         self.trace_state.append_value(&span.trace_state);
         self.flags.append_value(span.flags);
@@ -518,8 +506,8 @@ fn list(values: StructArray, lengths: &[usize]) -> Result<ArrayRef, ArrowError> 
 #[derive(Default)]
 struct LinkColumns {
     lengths: Vec<usize>,
-    trace_id: StringBuilder,
-    span_id: StringBuilder,
+    trace_id: BinaryBuilder,
+    span_id: BinaryBuilder,
     trace_state: StringBuilder,
     flags: UInt32Builder,
     attributes: Option<AttributeColumns>,
@@ -533,8 +521,8 @@ impl LinkColumns {
             .attributes
             .get_or_insert_with(|| AttributeColumns::with_capacity(0));
         for link in &span.links {
-            self.trace_id.append_value(hex(&link.trace_id));
-            self.span_id.append_value(hex(&link.span_id));
+            self.trace_id.append_value(&link.trace_id);
+            self.span_id.append_value(&link.span_id);
             self.trace_state.append_value(&link.trace_state);
             self.flags.append_value(link.flags);
             attributes.append(&link.attributes);

@@ -3,6 +3,7 @@
 pub mod compaction;
 pub mod flusher;
 pub mod layout;
+pub mod migrate;
 pub mod retention;
 pub mod table;
 pub mod writer;
@@ -24,6 +25,11 @@ pub enum LakeError {
     },
     #[error(transparent)]
     Wal(#[from] crate::wal::WalError),
+    #[error("upgrading {path} to lake format {format}: {source}", format = migrate::FORMAT)]
+    Upgrade {
+        path: PathBuf,
+        source: writer::WriteError,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LakeError + '_ {
@@ -53,8 +59,12 @@ impl Lake {
             fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
         }
         let checkpoint = crate::wal::read_checkpoint(&layout::wal_dir(data_dir))?;
+        let upgrade = migrate::recorded(data_dir).is_none_or(|f| f < migrate::FORMAT);
         let open = |spec: &'static TableSpec| -> Result<Arc<Table>, LakeError> {
-            let files = recover_table(data_dir, spec.name, checkpoint)?;
+            let mut files = recover_table(data_dir, spec.name, checkpoint)?;
+            if upgrade {
+                files = upgrade_files(data_dir, spec, files)?;
+            }
             tracing::info!(table = spec.name, files = files.len(), "table opened");
             Ok(Arc::new(Table::new(spec, files)))
         };
@@ -64,6 +74,12 @@ impl Lake {
             logs: open(&schema::logs::TABLE)?,
             metrics: open(&schema::metrics::TABLE)?,
         };
+        if upgrade {
+            migrate::record(data_dir).map_err(|source| LakeError::Upgrade {
+                path: data_dir.join(migrate::FORMAT_FILE),
+                source,
+            })?;
+        }
         tracing::info!(data_dir = %data_dir.display(), checkpoint, "lake opened");
         Ok(lake)
     }
@@ -80,6 +96,43 @@ impl Lake {
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }
+}
+
+/// Rewrites the files of an older lake format (see [`migrate`]); returns the table's files.
+fn upgrade_files(
+    data_dir: &Path,
+    spec: &TableSpec,
+    files: Vec<LakeFile>,
+) -> Result<Vec<LakeFile>, LakeError> {
+    let mut upgraded = 0;
+    let mut out = Vec::with_capacity(files.len());
+    for f in files {
+        let err = |source| LakeError::Upgrade {
+            path: f.path.clone(),
+            source,
+        };
+        if migrate::upgrade_file(data_dir, spec, &f).map_err(err)? {
+            upgraded += 1;
+            let size = fs::metadata(&f.path).map_err(io_err(&f.path))?.len();
+            out.push(LakeFile::new(
+                f.path.clone(),
+                size,
+                f.partition_start,
+                f.seq,
+            ));
+        } else {
+            out.push(f);
+        }
+    }
+    if upgraded > 0 {
+        tracing::info!(
+            table = spec.name,
+            files = upgraded,
+            format = migrate::FORMAT,
+            "files upgraded to the current lake format"
+        );
+    }
+    Ok(out)
 }
 
 /// Lists a table's committed files, deleting those beyond the checkpoint.

@@ -13,7 +13,7 @@ use datafusion::arrow::compute::{
 use datafusion::arrow::datatypes::TimestampNanosecondType;
 use datafusion::arrow::error::ArrowError;
 use datafusion::parquet::arrow::ArrowWriter;
-use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::basic::{Compression, Encoding, ZstdLevel};
 use datafusion::parquet::errors::ParquetError;
 use datafusion::parquet::file::metadata::KeyValue;
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -62,9 +62,12 @@ pub(crate) fn properties(spec: &TableSpec, rows: usize, seq: u64) -> WriterPrope
             .set_column_bloom_filter_fpp(path.clone(), 0.01)
             .set_column_bloom_filter_max_ndv(path, rows.max(1) as u64);
     }
-    // Random ids do not repeat within a row group often enough for a dictionary to pay.
-    for column in spec.no_dictionary {
-        builder = builder.set_column_dictionary_enabled(ColumnPath::from(*column), false);
+    // Random ids do not repeat within a row group often enough for a dictionary to pay, and do
+    // not compress: all their lengths are the same, so delta-encoded lengths leave just the bytes.
+    for column in spec.ids {
+        builder = builder
+            .set_column_dictionary_enabled(ColumnPath::from(*column), false)
+            .set_column_encoding(ColumnPath::from(*column), Encoding::DELTA_LENGTH_BYTE_ARRAY);
     }
     builder.build()
 }

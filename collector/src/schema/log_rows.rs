@@ -7,7 +7,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use super::attributes::decode_value;
 use super::logs::col;
-use super::rows::{ColumnError, key_values, maps, strings, times, u32s, unhex};
+use super::rows::{ColumnError, binaries, id, key_values, maps, strings, times, u32s};
 
 /// One stored log record with the resource and scope it was sent with.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,8 +35,8 @@ pub fn read_logs(batch: &RecordBatch) -> Result<Vec<StoredLog>, ColumnError> {
     let body = strings(batch, col::BODY)?;
     let body_type = strings(batch, col::BODY_TYPE)?;
     let event_name = strings(batch, col::EVENT_NAME)?;
-    let trace_id = strings(batch, col::TRACE_ID)?;
-    let span_id = strings(batch, col::SPAN_ID)?;
+    let trace_id = binaries(batch, col::TRACE_ID)?;
+    let span_id = binaries(batch, col::SPAN_ID)?;
     let flags = u32s(batch, col::FLAGS)?;
     let attrs = maps(batch, col::ATTRIBUTES)?;
     let attr_types = strings(batch, col::ATTRIBUTE_TYPES)?;
@@ -52,13 +52,6 @@ pub fn read_logs(batch: &RecordBatch) -> Result<Vec<StoredLog>, ColumnError> {
     let scope_dropped = u32s(batch, col::SCOPE_DROPPED_ATTRIBUTES_COUNT)?;
     let scope_schema = strings(batch, col::SCOPE_SCHEMA_URL)?;
 
-    let id = |a: &datafusion::arrow::array::StringArray, i: usize| {
-        if a.is_null(i) {
-            Vec::new()
-        } else {
-            unhex(a.value(i))
-        }
-    };
     let mut out = Vec::with_capacity(batch.num_rows());
     for i in 0..batch.num_rows() {
         let letter = body_type.value(i).chars().next().unwrap_or('e');

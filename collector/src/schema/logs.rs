@@ -87,13 +87,13 @@ pub const COLUMNS: &[Column] = &[
     c(col::EVENT_NAME, "Utf8", "event_name, empty when absent."),
     c(
         col::TRACE_ID,
-        "Utf8, nullable",
-        "Trace id (32 hex digits) of the span the record belongs to; null when none.",
+        "Binary, nullable",
+        "Trace id (16 bytes) of the span the record belongs to; null when none.",
     ),
     c(
         col::SPAN_ID,
-        "Utf8, nullable",
-        "Span id (16 hex digits); null when none.",
+        "Binary, nullable",
+        "Span id (8 bytes); null when none.",
     ),
     c(
         col::FLAGS,
@@ -194,8 +194,8 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         opt_text(col::BODY),
         text(col::BODY_TYPE),
         text(col::EVENT_NAME),
-        opt_text(col::TRACE_ID),
-        opt_text(col::SPAN_ID),
+        Field::new(col::TRACE_ID, DataType::Binary, true),
+        Field::new(col::SPAN_ID, DataType::Binary, true),
         count(col::FLAGS),
         text(col::SERVICE_NAME),
         opt_text(col::SERVICE_NAMESPACE),
@@ -229,7 +229,7 @@ pub const TABLE: super::TableSpec = super::TableSpec {
     time_column: col::TIMESTAMP,
     sort: &[col::SERVICE_NAME, col::TIMESTAMP],
     bloom: &[col::TRACE_ID],
-    no_dictionary: &[col::TRACE_ID, col::SPAN_ID],
+    ids: &[col::TRACE_ID, col::SPAN_ID],
 };
 
 /// Severity ranges by name, as OpenTelemetry defines them.

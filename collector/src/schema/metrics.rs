@@ -290,8 +290,8 @@ pub fn exemplar_fields() -> Fields {
         Field::new("time", timestamp_type(), false),
         Field::new("value", DataType::Float64, true),
         Field::new("value_int", DataType::Int64, true),
-        Field::new("trace_id", DataType::Utf8, true),
-        Field::new("span_id", DataType::Utf8, true),
+        Field::new("trace_id", DataType::Binary, true),
+        Field::new("span_id", DataType::Binary, true),
         Field::new("filtered_attributes", map_type(), false),
         Field::new("filtered_attribute_types", DataType::Utf8, false),
     ])
@@ -369,7 +369,7 @@ pub const TABLE: super::TableSpec = super::TableSpec {
     time_column: col::TIME,
     sort: &[col::METRIC_NAME, col::SERVICE_NAME, col::TIME],
     bloom: &[],
-    no_dictionary: &[],
+    ids: &[],
 };
 
 #[cfg(test)]

@@ -23,6 +23,6 @@ pub struct TableSpec {
     pub sort: &'static [&'static str],
     /// Columns with a bloom filter (point lookups).
     pub bloom: &'static [&'static str],
-    /// Columns written without dictionary encoding (random ids).
-    pub no_dictionary: &'static [&'static str],
+    /// Binary id columns: random bytes, written without a dictionary, lengths delta-encoded.
+    pub ids: &'static [&'static str],
 }

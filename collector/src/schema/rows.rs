@@ -1,6 +1,8 @@
 //! Typed access to columns of lake batches, shared by the readers of each table.
 
-use datafusion::arrow::array::{AsArray, ListArray, MapArray, RecordBatch, StringArray};
+use datafusion::arrow::array::{
+    Array, AsArray, BinaryArray, ListArray, MapArray, RecordBatch, StringArray,
+};
 use datafusion::arrow::datatypes::{TimestampNanosecondType, UInt32Type};
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 
@@ -54,8 +56,23 @@ pub fn lists<'a>(batch: &'a RecordBatch, name: &'static str) -> Result<&'a ListA
         .ok_or(ColumnError(name))
 }
 
-pub fn unhex(text: &str) -> Vec<u8> {
-    const_hex::decode(text).unwrap_or_default()
+pub fn binaries<'a>(
+    batch: &'a RecordBatch,
+    name: &'static str,
+) -> Result<&'a BinaryArray, ColumnError> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_binary_opt::<i32>())
+        .ok_or(ColumnError(name))
+}
+
+/// The id at row `i` of a binary id column; empty when null.
+pub fn id(array: &BinaryArray, i: usize) -> Vec<u8> {
+    if array.is_null(i) {
+        Vec::new()
+    } else {
+        array.value(i).to_vec()
+    }
 }
 
 /// The attributes of row `row` of a map column and its type-letter column.

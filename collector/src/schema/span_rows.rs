@@ -10,7 +10,7 @@ use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
 use opentelemetry_proto::tonic::trace::v1::{Span, Status};
 
 pub use super::rows::ColumnError;
-use super::rows::{key_values, lists, maps, strings, times, u32s, unhex};
+use super::rows::{binaries, id, key_values, lists, maps, strings, times, u32s};
 use super::spans::{SPAN_KINDS, STATUS_CODES, col};
 
 /// One stored span with the resource and scope it was sent with.
@@ -65,9 +65,14 @@ fn links(list: &ListArray, row: usize) -> Result<Vec<Link>, ColumnError> {
             .as_string_opt::<i32>()
             .ok_or(ColumnError(name))
     };
+    let bytes = |name: &'static str| {
+        struct_field(s, name)?
+            .as_binary_opt::<i32>()
+            .ok_or(ColumnError(name))
+    };
     let (trace_id, span_id, trace_state, types) = (
-        text("trace_id")?,
-        text("span_id")?,
+        bytes("trace_id")?,
+        bytes("span_id")?,
         text("trace_state")?,
         text("attribute_types")?,
     );
@@ -82,8 +87,8 @@ fn links(list: &ListArray, row: usize) -> Result<Vec<Link>, ColumnError> {
         .ok_or(ColumnError("links.dropped_attributes_count"))?;
     Ok((0..s.len())
         .map(|i| Link {
-            trace_id: unhex(trace_id.value(i)),
-            span_id: unhex(span_id.value(i)),
+            trace_id: id(trace_id, i),
+            span_id: id(span_id, i),
             trace_state: trace_state.value(i).to_owned(),
             attributes: key_values(attrs, types, i),
             dropped_attributes_count: dropped.value(i),
@@ -99,9 +104,9 @@ fn enum_index(names: &[&str], value: &str) -> i32 {
 /// Every row of a batch with the `spans` schema (or a projection that keeps every stored
 /// column), as OTLP spans.
 pub fn read_spans(batch: &RecordBatch) -> Result<Vec<StoredSpan>, ColumnError> {
-    let trace_id = strings(batch, col::TRACE_ID)?;
-    let span_id = strings(batch, col::SPAN_ID)?;
-    let parent = strings(batch, col::PARENT_SPAN_ID)?;
+    let trace_id = binaries(batch, col::TRACE_ID)?;
+    let span_id = binaries(batch, col::SPAN_ID)?;
+    let parent = binaries(batch, col::PARENT_SPAN_ID)?;
     let trace_state = strings(batch, col::TRACE_STATE)?;
     let flags = u32s(batch, col::FLAGS)?;
     let name = strings(batch, col::NAME)?;
@@ -151,14 +156,10 @@ pub fn read_spans(batch: &RecordBatch) -> Result<Vec<StoredSpan>, ColumnError> {
             },
             scope_schema_url: scope_schema.value(i).to_owned(),
             span: Span {
-                trace_id: unhex(trace_id.value(i)),
-                span_id: unhex(span_id.value(i)),
+                trace_id: id(trace_id, i),
+                span_id: id(span_id, i),
                 trace_state: trace_state.value(i).to_owned(),
-                parent_span_id: if parent.is_null(i) {
-                    Vec::new()
-                } else {
-                    unhex(parent.value(i))
-                },
+                parent_span_id: id(parent, i),
                 flags: flags.value(i),
                 name: name.value(i).to_owned(),
                 kind: enum_index(&SPAN_KINDS, kind.value(i)),

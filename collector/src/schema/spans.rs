@@ -81,12 +81,16 @@ const fn c(name: &'static str, doc_type: &'static str, description: &'static str
 
 /// Every column, in schema order, with the text that `docs/lake.md` must carry.
 pub const COLUMNS: &[Column] = &[
-    c(col::TRACE_ID, "Utf8", "Trace id, 32 lowercase hex digits."),
-    c(col::SPAN_ID, "Utf8", "Span id, 16 lowercase hex digits."),
+    c(
+        col::TRACE_ID,
+        "Binary",
+        "Trace id, its 16 bytes (the API shows them as 32 lowercase hex digits).",
+    ),
+    c(col::SPAN_ID, "Binary", "Span id, its 8 bytes."),
     c(
         col::PARENT_SPAN_ID,
-        "Utf8, nullable",
-        "Parent span id (16 hex digits); null for a root span.",
+        "Binary, nullable",
+        "Parent span id (8 bytes); null for a root span.",
     ),
     c(
         col::TRACE_STATE,
@@ -295,8 +299,8 @@ pub fn event_fields() -> Fields {
 /// The fields of one element of the `links` list.
 pub fn link_fields() -> Fields {
     Fields::from(vec![
-        Field::new("trace_id", DataType::Utf8, false),
-        Field::new("span_id", DataType::Utf8, false),
+        Field::new("trace_id", DataType::Binary, false),
+        Field::new("span_id", DataType::Binary, false),
         Field::new("trace_state", DataType::Utf8, false),
         Field::new("flags", DataType::UInt32, false),
         Field::new("attributes", map_type(), false),
@@ -310,15 +314,15 @@ fn list_of(fields: Fields) -> DataType {
 }
 
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-    use DataType::{Int64, UInt32, Utf8};
+    use DataType::{Binary, Int64, UInt32, Utf8};
     let text = |name| Field::new(name, Utf8, false);
     let opt_text = |name| Field::new(name, Utf8, true);
     let count = |name| Field::new(name, UInt32, false);
     let map = |name| Field::new(name, map_type(), false);
     Arc::new(Schema::new(vec![
-        text(col::TRACE_ID),
-        text(col::SPAN_ID),
-        opt_text(col::PARENT_SPAN_ID),
+        Field::new(col::TRACE_ID, Binary, false),
+        Field::new(col::SPAN_ID, Binary, false),
+        Field::new(col::PARENT_SPAN_ID, Binary, true),
         text(col::TRACE_STATE),
         count(col::FLAGS),
         text(col::NAME),
@@ -385,7 +389,7 @@ pub const TABLE: super::TableSpec = super::TableSpec {
         col::START_TIME,
     ],
     bloom: &[col::TRACE_ID],
-    no_dictionary: &[col::TRACE_ID, col::SPAN_ID, col::PARENT_SPAN_ID],
+    ids: &[col::TRACE_ID, col::SPAN_ID, col::PARENT_SPAN_ID],
 };
 
 /// The OTLP span kinds by their enum number, as stored in `span_kind`.

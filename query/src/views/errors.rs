@@ -110,7 +110,7 @@ LIMIT {MAX_GROUPS}"
         "WITH {failed} SELECT service_name, fp, bucket, count(*) AS n FROM failed GROUP BY 1, 2, 3"
     );
     let examples = format!(
-        "WITH {failed} SELECT service_name, fp, trace_id FROM (
+        "WITH {failed} SELECT service_name, fp, encode(trace_id, 'hex') AS trace_id FROM (
            SELECT service_name, fp, trace_id,
              row_number() OVER (PARTITION BY service_name, fp ORDER BY start_time DESC) AS rn
            FROM failed) WHERE rn <= {EXAMPLES}"

@@ -204,7 +204,7 @@ pub async fn compare(
         .map(|(i, (_, expr))| format!("{expr} AS d{i}"))
         .collect();
     let m = format!(
-        "m AS (SELECT trace_id, service_name, {}, (duration_ns >= $3 AND duration_ns < $4) AS sel \
+        "m AS (SELECT {}, (duration_ns >= $3 AND duration_ns < $4) AS sel \
                FROM spans WHERE {filter})",
         columns.join(", ")
     );
@@ -221,17 +221,47 @@ pub async fn compare(
         flags.join(", "),
         sets.join(", ")
     );
-    let in_trace = format!(
-        "WITH {m} SELECT x.service_name AS value, \
-           count(DISTINCT m.trace_id) FILTER (WHERE m.sel) AS s, \
-           count(DISTINCT m.trace_id) FILTER (WHERE NOT m.sel) AS r \
-         FROM m JOIN spans x ON x.trace_id = m.trace_id \
-         WHERE x.start_time >= ${skew} AND x.start_time < ${} AND x.service_name <> m.service_name \
-         GROUP BY x.service_name",
-        skew + 1
+    // Which services the selected and the other requests' traces pass through: each side's
+    // (trace, service) pairs made distinct before the join, so the join and the counts run over
+    // traces, not spans.
+    let m_traces = format!(
+        "SELECT DISTINCT trace_id, service_name, (duration_ns >= $3 AND duration_ns < $4) AS sel \
+         FROM spans WHERE {filter}"
     );
+    let within = |of: &str| {
+        format!(
+            "{of}start_time >= ${skew} AND {of}start_time < ${}",
+            skew + 1
+        )
+    };
+    let dimension_params = params.clone();
+    let in_trace = if let Some(service) = &sel.service {
+        // One measured service: every other service of the same traces.
+        params.push(ScalarValue::Utf8(Some(service.clone())));
+        format!(
+            "WITH m AS ({m_traces}), \
+             x AS (SELECT DISTINCT trace_id, service_name FROM spans \
+                   WHERE {} AND service_name <> ${n}) \
+             SELECT x.service_name AS value, count(*) FILTER (WHERE m.sel) AS s, \
+               count(*) FILTER (WHERE NOT m.sel) AS r \
+             FROM m JOIN x ON x.trace_id = m.trace_id GROUP BY x.service_name",
+            within(""),
+            n = params.len()
+        )
+    } else {
+        // Requests of several services: another service is one other than the request's own.
+        format!(
+            "WITH m AS ({m_traces}), \
+             j AS (SELECT DISTINCT x.service_name, m.trace_id, m.sel FROM m JOIN spans x \
+                   ON x.trace_id = m.trace_id \
+                   WHERE {} AND x.service_name <> m.service_name) \
+             SELECT service_name AS value, count(*) FILTER (WHERE sel) AS s, \
+               count(*) FILTER (WHERE NOT sel) AS r FROM j GROUP BY service_name",
+            within("x.")
+        )
+    };
     let (grouped, traces) = tokio::try_join!(
-        engine.query(&by_dimension, params.clone()),
+        engine.query(&by_dimension, dimension_params),
         engine.query(&in_trace, params)
     )?;
     let mut selected = 0;

@@ -78,10 +78,7 @@ fn filter(q: &LogQuery) -> (String, Vec<ScalarValue>) {
         );
     }
     if let Some(id) = &q.trace_id {
-        add(
-            "trace_id = ?",
-            ScalarValue::Utf8(Some(id.as_str().to_owned())),
-        );
+        add("trace_id = ?", id.param());
     }
     for (key, value) in &q.attributes {
         let key = key.replace('\'', "''");

@@ -213,8 +213,8 @@ pub async fn exemplars(
     name: &str,
     range: TimeRange,
 ) -> Result<Vec<ExemplarRef>, QueryError> {
-    let sql = "SELECT e['time'] AS t, e['value'] AS v, e['trace_id'] AS trace_id, \
-           e['span_id'] AS span_id, service_name FROM \
+    let sql = "SELECT e['time'] AS t, e['value'] AS v, encode(e['trace_id'], 'hex') AS trace_id, \
+           encode(e['span_id'], 'hex') AS span_id, service_name FROM \
            (SELECT unnest(exemplars) AS e, service_name FROM metrics \
             WHERE metric_name = $1 AND time >= $2 AND time < $3) \
          WHERE e['trace_id'] IS NOT NULL ORDER BY t DESC LIMIT 100";

@@ -19,8 +19,24 @@ impl TraceId {
             .then(|| Self(text.to_ascii_lowercase()))
     }
 
+    /// The id as the API shows it: 32 lowercase hex digits.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The id as the lake stores it: 16 bytes.
+    pub fn bytes(&self) -> Vec<u8> {
+        const_hex::decode(&self.0).unwrap_or_default()
+    }
+
+    /// A parameter comparing equal to the stored `trace_id` column.
+    pub fn param(&self) -> ScalarValue {
+        ScalarValue::Binary(Some(self.bytes()))
+    }
+
+    /// A SQL literal comparing equal to the stored `trace_id` column (`X'…'`).
+    pub fn literal(&self) -> String {
+        format!("X'{}'", self.0)
     }
 }
 
@@ -29,7 +45,7 @@ pub async fn trace(engine: &QueryEngine, id: &TraceId) -> Result<Vec<StoredSpan>
     let rows = engine
         .lookup(
             "SELECT * FROM spans WHERE trace_id = $1 ORDER BY start_time, span_id",
-            vec![ScalarValue::Utf8(Some(id.0.clone()))],
+            vec![id.param()],
         )
         .await?;
     let mut spans = Vec::new();
@@ -141,7 +157,8 @@ pub async fn search(engine: &QueryEngine, q: &TraceQuery) -> Result<Vec<TraceSum
         TraceOrder::Duration => "longest DESC",
     };
     let sql = format!(
-        "SELECT trace_id, max(start_time) AS latest, max(duration_ns) AS longest FROM spans \
+        "SELECT encode(trace_id, 'hex') AS id, max(start_time) AS latest, \
+         max(duration_ns) AS longest FROM spans \
          WHERE {} GROUP BY trace_id ORDER BY {order}, trace_id LIMIT {}",
         conditions.join(" AND "),
         q.limit
@@ -210,11 +227,11 @@ async fn summaries(engine: &QueryEngine, ids: &[TraceId]) -> Result<Vec<TraceSum
     }
     let list = ids
         .iter()
-        .map(|id| format!("'{}'", id.as_str()))
+        .map(TraceId::literal)
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!(
-        "SELECT trace_id,
+        "SELECT encode(trace_id, 'hex') AS id,
            first_value(service_name ORDER BY parent_span_id IS NULL DESC, start_time) AS root_service,
            first_value(name ORDER BY parent_span_id IS NULL DESC, start_time) AS root_operation,
            min(start_time) AS start,
