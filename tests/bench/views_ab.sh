@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Same-run A/B of the view endpoints: two builds, each over its own copy of a lake (e.g. the same
+# spans before and after a lake-format change), alternating ROUNDS times. Each round restarts the
+# server on the lake (compaction off, so the files stay as they are), asks every view over the last
+# RANGE once to warm up and 5 times more, and prints one JSON line of medians in ms per build.
+# The lakes are not modified except by the server's own start (a format upgrade, if any: copy
+# the lake first).
+#
+# Usage: tests/bench/views_ab.sh BIN_A LAKE_A BIN_B LAKE_B [ROUNDS] [RANGE]   (RANGE: e.g. now-4h)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+[ $# -ge 4 ] || { sed -n 2,9p "$0"; exit 2; }
+rounds="${5:-3}"
+range="${6:-now-4h}"
+server=""
+trap 'kill "$server" 2>/dev/null || true' EXIT
+
+views() { # BIN LAKE
+  "$1" serve --data-dir "$2" --otlp-grpc 127.0.0.1:34317 --otlp-http 127.0.0.1:34318 \
+    --http 127.0.0.1:38080 --compaction-delay 1000d --compaction-live-files 0 \
+    >/dev/null 2>>"$2.log" &
+  server=$!
+  for _ in $(seq 100); do curl -sf 127.0.0.1:38080/api/v1/services >/dev/null && break; sleep 0.2; done
+  python3 - "$range" <<'PY'
+import json, statistics, sys, time, urllib.request
+r = sys.argv[1]
+base = "http://127.0.0.1:38080/api/v1/"
+endpoints = {
+    "services": f"services?start={r}",
+    "series": f"services/frontend/series?start={r}",
+    "operations": f"services/frontend/operations?start={r}",
+    "latency": f"latency?service=frontend&start={r}",
+    "compare": f"latency/compare?service=frontend&min_ms=50&start={r}",
+    "errors": f"errors?start={r}",
+    "dependencies": f"dependencies?start={r}",
+    "search": f"traces?start={r}&attribute=http.route=/checkout&limit=20",
+}
+out = {}
+for name, path in endpoints.items():
+    times = []
+    for _ in range(6):
+        t = time.perf_counter()
+        with urllib.request.urlopen(base + path) as res:
+            res.read()
+        times.append((time.perf_counter() - t) * 1000)
+    out[name] = round(statistics.median(times[1:]))
+print(json.dumps(out))
+PY
+  kill -TERM "$server"
+  wait "$server" || true
+}
+
+for round in $(seq "$rounds"); do
+  echo "{\"round\": $round, \"build\": \"A\", \"ms\": $(views "$1" "$2")}"
+  echo "{\"round\": $round, \"build\": \"B\", \"ms\": $(views "$3" "$4")}"
+done
