@@ -332,7 +332,11 @@ async fn connection(config: LoadgenConfig, seed: u64, deadline: Instant) -> anyh
 
 /// Once a second until `deadline`: one trace sent alone, then the API asked for it until every
 /// span is visible; returns the milliseconds from acknowledgement to visible.
-async fn freshness(config: LoadgenConfig, api: SocketAddr, deadline: Instant) -> anyhow::Result<Vec<u64>> {
+async fn freshness(
+    config: LoadgenConfig,
+    api: SocketAddr,
+    deadline: Instant,
+) -> anyhow::Result<Vec<u64>> {
     let mut client = TraceServiceClient::connect(format!("http://{}", config.otlp_grpc)).await?;
     let http = reqwest::Client::new();
     let mut fleet = Fleet::new(SmallRng::seed_from_u64(0xf7e5));

@@ -120,19 +120,17 @@ impl MetricLoad {
     ) -> ExportMetricsServiceRequest {
         type Key = (&'static str, usize, u8);
         let mut metrics: BTreeMap<Key, Metric> = BTreeMap::new();
+        let len = self.series.len();
         for _ in 0..points {
             let s = &mut self.series[self.next];
-            self.next = (self.next + 1) % self.series.len();
-            let attributes = vec![
-                kv("http.route", s.route),
-                kv("http.request.method", "GET"),
-            ];
+            self.next = (self.next + 1) % len;
+            let attributes = vec![kv("http.route", s.route), kv("http.request.method", "GET")];
             match s.instrument {
                 Instrument::Requests => {
                     s.count += rng.random_range(1..40);
                     let metric = metrics
                         .entry((s.service, s.pod, 0))
-                        .or_insert_with(|| sum_metric());
+                        .or_insert_with(sum_metric);
                     if let Some(Data::Sum(sum)) = &mut metric.data {
                         sum.data_points.push(NumberDataPoint {
                             attributes,
@@ -156,7 +154,7 @@ impl MetricLoad {
                     }
                     let metric = metrics
                         .entry((s.service, s.pod, 1))
-                        .or_insert_with(|| histogram_metric());
+                        .or_insert_with(histogram_metric);
                     if let Some(Data::Histogram(histogram)) = &mut metric.data {
                         histogram.data_points.push(HistogramDataPoint {
                             attributes,
@@ -173,7 +171,7 @@ impl MetricLoad {
                 Instrument::Connections => {
                     let metric = metrics
                         .entry((s.service, s.pod, 2))
-                        .or_insert_with(|| gauge_metric());
+                        .or_insert_with(gauge_metric);
                     if let Some(Data::Gauge(gauge)) = &mut metric.data {
                         gauge.data_points.push(NumberDataPoint {
                             attributes,
