@@ -107,10 +107,34 @@ struct Tally {
     latencies_us: Vec<u64>,
 }
 
-/// One export request, encoded once so both protocols send the same bytes.
+/// One export request of any signal.
+enum Request {
+    Traces(ExportTraceServiceRequest),
+    Logs(ExportLogsServiceRequest),
+    Metrics(ExportMetricsServiceRequest),
+}
+
+impl Request {
+    fn encoded_len(&self) -> usize {
+        match self {
+            Request::Traces(r) => r.encoded_len(),
+            Request::Logs(r) => r.encoded_len(),
+            Request::Metrics(r) => r.encoded_len(),
+        }
+    }
+
+    fn encode_to_vec(&self) -> Vec<u8> {
+        match self {
+            Request::Traces(r) => r.encode_to_vec(),
+            Request::Logs(r) => r.encode_to_vec(),
+            Request::Metrics(r) => r.encode_to_vec(),
+        }
+    }
+}
+
 struct Payload {
     records: u64,
-    body: Vec<u8>,
+    request: Request,
 }
 
 /// What the server said to one export.
@@ -145,9 +169,9 @@ impl Sender {
         })
     }
 
-    async fn send(&self, signal: Signal, body: &[u8]) -> anyhow::Result<Outcome> {
+    async fn send(&self, signal: Signal, request: Request) -> anyhow::Result<Outcome> {
         match self {
-            Sender::Grpc(channel) => grpc_send(channel.clone(), signal, body).await,
+            Sender::Grpc(channel) => grpc_send(channel.clone(), request).await,
             Sender::Http { client, base } => {
                 let path = match signal {
                     Signal::Traces => "/v1/traces",
@@ -157,7 +181,7 @@ impl Sender {
                 let response = client
                     .post(format!("{base}{path}"))
                     .header("content-type", "application/x-protobuf")
-                    .body(body.to_vec())
+                    .body(request.encode_to_vec())
                     .send()
                     .await?;
                 let status = response.status();
@@ -195,30 +219,30 @@ fn rejected(signal: Signal, body: &[u8]) -> anyhow::Result<u64> {
     })
 }
 
-async fn grpc_send(channel: Channel, signal: Signal, body: &[u8]) -> anyhow::Result<Outcome> {
+async fn grpc_send(channel: Channel, request: Request) -> anyhow::Result<Outcome> {
     const MAX: usize = 64 * 1024 * 1024;
-    let result = match signal {
-        Signal::Traces => TraceServiceClient::new(channel)
+    let result = match request {
+        Request::Traces(r) => TraceServiceClient::new(channel)
             .max_encoding_message_size(MAX)
-            .export(ExportTraceServiceRequest::decode(body)?)
+            .export(r)
             .await
             .map(|r| {
                 r.into_inner()
                     .partial_success
                     .map_or(0, |p| p.rejected_spans as u64)
             }),
-        Signal::Logs => LogsServiceClient::new(channel)
+        Request::Logs(r) => LogsServiceClient::new(channel)
             .max_encoding_message_size(MAX)
-            .export(ExportLogsServiceRequest::decode(body)?)
+            .export(r)
             .await
             .map(|r| {
                 r.into_inner()
                     .partial_success
                     .map_or(0, |p| p.rejected_log_records as u64)
             }),
-        Signal::Metrics => MetricsServiceClient::new(channel)
+        Request::Metrics(r) => MetricsServiceClient::new(channel)
             .max_encoding_message_size(MAX)
-            .export(ExportMetricsServiceRequest::decode(body)?)
+            .export(r)
             .await
             .map(|r| {
                 r.into_inner()
@@ -260,7 +284,7 @@ impl Source {
                 if self.signal == Signal::Traces {
                     Payload {
                         records: spans.len() as u64,
-                        body: Fleet::request(spans).encode_to_vec(),
+                        request: Request::Traces(Fleet::request(spans)),
                     }
                 } else {
                     let logs = Fleet::logs(&spans);
@@ -271,7 +295,7 @@ impl Source {
                             .flat_map(|r| &r.scope_logs)
                             .map(|s| s.log_records.len() as u64)
                             .sum(),
-                        body: logs.encode_to_vec(),
+                        request: Request::Logs(logs),
                     }
                 }
             }
@@ -281,7 +305,7 @@ impl Source {
                     .request(self.points_per_request, now, &mut self.rng);
                 Payload {
                     records: metrics::points(&request),
-                    body: request.encode_to_vec(),
+                    request: Request::Metrics(request),
                 }
             }
         }
@@ -304,15 +328,16 @@ async fn connection(config: LoadgenConfig, seed: u64, deadline: Instant) -> anyh
     let mut tally = Tally::default();
     while Instant::now() < deadline {
         let payload = source.next(now_nanos(config.backdate)?);
+        let (records, bytes) = (payload.records, payload.request.encoded_len() as u64);
         let sent = Instant::now();
-        match sender.send(config.signal, &payload.body).await? {
+        match sender.send(config.signal, payload.request).await? {
             Outcome::Accepted { rejected } => {
                 tally.requests += 1;
-                tally.records += payload.records.saturating_sub(rejected);
-                tally.otlp_bytes += payload.body.len() as u64;
+                tally.records += records.saturating_sub(rejected);
+                tally.otlp_bytes += bytes;
                 tally.latencies_us.push(sent.elapsed().as_micros() as u64);
                 if let Some(rate) = per_connection.filter(|r| *r > 0.0) {
-                    next_at += Duration::from_secs_f64(payload.records as f64 / rate);
+                    next_at += Duration::from_secs_f64(records as f64 / rate);
                     tokio::time::sleep_until(next_at.into()).await;
                 }
             }

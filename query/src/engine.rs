@@ -123,6 +123,7 @@ impl QueryEngine {
             ctx.register_udaf(sketch::latency_sketch(DataType::Int64));
             ctx.register_udf(sketch::sketch_quantile());
             ctx.register_udf(crate::fingerprint::udf());
+            ctx.register_udf(crate::text_search::udf());
             Ok(ctx)
         };
         let (ctx, lookup_ctx) = (session(false)?, session(true)?);

@@ -12,6 +12,7 @@ pub mod promql;
 pub mod rules;
 pub mod sketch;
 pub mod table;
+pub mod text_search;
 pub mod time_range;
 pub mod views;
 

@@ -14,6 +14,9 @@
 # hour's flush files in runs of 10 as a running server does (--compaction-live-files) before the
 # views are asked.
 #
+# With COLD=1 (as root), each endpoint is also asked once cold: the server restarted and the
+# kernel's page cache dropped (/proc/sys/vm/drop_caches) before the request (`cold_ms`).
+#
 # Usage: tests/bench/views.sh [FILL] [RUNS] [BACKDATE]   (build first: cargo build --release)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -77,9 +80,11 @@ runs, spans, trace, r = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.arg
 base = "http://127.0.0.1:38080/api/v1/"
 endpoints = {
     "services": f"services?start={r}",
+    "services 24h": "services?start=now-24h",
     "service series": f"services/frontend/series?start={r}",
     "operations": f"services/frontend/operations?start={r}",
     "latency histogram+heatmap": f"latency?service=frontend&start={r}",
+    "operation histogram": f"latency?service=frontend&operation=GET%20/product/%7Bid%7D&start={r}",
     "slow-region compare": f"latency/compare?service=frontend&min_ms=50&start={r}",
     "errors": f"errors?start={r}",
     "dependencies": f"dependencies?start={r}",
@@ -99,6 +104,31 @@ for name, path in endpoints.items():
 print(json.dumps(out))
 PY
 )
+cold="{}"
+if [ -n "${COLD:-}" ]; then
+  names=("services" "services 24h" "service series" "operations" "latency histogram+heatmap"
+    "operation histogram" "slow-region compare" "errors" "dependencies"
+    "trace search (attribute)" "trace by id")
+  paths=("services?start=$range" "services?start=now-24h" "services/frontend/series?start=$range"
+    "services/frontend/operations?start=$range" "latency?service=frontend&start=$range"
+    "latency?service=frontend&operation=GET%20/product/%7Bid%7D&start=$range"
+    "latency/compare?service=frontend&min_ms=50&start=$range" "errors?start=$range"
+    "dependencies?start=$range" "traces?start=$range&attribute=http.route=/checkout&limit=20"
+    "traces/$trace")
+  cold="{"
+  for i in "${!paths[@]}"; do
+    kill -TERM "$server"
+    wait "$server" || true
+    sync
+    echo 3 >/proc/sys/vm/drop_caches
+    serve --compaction-delay 1000d --compaction-live-files 0
+    for _ in $(seq 100); do curl -sf 127.0.0.1:38080/metrics >/dev/null && break; sleep 0.1; done
+    t=$(curl -s -o /dev/null -w '%{time_total}' "127.0.0.1:38080/api/v1/${paths[$i]}")
+    [ "$i" -gt 0 ] && cold+=", "
+    cold+="\"${names[$i]}\": $t"
+  done
+  cold+="}"
+fi
 # The baseline: DuckDB asked the same questions over the same files, the server stopped so the
 # files no longer change.
 end_ns=$(date +%s%N)
@@ -109,10 +139,12 @@ kill -TERM "$server"
 wait "$server" || true
 python="${LAKESCOPE_PYTHON:-$HOME/.cache/lakescope/venv/bin/python}"
 duckdb=$("$python" tests/bench/duckdb_views.py "$data" "$runs" "$start_ns" "$end_ns" "$trace")
-python3 - "$lakescope" "$duckdb" <<'PY'
+python3 - "$lakescope" "$duckdb" "$cold" <<'PY'
 import json, sys
-ours, theirs = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+ours, theirs, cold = json.loads(sys.argv[1]), json.loads(sys.argv[2]), json.loads(sys.argv[3])
 for name, m in ours["ms"].items():
+    if name in cold:
+        m["cold_ms"] = round(cold[name] * 1000, 1)
     base = theirs["ms"].get(name, {}).get("median_ms")
     m["duckdb_median_ms"] = base
     m["ratio_to_duckdb"] = round(m["median_ms"] / base, 2) if base else None

@@ -72,10 +72,7 @@ fn filter(q: &LogQuery) -> (String, Vec<ScalarValue>) {
         add("severity_number >= ?", ScalarValue::Int32(Some(min)));
     }
     if let Some(text) = &q.text {
-        add(
-            "strpos(lower(body), ?) > 0",
-            ScalarValue::Utf8(Some(text.to_lowercase())),
-        );
+        add("icontains(body, ?)", ScalarValue::Utf8(Some(text.clone())));
     }
     if let Some(id) = &q.trace_id {
         add("trace_id = ?", id.param());
@@ -108,7 +105,14 @@ pub async fn search(
         q.limit + 1,
         q.offset
     );
-    let rows = engine.query(&sql, params).await?;
+    // A word, a trace or an attribute selects few records: with the filter evaluated while
+    // decoding, only those records' other columns (attribute maps, resource) are decoded.
+    let selective = q.text.is_some() || q.trace_id.is_some() || !q.attributes.is_empty();
+    let rows = if selective {
+        engine.lookup(&sql, params).await?
+    } else {
+        engine.query(&sql, params).await?
+    };
     let mut out = Vec::new();
     for batch in &rows.batches {
         out.extend(read_logs(batch).map_err(|e| QueryError::Execution(e.to_string()))?);
