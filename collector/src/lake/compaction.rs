@@ -189,7 +189,11 @@ pub async fn compact(
             datafusion::execution::memory_pool::FairSpillPool::new(policy.memory_bytes),
         ))
         .build_arc()?;
-    let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
+    // One partition: the sort spills sorted runs and merges them within its own reservation.
+    // With two, each partition's sort can take the whole pool and the merge of the partitions
+    // then finds none left: merges of ~400 MB of input failed that way, and were retried forever.
+    let ctx =
+        SessionContext::new_with_config_rt(SessionConfig::new().with_target_partitions(1), runtime);
     let paths: Vec<String> = plan
         .inputs
         .iter()
@@ -447,5 +451,120 @@ mod tests {
         // A large file between small ones ends the run: runs never skip a file.
         let files = vec![file(10, 1, 10), file(10, 2, 500), file(10, 3, 10)];
         assert!(plan(&files, &policy, 20 * HOUR).is_empty());
+    }
+
+    /// `n` spans of a few services and operations, each with attributes, in the hour at `hour`.
+    fn spans_batch(tag: u8, n: usize, hour: i64) -> datafusion::arrow::array::RecordBatch {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+        use opentelemetry_proto::tonic::resource::v1::Resource;
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+        let kv = |k: &str, v: String| KeyValue {
+            key: k.into(),
+            key_strindex: 0,
+            value: Some(AnyValue {
+                value: Some(Value::StringValue(v)),
+            }),
+        };
+        let resource_spans = (0..4)
+            .map(|service| ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![kv("service.name", format!("service-{service}"))],
+                    ..Resource::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans: (0..n / 4)
+                        .map(|i| {
+                            let mut trace_id = [tag; 16];
+                            trace_id[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                            let start =
+                                (hour * HOUR) as u64 + (i as u64 * 7_919 % 3_000) * 1_000_000_000;
+                            Span {
+                                trace_id: trace_id.to_vec(),
+                                span_id: (i as u64 * 4 + service + 1).to_be_bytes().to_vec(),
+                                name: format!("op-{}", i % 7),
+                                kind: 2,
+                                start_time_unix_nano: start,
+                                end_time_unix_nano: start + (i as u64 % 1000) * 1_000_000,
+                                attributes: vec![
+                                    kv("http.route", format!("/route/{}", i % 13)),
+                                    kv(
+                                        "request.id",
+                                        format!("{tag}-{service}-{i}-{}", "x".repeat(40)),
+                                    ),
+                                ],
+                                ..Span::default()
+                            }
+                        })
+                        .collect(),
+                    ..ScopeSpans::default()
+                }],
+                ..ResourceSpans::default()
+            })
+            .collect();
+        let request = ExportTraceServiceRequest { resource_spans };
+        crate::convert::spans::convert(&request, &crate::limits::Limits::default())
+            .expect("convert")
+            .batch
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_merge_that_must_spill_completes_within_a_small_sort_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path()).unwrap();
+        let table = Arc::clone(&lake.spans);
+        let hour = 10;
+        for tag in 1..=4u8 {
+            let batch = spans_batch(tag, 40_000, hour);
+            let rows = batch.num_rows();
+            let job = crate::lake::table::FlushJob {
+                batches: vec![batch],
+                last_seq: u64::from(tag),
+                rows,
+            };
+            let files = super::super::writer::write_flush(dir.path(), table.spec(), &job).unwrap();
+            table.commit_flush(files);
+        }
+        // Far less sort memory than the ~100 MB of Arrow data the merge sorts: it must spill.
+        let policy = CompactionPolicy {
+            memory_bytes: 24 << 20,
+            ..CompactionPolicy::default()
+        };
+        let plan = Plan {
+            partition_start: hour * HOUR,
+            inputs: table.files().to_vec(),
+        };
+        assert_eq!(plan.inputs.len(), 4);
+        assert!(compact(&lake, &table, &plan, &policy).await.unwrap());
+        let files = table.files();
+        assert_eq!(files.len(), 1);
+        let file = File::open(&files[0].path).unwrap();
+        let reader =
+            datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                file,
+            )
+            .unwrap()
+            .build()
+            .unwrap();
+        let mut rows = 0;
+        let mut last: Option<(String, i64)> = None;
+        for batch in reader {
+            let batch = batch.unwrap();
+            rows += batch.num_rows();
+            let services = batch.column_by_name("service_name").unwrap();
+            let services = datafusion::arrow::array::AsArray::as_string::<i32>(services.as_ref());
+            let times = batch.column_by_name("start_time").unwrap();
+            let times = datafusion::arrow::array::AsArray::as_primitive::<
+                datafusion::arrow::datatypes::TimestampNanosecondType,
+            >(times.as_ref());
+            for i in 0..batch.num_rows() {
+                let key = (services.value(i).to_owned(), times.value(i));
+                if let Some(prev) = &last {
+                    assert!(prev.0 <= key.0, "sorted by service");
+                }
+                last = Some(key);
+            }
+        }
+        assert_eq!(rows, 160_000);
     }
 }

@@ -6,6 +6,7 @@ pub mod layout;
 pub mod migrate;
 pub mod retention;
 pub mod table;
+pub mod take;
 pub mod writer;
 
 use std::fs;

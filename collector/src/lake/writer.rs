@@ -7,9 +7,7 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use datafusion::arrow::array::{AsArray, RecordBatch, UInt32Array};
-use datafusion::arrow::compute::{
-    SortColumn, concat_batches, lexsort_to_indices, take_record_batch,
-};
+use datafusion::arrow::compute::{SortColumn, concat_batches, lexsort_to_indices};
 use datafusion::arrow::datatypes::TimestampNanosecondType;
 use datafusion::arrow::error::ArrowError;
 use datafusion::parquet::arrow::ArrowWriter;
@@ -107,7 +105,7 @@ fn sort_for_storage(spec: &TableSpec, batch: &RecordBatch) -> Result<RecordBatch
         })
         .collect::<Result<Vec<_>, WriteError>>()?;
     let indices = lexsort_to_indices(&keys, None)?;
-    Ok(take_record_batch(batch, &indices)?)
+    Ok(super::take::take_batch(batch, &indices)?)
 }
 
 /// Creates `dir` and fsyncs every directory it had to create, so the new entries survive a crash.
@@ -198,7 +196,7 @@ pub fn write_flush(
             let part = if single {
                 all.clone()
             } else {
-                take_record_batch(&all, &UInt32Array::from(rows))?
+                super::take::take_batch(&all, &UInt32Array::from(rows))?
             };
             let sorted = sort_for_storage(spec, &part)?;
             write_file(data_dir, spec, partition_start, job.last_seq, n, &sorted)

@@ -109,6 +109,28 @@ fn request(spans: Vec<Span>) -> ExportTraceServiceRequest {
 }
 
 #[test]
+fn the_storage_sort_reorders_nested_columns_as_arrows_take_does() {
+    // Spans with and without events, links, attributes and parents, so lists, maps and
+    // nulls of every column are reordered.
+    let mut bare = full_span();
+    bare.events.clear();
+    bare.links.clear();
+    bare.attributes.clear();
+    bare.parent_span_id.clear();
+    let mut other = full_span();
+    other.span_id = vec![7; 8];
+    other.events.push(other.events[0].clone());
+    let batch = convert(&request(vec![full_span(), bare, other]), &Limits::default())
+        .unwrap()
+        .batch;
+    // Reversed, with a repeat: every row moves, and one list range is copied twice.
+    let indices = datafusion::arrow::array::UInt32Array::from(vec![2, 1, 0, 2]);
+    let ours = crate::lake::take::take_batch(&batch, &indices).unwrap();
+    let arrows = datafusion::arrow::compute::take_record_batch(&batch, &indices).unwrap();
+    assert_eq!(ours, arrows);
+}
+
+#[test]
 fn every_field_of_a_span_survives_the_round_trip() {
     let req = request(vec![full_span()]);
     let converted = convert(&req, &Limits::default()).unwrap();
