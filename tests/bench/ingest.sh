@@ -14,6 +14,8 @@
 # server flags: LAKESCOPE_BENCH_SERVER_ARGS. LAKESCOPE_BIN: another server build to measure.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=tests/bench/common.sh
+. tests/bench/common.sh
 duration="${1:-30s}"
 signal="${2:-traces}"
 case "$signal" in
@@ -54,16 +56,7 @@ flush_files=$(find "$data/$table" -name '*.parquet' | wc -l)
 
 # Compaction: merge runs of 2 or more flush files until nothing changes for 5 s.
 serve --compaction-live-files 2 --compaction-interval 1s --compaction-delay 0s
-last=""; same=0
-for _ in $(seq 900); do
-  files=$(find "$data/$table" -name '*.parquet' | wc -l)
-  started=$(grep -c "compacting a partition" "$data.log" || true)
-  ended=$(grep -c "compacted a partition\|compaction failed" "$data.log" || true)
-  state="$files/$started/$ended"
-  if [ "$state" = "$last" ] && [ "$started" = "$ended" ]; then same=$((same + 1)); else same=0; last="$state"; fi
-  [ "$same" -ge 5 ] && break
-  sleep 1
-done
+wait_merges "$data.log" "$data/$table"
 kill -TERM "$server"
 wait "$server"
 compacted=$(disk_bytes)

@@ -11,6 +11,8 @@
 # Usage: tests/bench/logsearch.sh [FILL] [RUNS]   (default 30s 5; build first: cargo build --release)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=tests/bench/common.sh
+. tests/bench/common.sh
 fill="${1:-30s}"
 runs="${2:-5}"
 bin="${LAKESCOPE_BIN:-${CARGO_TARGET_DIR:-target}/release/lakescope}"
@@ -32,16 +34,7 @@ serve --compaction-live-files 0
 kill -TERM "$server"
 wait "$server" || true
 serve --compaction-live-files 10 --compaction-interval 1s
-last=""; same=0
-for _ in $(seq 600); do
-  files=$(find "$data/logs" -name '*.parquet' | wc -l)
-  started=$(grep -c "compacting a partition" "$data.log" || true)
-  ended=$(grep -c "compacted a partition\|compaction failed" "$data.log" || true)
-  state="$files/$started/$ended"
-  if [ "$state" = "$last" ] && [ "$started" = "$ended" ]; then same=$((same + 1)); else same=0; last="$state"; fi
-  [ "$same" -ge 5 ] && break
-  sleep 1
-done
+wait_merges "$data.log" "$data/logs"
 sql() {
   curl -s -XPOST 127.0.0.1:38080/api/v1/sql -H 'content-type: application/json' -d "{\"query\": \"$1\"}" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["rows"][0]["n"])'

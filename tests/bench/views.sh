@@ -20,6 +20,8 @@
 # Usage: tests/bench/views.sh [FILL] [RUNS] [BACKDATE]   (build first: cargo build --release)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=tests/bench/common.sh
+. tests/bench/common.sh
 fill="${1:-30s}"
 runs="${2:-5}"
 backdate="${3:-}"
@@ -59,16 +61,7 @@ if [ -n "$live" ]; then
   wait "$server" || true
   serve --compaction-delay 1000d --compaction-live-files 10 --compaction-interval 1s
   # Until no merge is running and the number of files has not changed for 5 s.
-  last=""; same=0
-  for _ in $(seq 600); do
-    files=$(curl -s 127.0.0.1:38080/metrics | awk '/^lakescope_files\{table="spans"\}/ {print $2}')
-    started=$(grep -c "compacting a partition" "$data.log" || true)
-    ended=$(grep -c "compacted a partition\|compaction failed" "$data.log" || true)
-    state="$files/$started/$ended"
-    if [ "$state" = "$last" ] && [ "$started" = "$ended" ]; then same=$((same + 1)); else same=0; last="$state"; fi
-    [ "$same" -ge 5 ] && break
-    sleep 1
-  done
+  wait_merges "$data.log" "$data/spans"
   echo "views.sh: $files span files after live merges" >&2
 fi
 spans=$(curl -s -XPOST 127.0.0.1:38080/api/v1/sql -H 'content-type: application/json' \

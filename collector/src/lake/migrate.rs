@@ -258,4 +258,21 @@ mod tests {
             (&[1u8, 2][..], &[255u8, 238][..])
         );
     }
+
+    #[test]
+    fn a_new_lake_records_the_format_and_a_newer_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::lake::Lake::open(dir.path()).unwrap();
+        assert_eq!(recorded(dir.path()), Some(FORMAT));
+        fs::write(dir.path().join(FORMAT_FILE), format!("{}\n", FORMAT + 1)).unwrap();
+        let Err(error) = crate::lake::Lake::open(dir.path()) else {
+            panic!("a lake of a newer format was opened");
+        };
+        assert!(
+            error
+                .to_string()
+                .contains(&format!("lake format {}", FORMAT + 1)),
+            "{error}"
+        );
+    }
 }

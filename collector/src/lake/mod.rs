@@ -26,6 +26,15 @@ pub enum LakeError {
     },
     #[error(transparent)]
     Wal(#[from] crate::wal::WalError),
+    #[error(
+        "{path} says lake format {found}; this Lakescope reads format {supported} and older: \
+         run a newer Lakescope on this data directory"
+    )]
+    NewerFormat {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
     #[error("upgrading {path} to lake format {format}: {source}", format = migrate::FORMAT)]
     Upgrade {
         path: PathBuf,
@@ -60,7 +69,16 @@ impl Lake {
             fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
         }
         let checkpoint = crate::wal::read_checkpoint(&layout::wal_dir(data_dir))?;
-        let upgrade = migrate::recorded(data_dir).is_none_or(|f| f < migrate::FORMAT);
+        let recorded = migrate::recorded(data_dir);
+        if let Some(found) = recorded.filter(|f| *f > migrate::FORMAT) {
+            // Files of a newer format would be misread, or "upgraded" into an older one.
+            return Err(LakeError::NewerFormat {
+                path: data_dir.join(migrate::FORMAT_FILE),
+                found,
+                supported: migrate::FORMAT,
+            });
+        }
+        let upgrade = recorded.is_none_or(|f| f < migrate::FORMAT);
         let open = |spec: &'static TableSpec| -> Result<Arc<Table>, LakeError> {
             let mut files = recover_table(data_dir, spec.name, checkpoint)?;
             if upgrade {
