@@ -9,4 +9,6 @@ pub mod metrics;
 pub mod red;
 pub(crate) mod rows;
 pub mod services;
+#[cfg(test)]
+pub(crate) mod test_fleet;
 pub mod traces;
