@@ -129,6 +129,16 @@ pub struct ServeConfig {
     #[arg(long, env = "LAKESCOPE_COMPACTION_LIVE_FILES", default_value_t = 10)]
     pub compaction_live_files: usize,
 
+    /// Most bytes of Parquet one merge reads. A merge's memory grows with its input beyond the
+    /// sort's 256 MiB (it holds decoded batches of every spilled run while it merges them), so
+    /// this bounds a merge's footprint; an hour with more data keeps several merged files.
+    #[arg(long, env = "LAKESCOPE_COMPACTION_MAX_INPUT_BYTES", default_value_t = 1024 * 1024 * 1024)]
+    pub compaction_max_input_bytes: u64,
+
+    /// Memory a merge's sort holds before it spills sorted runs to `tmp/` (bytes).
+    #[arg(long, env = "LAKESCOPE_COMPACTION_MEMORY", default_value_t = 256 * 1024 * 1024)]
+    pub compaction_memory: usize,
+
     /// How often compaction looks for partitions to merge.
     #[arg(long, env = "LAKESCOPE_COMPACTION_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub compaction_interval: Duration,

@@ -137,6 +137,8 @@ pub async fn run(config: ServeConfig, demo_rate: Option<f64>) -> anyhow::Result<
         CompactionPolicy {
             delay: config.compaction_delay,
             live_min_files: config.compaction_live_files,
+            max_input_bytes: config.compaction_max_input_bytes,
+            memory_bytes: config.compaction_memory,
             ..CompactionPolicy::default()
         },
         config.compaction_interval,

@@ -122,6 +122,50 @@ async fn an_ended_hours_files_are_merged_into_one_and_a_crash_mid_way_duplicates
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_merge_never_reads_more_than_the_input_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &["--flush-interval", "100ms", "--compaction-delay", "1000d"],
+    );
+    for tag in 1..=6u8 {
+        server.post_traces(body(tag)).await;
+        let want = usize::from(tag);
+        wait_for("a flush", async || span_files(dir.path()).len() == want).await;
+    }
+    server.stop();
+    let before = span_files(dir.path());
+    let sizes: Vec<u64> = before
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .collect();
+    // Less than any two of the files: no merge fits (without the bound, the six become one
+    // within a few compaction rounds, as the test above shows).
+    let bound = sizes.iter().min().unwrap() * 3 / 2;
+    let server = Server::start(
+        dir.path(),
+        &[
+            "--compaction-delay",
+            "0s",
+            "--compaction-interval",
+            "100ms",
+            "--compaction-max-input-bytes",
+            &bound.to_string(),
+        ],
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(span_files(dir.path()), before);
+    assert_eq!(
+        server
+            .metric(r#"lakescope_compacted_files_total{table="spans"}"#)
+            .await,
+        0.0
+    );
+    check_all_there(&server).await;
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_current_hours_flush_files_are_merged_in_runs_while_it_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(

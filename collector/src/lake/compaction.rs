@@ -70,8 +70,8 @@ pub struct Plan {
 }
 
 /// The merges due at `now` (Unix ns): per partition whose hour ended `delay` ago, the first run
-/// of consecutive (in sequence order) files below `large_file_bytes`, within `max_input_bytes`,
-/// when it has `min_files` or more; per other partition, the first run of `live_min_files` or
+/// of `min_files` or more consecutive (in sequence order) files below `large_file_bytes`, within
+/// `max_input_bytes`; per other partition, the first run of `live_min_files` or
 /// more consecutive flush files (see [`live_run`]). Runs never skip a file, so a merged file's
 /// sequence range holds exactly its inputs.
 pub fn plan(files: &[Arc<LakeFile>], policy: &CompactionPolicy, now: i64) -> Vec<Plan> {
@@ -92,21 +92,26 @@ pub fn plan(files: &[Arc<LakeFile>], policy: &CompactionPolicy, now: i64) -> Vec
         }
         let mut run = Vec::new();
         let mut bytes = 0u64;
+        let enough = policy.min_files.max(2);
         for f in group {
-            if f.size >= policy.large_file_bytes {
-                if run.is_empty() {
-                    // Large files at the start stay; a run may begin after them.
+            let large = f.size >= policy.large_file_bytes;
+            if large || (!run.is_empty() && bytes + f.size > policy.max_input_bytes) {
+                if run.len() >= enough {
+                    break;
+                }
+                // Too few files before this one to merge: they stay as they are, and a run may
+                // begin here (after it, if it is large), so files behind a merged file that
+                // cannot grow are still merged among themselves.
+                run.clear();
+                bytes = 0;
+                if large {
                     continue;
                 }
-                break;
-            }
-            if !run.is_empty() && bytes + f.size > policy.max_input_bytes {
-                break;
             }
             bytes += f.size;
             run.push(Arc::clone(f));
         }
-        if run.len() >= policy.min_files.max(2) {
+        if run.len() >= enough {
             plans.push(Plan {
                 partition_start: start,
                 inputs: run,
@@ -369,6 +374,18 @@ mod tests {
             .collect();
         // Hour 10 is cut at 25 bytes: two files now, the rest next round.
         assert_eq!(seqs, vec![(10, vec![1, 2]), (11, vec![3, 4])]);
+        // Next round: the merged file cannot grow within the budget; the files behind it merge.
+        let next = vec![
+            merged(10, 1, 2, 20),
+            file(10, 5, 10),
+            file(10, 8, 10),
+            file(10, 9, 10),
+        ];
+        let seqs: Vec<Vec<u64>> = plan(&next, &policy, 12 * HOUR + HOUR / 2)
+            .iter()
+            .map(|p| p.inputs.iter().map(|f| f.seq).collect())
+            .collect();
+        assert_eq!(seqs, vec![vec![5, 8]]);
         // Within the delay after 13:00, hour 12 waits.
         assert_eq!(plan(&files, &policy, 13 * HOUR + 1).len(), 2);
         assert_eq!(plan(&files, &policy, 13 * HOUR + 61_000_000_000).len(), 3);
