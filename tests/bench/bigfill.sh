@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# A large lake through the real write path, then the questions whose targets are set at tens of
+# millions of spans: fills a release server running its default flags (live merges and built-in
+# rules on) with `lakescope loadgen` flat out for DURATION (default 24m: ~49 M spans on this
+# machine), waits until the merges settle, reports the server's peak resident memory, then
+# restarts it with no rules and no compaction and times the services overview and one
+# service's series (RUNS requests each, default 6) and GET /api/v1/traces/{id} for 200 random
+# traces (tests/bench/tracebyid.py). Prints one JSON object. Needs ~50 B of disk per span.
+#
+# Usage: tests/bench/bigfill.sh [DURATION] [RUNS]   (build first: cargo build --release)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+# shellcheck source=tests/bench/common.sh
+. tests/bench/common.sh
+duration="${1:-24m}"
+runs="${2:-6}"
+bin="${LAKESCOPE_BIN:-${CARGO_TARGET_DIR:-target}/release/lakescope}"
+data="$(mktemp -d)"
+norules="$(mktemp -d)"
+server=""
+trap 'kill "$server" 2>/dev/null || true; rm -rf "$data" "$norules"' EXIT
+
+serve() {
+  "$bin" serve --data-dir "$data" --otlp-grpc 127.0.0.1:35317 --otlp-http 127.0.0.1:35318 \
+    --http 127.0.0.1:39080 "$@" 2>>"$data.log" &
+  server=$!
+  for _ in $(seq 100); do curl -sf 127.0.0.1:39080/metrics >/dev/null && break; sleep 0.1; done
+}
+
+serve
+load=$("$bin" loadgen --otlp-grpc 127.0.0.1:35317 --duration "$duration" --connections 4)
+wait_merges "$data.log" "$data/spans"
+peak_kib=$(awk '/VmHWM/ {print $2}' "/proc/$server/status")
+kill -TERM "$server"
+wait "$server" || true
+bytes=$(find "$data/spans" -name '*.parquet' -printf '%s\n' | awk '{s += $1} END {print s + 0}')
+
+serve --rules-dir "$norules" --compaction-delay 1000d --compaction-live-files 0
+times() {
+  for _ in $(seq "$runs"); do
+    curl -s -o /dev/null -w '%{time_total}\n' "127.0.0.1:39080/api/v1/$1"
+  done | awk '{printf "%s%.0f", (NR > 1 ? ", " : ""), $1 * 1000}'
+}
+services=$(times "services?start=now-1h")
+series=$(times "services/frontend/series?start=now-1h")
+lookups=$(python3 tests/bench/tracebyid.py 39080 200)
+python3 - "$load" "$peak_kib" "$bytes" "$files" "$services" "$series" "$lookups" <<'PY'
+import json, sys
+load = json.loads(sys.argv[1])
+print(json.dumps({
+    "spans": load["spans"],
+    "fill_spans_per_s": load["spans_per_s"],
+    "fill_latency_ms": load["latency_ms"],
+    "peak_rss_mib_during_fill": round(int(sys.argv[2]) / 1024),
+    "parquet_bytes": int(sys.argv[3]),
+    "files": int(sys.argv[4]),
+    "services_1h_ms": [int(x) for x in sys.argv[5].split(", ")],
+    "service_series_ms": [int(x) for x in sys.argv[6].split(", ")],
+    "trace_by_id": json.loads(sys.argv[7]),
+}))
+PY

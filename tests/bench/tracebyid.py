@@ -1,0 +1,60 @@
+"""Trace-by-id latency: picks N random root spans' trace ids with one SQL query, then fetches
+each trace with GET /api/v1/traces/{id}, one after the other, and prints the percentiles as JSON.
+
+Usage: python3 tests/bench/tracebyid.py HTTP_PORT N
+"""
+import json
+import statistics
+import sys
+import time
+import urllib.request
+
+port, n = sys.argv[1], int(sys.argv[2])
+base = f"http://127.0.0.1:{port}/api/v1/"
+
+
+def sql(query):
+    req = urllib.request.Request(
+        base + "sql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"content-type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=600) as res:
+        return json.load(res)["rows"]
+
+
+total = sql(
+    "SELECT count(*) AS n, count(*) FILTER (WHERE parent_span_id IS NULL) AS roots FROM spans"
+)[0]
+share = min(1.0, 3.0 * n / max(1, total["roots"]))
+ids = [
+    r["id"]
+    for r in sql(
+        "SELECT encode(trace_id, 'hex') AS id FROM spans "
+        f"WHERE parent_span_id IS NULL AND random() < {share} LIMIT {n}"
+    )
+]
+times, sizes = [], []
+for trace in ids:
+    started = time.perf_counter()
+    with urllib.request.urlopen(base + "traces/" + trace) as res:
+        body = json.load(res)
+    times.append((time.perf_counter() - started) * 1000)
+    sizes.append(len(body.get("spans", [])))
+times.sort()
+
+
+def at(q):
+    return round(times[min(len(times) - 1, int(q * len(times)))], 1)
+
+
+print(
+    json.dumps(
+        {
+            "spans_in_lake": total["n"],
+            "lookups": len(times),
+            "spans_per_trace_median": statistics.median(sizes) if sizes else None,
+            "ms": {"p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "max": round(times[-1], 1)},
+        }
+    )
+)
