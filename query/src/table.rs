@@ -178,7 +178,10 @@ impl TableProvider for LakeTable {
                     .with_limit(limit)
                     .build();
             plans.push(
+                // The session's Parquet options (filter pushdown for lookups): a plain
+                // `ParquetFormat::default()` would replace them with the defaults.
                 ParquetFormat::default()
+                    .with_options(state.default_table_options().parquet)
                     .create_physical_plan(state, config)
                     .await?,
             );
