@@ -129,15 +129,16 @@ pub struct ServeConfig {
     #[arg(long, env = "LAKESCOPE_COMPACTION_LIVE_FILES", default_value_t = 10)]
     pub compaction_live_files: usize,
 
-    /// Most bytes of Parquet one merge reads. A merge's memory grows with its input beyond the
-    /// sort's 256 MiB (it holds decoded batches of every spilled run while it merges them), so
-    /// this bounds a merge's footprint; an hour with more data keeps several merged files.
+    /// Most bytes of Parquet one merge reads; an hour with more data keeps several merged
+    /// files. Larger merges peaked higher in memory (docs/operations.md); 0 merges nothing.
     #[arg(long, env = "LAKESCOPE_COMPACTION_MAX_INPUT_BYTES", default_value_t = 1024 * 1024 * 1024)]
     pub compaction_max_input_bytes: u64,
 
-    /// Memory a merge's sort holds before it spills sorted runs to `tmp/` (bytes).
-    #[arg(long, env = "LAKESCOPE_COMPACTION_MEMORY", default_value_t = 256 * 1024 * 1024)]
-    pub compaction_memory: usize,
+    /// Memory a merge's sort holds before it spills sorted runs to `tmp/` (bytes, at least
+    /// 16 MiB).
+    #[arg(long, env = "LAKESCOPE_COMPACTION_MEMORY", default_value_t = 256 * 1024 * 1024,
+        value_parser = clap::value_parser!(u64).range(16 * 1024 * 1024..))]
+    pub compaction_memory: u64,
 
     /// How often compaction looks for partitions to merge.
     #[arg(long, env = "LAKESCOPE_COMPACTION_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
@@ -208,5 +209,33 @@ impl ServeConfig {
                 policy(self.retention_metrics, self.max_bytes_metrics),
             ),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(args: &[&str]) -> Result<ServeConfig, clap::Error> {
+        let mut all = vec!["lakescope", "serve"];
+        all.extend_from_slice(args);
+        match Cli::try_parse_from(all)?.command {
+            Command::Serve(config) => Ok(config),
+            other => panic!("not serve: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn merge_limits_default_and_refuse_a_sort_too_small_to_merge() {
+        let config = serve(&[]).unwrap();
+        assert_eq!(config.compaction_max_input_bytes, 1 << 30);
+        assert_eq!(config.compaction_memory, 256 << 20);
+        assert!(serve(&["--compaction-memory", "1000"]).is_err());
+        assert_eq!(
+            serve(&["--compaction-memory", "67108864"])
+                .unwrap()
+                .compaction_memory,
+            64 << 20
+        );
     }
 }
