@@ -34,6 +34,8 @@ ids = [
         f"WHERE parent_span_id IS NULL AND random() < {share} LIMIT {n}"
     )
 ]
+if not ids:
+    sys.exit("tracebyid.py: the lake holds no root spans to look up")
 times, sizes = [], []
 for trace in ids:
     started = time.perf_counter()
