@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, FieldRef, Schema, SchemaRef};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion::catalog::TableProvider;
 use datafusion::common::{DataFusionError, ScalarValue};
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::execution::memory_pool::FairSpillPool;
@@ -111,13 +112,18 @@ impl QueryEngine {
             .with_memory_pool(Arc::new(FairSpillPool::new(limits.memory_bytes)))
             .build_arc()
             .map_err(QueryError::planning)?;
+        // Both sessions share the tables (and so what the tables cache about their files).
+        let tables: Vec<(String, Arc<LakeTable>)> = lake
+            .tables()
+            .into_iter()
+            .map(|table| (table.name().to_owned(), Arc::new(LakeTable::new(table))))
+            .collect();
         let session = |pushdown: bool| -> Result<SessionContext, QueryError> {
             let mut config = SessionConfig::new().with_information_schema(true);
             config.options_mut().execution.parquet.pushdown_filters = pushdown;
             let ctx = SessionContext::new_with_config_rt(config, Arc::clone(&runtime));
-            for table in lake.tables() {
-                let time_column = table.spec().time_column;
-                ctx.register_table(table.name(), Arc::new(LakeTable::new(table, time_column)))
+            for (name, table) in &tables {
+                ctx.register_table(name.as_str(), Arc::clone(table) as Arc<dyn TableProvider>)
                     .map_err(QueryError::planning)?;
             }
             ctx.register_udaf(sketch::latency_sketch(DataType::Int64));

@@ -5,6 +5,7 @@
 //! [`lakescope_collector::lake::Table::snapshot`]); it never writes.
 
 pub mod api;
+pub mod bloom_probe;
 pub mod dashboards;
 pub mod engine;
 pub mod fingerprint;

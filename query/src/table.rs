@@ -8,13 +8,15 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::{DFSchema, Result, ScalarValue};
+use datafusion::common::{DFSchema, DataFusionError, Result, ScalarValue};
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::physical_plan::parquet::ParquetAccessPlan;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::expr::InList;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{
     BinaryExpr, Expr, Operator, TableProviderFilterPushDown, TableType,
@@ -23,6 +25,8 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::union::UnionExec;
 use lakescope_collector::lake::layout::PARTITION_NANOS;
 use lakescope_collector::lake::{LakeFile, Table};
+
+use crate::bloom_probe::BloomProbe;
 
 /// The table's schema as queries see it: top-level text and binary columns as view types
 /// (`Utf8View`, `BinaryView`). The Parquet reader builds views straight from the pages, and
@@ -62,18 +66,69 @@ fn to_query_schema(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatc
     Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
 }
 
+/// The column looked up by id (trace by id, a search's traces).
+const TRACE_ID: &str = "trace_id";
+
 /// A [`Table`] of the lake, readable by DataFusion.
 #[derive(Debug)]
 pub struct LakeTable {
     table: Arc<Table>,
     /// The column whose value decides a row's hour partition.
     time_column: &'static str,
+    /// For tables with a `trace_id` bloom filter: which row groups may hold a trace.
+    trace_probe: Option<Arc<BloomProbe>>,
 }
 
 impl LakeTable {
-    pub fn new(table: Arc<Table>, time_column: &'static str) -> Self {
-        Self { table, time_column }
+    pub fn new(table: Arc<Table>) -> Self {
+        let spec = table.spec();
+        let trace_probe = spec
+            .bloom
+            .contains(&TRACE_ID)
+            .then(|| Arc::new(BloomProbe::new(TRACE_ID)));
+        Self {
+            time_column: spec.time_column,
+            table,
+            trace_probe,
+        }
     }
+}
+
+/// The ids a scan's filters pin `column` to (`column = X'…'` or `column IN (X'…', …)`), or
+/// `None` when no filter does.
+fn pinned_ids(filters: &[Expr], column: &str) -> Option<Vec<Vec<u8>>> {
+    let bytes = |e: &Expr| match e {
+        Expr::Literal(
+            ScalarValue::Binary(Some(b))
+            | ScalarValue::BinaryView(Some(b))
+            | ScalarValue::LargeBinary(Some(b))
+            | ScalarValue::FixedSizeBinary(_, Some(b)),
+            _,
+        ) => Some(b.clone()),
+        _ => None,
+    };
+    let is_column = |e: &Expr| matches!(e, Expr::Column(c) if c.name == column);
+    filters.iter().find_map(|filter| match filter {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Eq,
+            right,
+        }) => {
+            if is_column(left) {
+                bytes(right).map(|b| vec![b])
+            } else if is_column(right) {
+                bytes(left).map(|b| vec![b])
+            } else {
+                None
+            }
+        }
+        Expr::InList(InList {
+            expr,
+            list,
+            negated: false,
+        }) if is_column(expr) => list.iter().map(bytes).collect(),
+        _ => None,
+    })
 }
 
 /// Lower and upper bounds (inclusive, Unix ns) on `column` implied by the scan's filters.
@@ -124,6 +179,33 @@ fn partitioned_file(file: &Arc<LakeFile>) -> PartitionedFile {
     partitioned
 }
 
+/// The files that may hold one of `ids`, each restricted to the row groups that may.
+fn row_groups_holding(
+    probe: &BloomProbe,
+    files: &[Arc<LakeFile>],
+    ids: &[Vec<u8>],
+) -> Vec<PartitionedFile> {
+    let ids: Vec<&[u8]> = ids.iter().map(Vec::as_slice).collect();
+    files
+        .iter()
+        .filter_map(|file| {
+            let mut partitioned = partitioned_file(file);
+            let Some(found) = probe.candidates(&file.path, &ids) else {
+                return Some(partitioned);
+            };
+            if found.scan.is_empty() {
+                return None;
+            }
+            if found.scan.len() < found.row_groups {
+                let mut plan = ParquetAccessPlan::new_none(found.row_groups);
+                found.scan.iter().for_each(|i| plan.scan(*i));
+                partitioned.extensions.insert_arc(Arc::new(plan));
+            }
+            Some(partitioned)
+        })
+        .collect()
+}
+
 #[async_trait]
 impl TableProvider for LakeTable {
     fn schema(&self) -> SchemaRef {
@@ -152,12 +234,25 @@ impl TableProvider for LakeTable {
         let snapshot = self.table.snapshot();
         let schema = query_schema(&snapshot.schema);
         let (lo, hi) = time_bounds(filters, self.time_column);
-        let files: Vec<PartitionedFile> = snapshot
+        let in_range: Vec<Arc<LakeFile>> = snapshot
             .files
             .iter()
             .filter(|f| f.partition_start <= hi && f.partition_start + PARTITION_NANOS > lo)
-            .map(partitioned_file)
+            .cloned()
             .collect();
+        let files = match (&self.trace_probe, pinned_ids(filters, TRACE_ID)) {
+            (Some(probe), Some(ids)) => {
+                let probe = Arc::clone(probe);
+                let all: Vec<Arc<LakeFile>> = snapshot.files.to_vec();
+                tokio::task::spawn_blocking(move || {
+                    probe.retain(&all.iter().map(|f| f.path.as_path()).collect::<Vec<_>>());
+                    row_groups_holding(&probe, &in_range, &ids)
+                })
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?
+            }
+            _ => in_range.iter().map(partitioned_file).collect(),
+        };
 
         let mut plans: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         if !files.is_empty() {
@@ -273,6 +368,141 @@ mod tests {
             Some("old")
         );
         assert!(batch.column(1).is_null(0));
+    }
+
+    /// A lookup by trace id reads only the row groups whose bloom filter admits the id, and still
+    /// finds every span of the trace: 40 traces of 25 spans in row groups of 64 rows, counted by
+    /// id (probed) and by the id's hex text (a full scan).
+    #[tokio::test]
+    async fn lookups_by_trace_id_find_every_span_in_the_row_groups_they_read() {
+        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::datatypes::Int64Type;
+        use datafusion::parquet::arrow::ArrowWriter;
+        use datafusion::parquet::file::properties::WriterProperties;
+        use datafusion::parquet::schema::types::ColumnPath;
+        use lakescope_collector::lake::layout;
+
+        let start = 1_795_551_330_000_000_000_i64;
+        let trace = |t: usize| format!("{:032x}", 0x5b8e_fff7_9803_8103_u128 * (t as u128 + 1));
+        let spans: Vec<String> = (0..25 * 40)
+            .map(|i| {
+                // 25 spans a trace in a row: a trace in one or two row groups, three or four
+                // traces in a row group.
+                let (t, s) = (i / 25, i % 25);
+                format!(
+                    r#"{{"traceId":"{}","spanId":"{:016x}","name":"op","kind":2,
+                    "startTimeUnixNano":"{}","endTimeUnixNano":"{}"}}"#,
+                    trace(t),
+                    s + 1,
+                    start + i as i64,
+                    start + i as i64 + 1_000,
+                )
+            })
+            .collect();
+        let request: opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest =
+            serde_json::from_str(&format!(
+                r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{}]}}]}}]}}"#,
+                spans.join(",")
+            ))
+            .unwrap();
+        let batch = lakescope_collector::convert::spans::convert(
+            &request,
+            &lakescope_collector::Limits::default(),
+        )
+        .unwrap()
+        .batch;
+        let dir = tempfile::tempdir().unwrap();
+        let part_dir = layout::table_dir(dir.path(), layout::SPANS)
+            .join(layout::partition_dir(layout::partition_of(start)));
+        std::fs::create_dir_all(&part_dir).unwrap();
+        let column = ColumnPath::from(TRACE_ID);
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(64))
+            .set_column_bloom_filter_enabled(column.clone(), true)
+            .set_column_bloom_filter_fpp(column.clone(), 0.01)
+            .set_column_bloom_filter_max_ndv(column, 64)
+            .build();
+        let file = std::fs::File::create(part_dir.join(layout::file_name(0, 0))).unwrap();
+        let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+
+        let lake = lakescope_collector::Lake::open(dir.path()).unwrap();
+        let engine = crate::QueryEngine::new(&lake, crate::QueryLimits::default()).unwrap();
+        let count = |sql: String| {
+            let engine = engine.clone();
+            async move {
+                let rows = engine.user_query(&sql, Vec::new()).await.unwrap();
+                rows.batches[0]
+                    .column(0)
+                    .as_primitive::<Int64Type>()
+                    .value(0)
+            }
+        };
+        for t in [0, 17, 39] {
+            let probed = count(format!(
+                "SELECT count(*) FROM spans WHERE trace_id = X'{}'",
+                trace(t)
+            ))
+            .await;
+            let scanned = count(format!(
+                "SELECT count(*) FROM spans WHERE encode(trace_id, 'hex') = '{}'",
+                trace(t)
+            ))
+            .await;
+            assert_eq!((probed, scanned), (25, 25), "trace {t}");
+        }
+        let two = count(format!(
+            "SELECT count(*) FROM spans WHERE trace_id IN (X'{}', X'{}')",
+            trace(3),
+            trace(4)
+        ))
+        .await;
+        assert_eq!(two, 50);
+        let absent = count("SELECT count(*) FROM spans WHERE trace_id = X'00ff'".into()).await;
+        assert_eq!(absent, 0);
+
+        // The probe admitted the two row groups holding trace 17 (rows 425..450) and few others.
+        let probe = BloomProbe::new(TRACE_ID);
+        let path = std::fs::read_dir(&part_dir)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let id = const_hex::decode(trace(17)).unwrap();
+        let found = probe.candidates(&path, &[&id]).unwrap();
+        assert_eq!(found.row_groups, 16);
+        assert!(
+            found.scan.contains(&6) && found.scan.contains(&7) && found.scan.len() <= 4,
+            "{:?}",
+            found.scan
+        );
+    }
+
+    #[test]
+    fn ids_are_pinned_by_equality_or_an_in_list_on_the_column() {
+        let c = || Expr::Column(Column::from_name(TRACE_ID));
+        let id = |b: u8| lit(ScalarValue::Binary(Some(vec![b; 16])));
+        assert_eq!(
+            pinned_ids(&[c().eq(id(1))], TRACE_ID),
+            Some(vec![vec![1; 16]])
+        );
+        assert_eq!(
+            pinned_ids(&[id(2).eq(c())], TRACE_ID),
+            Some(vec![vec![2; 16]])
+        );
+        assert_eq!(
+            pinned_ids(&[c().in_list(vec![id(1), id(2)], false)], TRACE_ID),
+            Some(vec![vec![1; 16], vec![2; 16]])
+        );
+        assert_eq!(
+            pinned_ids(&[c().in_list(vec![id(1)], true)], TRACE_ID),
+            None
+        );
+        assert_eq!(pinned_ids(&[c().not_eq(id(1))], TRACE_ID), None);
+        let other = Expr::Column(Column::from_name("span_id"));
+        assert_eq!(pinned_ids(&[other.eq(id(1))], TRACE_ID), None);
     }
 
     #[test]
