@@ -32,6 +32,9 @@ const SALT: [u32; 8] = [
     0x5c6b_fb31,
 ];
 const BLOCK_BYTES: u64 = 32;
+/// Up to this many ids, each is tested with a read of its block; more (a page of search
+/// results) read each row group's bitset once.
+const BLOCK_READS_UP_TO: usize = 4;
 
 /// Where one row group's filter bitset lies in its file.
 #[derive(Debug, Clone, Copy)]
@@ -78,7 +81,10 @@ impl BloomProbe {
             .iter()
             .enumerate()
             .filter(|(_, bitset)| match bitset {
-                Some(bitset) => hashes.iter().any(|h| may_hold(&file, bitset, *h)),
+                Some(bitset) if hashes.len() <= BLOCK_READS_UP_TO => {
+                    hashes.iter().any(|h| may_hold(&file, bitset, *h))
+                }
+                Some(bitset) => any_held(&file, bitset, &hashes),
                 None => true,
             })
             .map(|(i, _)| i)
@@ -115,14 +121,36 @@ impl BloomProbe {
 /// Whether the block `hash` selects has every bit of `hash` set. A read error admits the row
 /// group.
 fn may_hold(file: &File, bitset: &Bitset, hash: u64) -> bool {
-    let block = ((hash >> 32) * bitset.blocks) >> 32;
     let mut bytes = [0u8; BLOCK_BYTES as usize];
     if file
-        .read_exact_at(&mut bytes, bitset.offset + block * BLOCK_BYTES)
+        .read_exact_at(
+            &mut bytes,
+            bitset.offset + block_of(bitset, hash) * BLOCK_BYTES,
+        )
         .is_err()
     {
         return true;
     }
+    block_holds(&bytes, hash)
+}
+
+/// [`may_hold`] for many ids at once: one read of the whole bitset.
+fn any_held(file: &File, bitset: &Bitset, hashes: &[u64]) -> bool {
+    let mut bytes = vec![0u8; (bitset.blocks * BLOCK_BYTES) as usize];
+    if file.read_exact_at(&mut bytes, bitset.offset).is_err() {
+        return true;
+    }
+    hashes.iter().any(|h| {
+        let start = (block_of(bitset, *h) * BLOCK_BYTES) as usize;
+        block_holds(&bytes[start..start + BLOCK_BYTES as usize], *h)
+    })
+}
+
+fn block_of(bitset: &Bitset, hash: u64) -> u64 {
+    ((hash >> 32) * bitset.blocks) >> 32
+}
+
+fn block_holds(bytes: &[u8], hash: u64) -> bool {
     let key = hash as u32;
     SALT.iter().enumerate().all(|(i, salt)| {
         let word = u32::from_le_bytes([
@@ -167,7 +195,8 @@ fn bitset_of(file: &File, offset: u64, length: u64) -> Option<Bitset> {
         value |= u64::from(byte & 0x7f) << (7 * i);
         if byte & 0x80 == 0 {
             let num_bytes = (value >> 1) ^ (value & 1).wrapping_neg();
-            let fits = num_bytes >= BLOCK_BYTES
+            // (The format caps a bitset at 128 MiB.)
+            let fits = (BLOCK_BYTES..=128 << 20).contains(&num_bytes)
                 && num_bytes.is_multiple_of(BLOCK_BYTES)
                 && num_bytes < length
                 && length - num_bytes <= 64;
@@ -248,10 +277,20 @@ mod tests {
             admitted < 2_000 * 20 / 25,
             "{admitted} of 40000 probes admitted"
         );
-        // Two ids at once: the row groups of either.
+        // Two ids at once: the row groups of either; and many (the whole bitset read once).
         let both = probe.candidates(&path, &[&id(1_500), &id(17_000)]).unwrap();
         assert!(both.scan.contains(&1) && both.scan.contains(&17));
         assert!(both.scan.len() < 6, "{:?}", both.scan);
+        let many: Vec<Vec<u8>> = [2_000, 2_001, 9_999, 12_345, 19_999, 150_000]
+            .into_iter()
+            .map(id)
+            .collect();
+        let many: Vec<&[u8]> = many.iter().map(Vec::as_slice).collect();
+        let found = probe.candidates(&path, &many).unwrap();
+        for g in [2, 9, 12, 19] {
+            assert!(found.scan.contains(&g), "{:?}", found.scan);
+        }
+        assert!(found.scan.len() < 8, "{:?}", found.scan);
     }
 
     #[test]

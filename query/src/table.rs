@@ -240,8 +240,11 @@ impl TableProvider for LakeTable {
             .filter(|f| f.partition_start <= hi && f.partition_start + PARTITION_NANOS > lo)
             .cloned()
             .collect();
+        let mut options = state.default_table_options().parquet;
         let files = match (&self.trace_probe, pinned_ids(filters, TRACE_ID)) {
             (Some(probe), Some(ids)) => {
+                // The probe has tested the filters; the reader need not read them again.
+                options.global.bloom_filter_on_read = false;
                 let probe = Arc::clone(probe);
                 let all: Vec<Arc<LakeFile>> = snapshot.files.to_vec();
                 tokio::task::spawn_blocking(move || {
@@ -276,7 +279,7 @@ impl TableProvider for LakeTable {
                 // The session's Parquet options (filter pushdown for lookups): a plain
                 // `ParquetFormat::default()` would replace them with the defaults.
                 ParquetFormat::default()
-                    .with_options(state.default_table_options().parquet)
+                    .with_options(options)
                     .create_physical_plan(state, config)
                     .await?,
             );

@@ -1,15 +1,17 @@
-# Shared by the bench scripts (sourced). wait_merges LOG DIR: waits until no merge is running
-# and the number of Parquet files under DIR has not changed for 5 s (at most 600 s), as a
-# running server's merges settle; leaves the file count in $files.
+# Shared by the bench scripts (sourced). wait_merges LOG DIR [STABLE]: waits until no merge is
+# running and the number of Parquet files under DIR has not changed for STABLE seconds (default
+# 5; more than --compaction-interval when the server runs with its default of 30 s, or the wait
+# ends between two rounds of merges), at most 600 s more than that, as a running server's merges
+# settle; leaves the file count in $files.
 wait_merges() {
-  local log="$1" dir="$2" last="" same=0 started ended state
-  for _ in $(seq 600); do
+  local log="$1" dir="$2" stable="${3:-5}" last="" same=0 started ended state
+  for _ in $(seq $((600 + stable))); do
     files=$(find "$dir" -name '*.parquet' | wc -l)
     started=$(grep -c "compacting a partition" "$log" || true)
     ended=$(grep -c "compacted a partition\|compaction failed" "$log" || true)
     state="$files/$started/$ended"
     if [ "$state" = "$last" ] && [ "$started" = "$ended" ]; then same=$((same + 1)); else same=0; last="$state"; fi
-    [ "$same" -ge 5 ] && return 0
+    [ "$same" -ge "$stable" ] && return 0
     sleep 1
   done
 }

@@ -40,7 +40,15 @@ pub enum LakeError {
         path: PathBuf,
         source: writer::WriteError,
     },
+    #[error(
+        "{path} is locked: another Lakescope is running on this data directory (stop it, or \
+         give this one another --data-dir)"
+    )]
+    InUse { path: PathBuf },
 }
+
+/// The file whose lock a running Lakescope holds on its data directory.
+pub const LOCK_FILE: &str = "LOCK";
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LakeError + '_ {
     move |source| LakeError::Io {
@@ -53,6 +61,10 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LakeError + '_ {
 #[derive(Debug)]
 pub struct Lake {
     data_dir: PathBuf,
+    /// Held (an exclusive lock on [`LOCK_FILE`]) for as long as the lake is open: opening
+    /// clears `tmp/` and the files of unfinished flushes, which would destroy a running
+    /// server's merge output and its newest flushes.
+    _lock: fs::File,
     pub spans: Arc<Table>,
     pub logs: Arc<Table>,
     pub metrics: Arc<Table>,
@@ -64,6 +76,18 @@ impl Lake {
     /// still in the log and will be replayed).
     pub fn open(data_dir: &Path) -> Result<Self, LakeError> {
         fs::create_dir_all(data_dir).map_err(io_err(data_dir))?;
+        let lock_path = data_dir.join(LOCK_FILE);
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(LakeError::InUse { path: lock_path }),
+            Err(fs::TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
+        }
         let tmp = layout::tmp_dir(data_dir);
         if tmp.exists() {
             fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
@@ -88,6 +112,7 @@ impl Lake {
             Ok(Arc::new(Table::new(spec, files)))
         };
         let lake = Self {
+            _lock: lock,
             data_dir: data_dir.to_owned(),
             spans: open(&schema::spans::TABLE)?,
             logs: open(&schema::logs::TABLE)?,
@@ -223,4 +248,29 @@ fn recover_table(
         }
     }
     Ok(kept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A second open of a data directory in use is refused before it touches anything, and the
+    /// directory opens again once the first is closed.
+    #[test]
+    fn a_data_directory_is_opened_by_one_lake_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Lake::open(dir.path()).unwrap();
+        let leftover = layout::tmp_dir(dir.path()).join("merge-in-progress.parquet");
+        fs::create_dir_all(leftover.parent().unwrap()).unwrap();
+        fs::write(&leftover, b"a running merge's output").unwrap();
+        let Err(error) = Lake::open(dir.path()) else {
+            panic!("a data directory in use was opened twice");
+        };
+        assert!(matches!(error, LakeError::InUse { .. }), "{error}");
+        assert!(error.to_string().contains("another Lakescope"), "{error}");
+        assert!(leftover.exists(), "the refused open cleared tmp/");
+        drop(first);
+        Lake::open(dir.path()).unwrap();
+        assert!(!leftover.exists());
+    }
 }
