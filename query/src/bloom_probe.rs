@@ -219,12 +219,7 @@ mod tests {
 
     /// Row group `g` holds ids `g * 1000 .. g * 1000 + 1000` (as 16 big-endian bytes).
     fn write(path: &Path, groups: u64, bloom: bool) {
-        let id = |v: u64| {
-            let mut b = [0u8; 16];
-            b[8..].copy_from_slice(&v.to_be_bytes());
-            b
-        };
-        let ids: Vec<[u8; 16]> = (0..groups * 1000).map(id).collect();
+        let ids: Vec<Vec<u8>> = (0..groups * 1000).map(id).collect();
         let batch = RecordBatch::try_from_iter([
             (
                 "trace_id",

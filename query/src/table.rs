@@ -313,6 +313,21 @@ mod tests {
         ))
     }
 
+    /// OTLP/JSON spans (comma-separated objects) as the write path converts them.
+    fn converted(spans: &str) -> RecordBatch {
+        let request: opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest =
+            serde_json::from_str(&format!(
+                r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{spans}]}}]}}]}}"#
+            ))
+            .unwrap();
+        lakescope_collector::convert::spans::convert(
+            &request,
+            &lakescope_collector::Limits::default(),
+        )
+        .unwrap()
+        .batch
+    }
+
     /// Files written before a nullable column was added stay readable: the column reads as null.
     #[tokio::test]
     async fn files_without_a_newer_column_read_it_as_null() {
@@ -323,20 +338,11 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         // One span, converted as today, then written without `exception_stacktrace`.
-        let request: opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest =
-            serde_json::from_str(
-                r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{
-                "traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174",
-                "name":"old","kind":2,"startTimeUnixNano":"1795551330000000000",
-                "endTimeUnixNano":"1795551330001000000"}]}]}]}"#,
-            )
-            .unwrap();
-        let batch = lakescope_collector::convert::spans::convert(
-            &request,
-            &lakescope_collector::Limits::default(),
-        )
-        .unwrap()
-        .batch;
+        let batch = converted(
+            r#"{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174",
+            "name":"old","kind":2,"startTimeUnixNano":"1795551330000000000",
+            "endTimeUnixNano":"1795551330001000000"}"#,
+        );
         let keep: Vec<usize> = (0..batch.num_columns())
             .filter(|i| batch.schema().field(*i).name() != spans::col::EXCEPTION_STACKTRACE)
             .collect();
@@ -402,18 +408,7 @@ mod tests {
                 )
             })
             .collect();
-        let request: opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest =
-            serde_json::from_str(&format!(
-                r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{}]}}]}}]}}"#,
-                spans.join(",")
-            ))
-            .unwrap();
-        let batch = lakescope_collector::convert::spans::convert(
-            &request,
-            &lakescope_collector::Limits::default(),
-        )
-        .unwrap()
-        .batch;
+        let batch = converted(&spans.join(","));
         let dir = tempfile::tempdir().unwrap();
         let part_dir = layout::table_dir(dir.path(), layout::SPANS)
             .join(layout::partition_dir(layout::partition_of(start)));
