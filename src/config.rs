@@ -82,6 +82,13 @@ pub struct ServeConfig {
     #[arg(long, env = "LAKESCOPE_MAX_BUFFER_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub max_buffer_bytes: usize,
 
+    /// Free bytes to keep on the data directory's file system; with less free, OTLP requests are
+    /// refused as retryable (HTTP 503 + Retry-After, gRPC UNAVAILABLE + RetryInfo) so that what
+    /// was acknowledged can still be written to Parquet and merged. Keep it above
+    /// --max-buffer-bytes. 0 turns the check off.
+    #[arg(long, env = "LAKESCOPE_MIN_FREE_DISK", default_value_t = 1024 * 1024 * 1024)]
+    pub min_free_disk: u64,
+
     /// Most queries running at once; more wait up to 5 s, then get HTTP 503.
     #[arg(long, env = "LAKESCOPE_MAX_QUERIES", default_value_t = 8)]
     pub max_queries: usize,

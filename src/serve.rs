@@ -94,6 +94,7 @@ pub async fn run(config: ServeConfig, demo_rate: Option<f64>) -> anyhow::Result<
         max_attributes: config.max_attributes,
         max_events_or_links: config.max_events_or_links,
         max_buffer_bytes: config.max_buffer_bytes,
+        min_free_disk_bytes: config.min_free_disk,
     };
     let (ingest, log_thread) = Ingest::start(Arc::clone(&lake), limits, LogConfig::default())
         .context("cannot open the write-ahead log")?;

@@ -1,7 +1,8 @@
 //! A full disk: on a small tmpfs made for the test, Lakescope refuses new data retryably, keeps
 //! answering queries with everything it acknowledged, and resumes by itself when space is freed —
-//! without losing or duplicating an acknowledged span. Needs root (to mount the tmpfs), as the
-//! test machines run.
+//! without losing or duplicating an acknowledged span. With the free-disk reserve
+//! (`--min-free-disk`), it refuses before the disk is full, and what it acknowledged still reaches
+//! Parquet. Needs root (to mount the tmpfs), as the test machines run.
 
 mod common;
 
@@ -11,8 +12,10 @@ use std::time::{Duration, Instant};
 
 use common::Server;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
+use tonic_types::StatusExt;
 
 /// A tmpfs of `mib` MiB mounted on a fresh directory, unmounted on drop.
 struct SmallDisk {
@@ -129,7 +132,8 @@ async fn send(client: &reqwest::Client, server: &Server, seq: u32) -> u16 {
 async fn a_full_disk_refuses_new_data_serves_queries_and_recovers_when_space_is_freed() {
     let disk = SmallDisk::mount(48);
     let data = disk.path().join("data");
-    let server = Server::start(&data, &["--flush-interval", "1s"]);
+    // No reserve: this is what happens when the disk does fill up.
+    let server = Server::start(&data, &["--flush-interval", "1s", "--min-free-disk", "0"]);
     let ballast = fill(disk.path(), 3 * 1024 * 1024);
     let client = reqwest::Client::new();
 
@@ -199,7 +203,100 @@ async fn a_full_disk_refuses_new_data_serves_queries_and_recovers_when_space_is_
 
     // After a restart, exactly what was acknowledged.
     server.stop();
-    let server = Server::start(&data, &[]);
+    let server = Server::start(&data, &["--min-free-disk", "0"]);
     server.assert_spans_exactly_once(acked).await;
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn below_the_free_disk_reserve_new_data_is_refused_and_what_was_acknowledged_is_flushed() {
+    const MIB: u64 = 1024 * 1024;
+    let disk = SmallDisk::mount(64);
+    let data = disk.path().join("data");
+    let reserve = 24 * MIB;
+    let reserve_flag = reserve.to_string();
+    // No timed flush: only the log grows until the shutdown's flush, so nothing frees space
+    // while the test looks.
+    let args = ["--flush-interval", "1h", "--min-free-disk", &reserve_flag];
+    let server = Server::start(&data, &args);
+    let ballast = fill(disk.path(), reserve + 4 * MIB);
+    let client = reqwest::Client::new();
+
+    // Send until refused: the log eats the 4 MiB above the reserve.
+    let mut acked = 0u64;
+    let mut seq = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "never refused");
+        seq += 1;
+        match send(&client, &server, seq).await {
+            200 => acked += 100,
+            503 => break,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(acked > 0, "data was accepted above the reserve");
+    let refused = |reason: &str| {
+        format!(
+            r#"lakescope_requests_refused_total{{signal="traces",protocol="http",reason="{reason}"}}"#
+        )
+    };
+    assert_eq!(server.metric(&refused("disk_low")).await, 1.0);
+    assert_eq!(server.metric(&refused("unavailable")).await, 0.0);
+
+    // gRPC senders are refused the same way, retryably.
+    let mut grpc = TraceServiceClient::connect(format!("http://{}", server.grpc))
+        .await
+        .unwrap();
+    let status = grpc.export(request(seq + 1)).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("low disk space"), "{status:?}");
+    assert!(status.get_details_retry_info().is_some(), "{status:?}");
+    seq += 1;
+
+    // Not ready, and why; queries answer with everything acknowledged.
+    let res = reqwest::get(server.url("/readyz")).await.unwrap();
+    assert_eq!(res.status().as_u16(), 503);
+    let body = res.text().await.unwrap();
+    assert!(body.contains("low disk space"), "{body}");
+    let free = server.metric("lakescope_disk_free_bytes").await;
+    assert!(free > 0.0 && free < reserve as f64, "{free}");
+    assert_eq!(
+        server.count("SELECT count(*) FROM spans").await as u64,
+        acked
+    );
+
+    // The reserve holds what the acknowledged spans need: the shutdown's flush writes them to
+    // Parquet, so after a restart (still below the reserve) none are left to replay from the log.
+    server.stop();
+    let server = Server::start(&data, &args);
+    assert_eq!(
+        server
+            .metric(r#"lakescope_buffer_rows{table="spans"}"#)
+            .await,
+        0.0
+    );
+    assert!(server.metric(r#"lakescope_files{table="spans"}"#).await >= 1.0);
+    server.assert_spans_exactly_once(acked).await;
+
+    // Space comes back: acceptance resumes by itself.
+    std::fs::remove_file(&ballast).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        seq += 1;
+        if send(&client, &server, seq).await == 200 {
+            acked += 100;
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not accepting after space was freed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        server.count("SELECT count(*) FROM spans").await as u64,
+        acked
+    );
     drop(server);
 }

@@ -5,9 +5,10 @@
 //! buffers in sequence order and a flush can always checkpoint the log at the highest sequence it
 //! has taken.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -41,6 +42,12 @@ pub enum IngestError {
         "overloaded: {buffered} bytes wait for a flush (limit {limit}); retry after a back-off"
     )]
     Overloaded { buffered: usize, limit: usize },
+    /// The data directory's file system has less free space than it keeps in reserve.
+    #[error(
+        "low disk space: {free} bytes free on the data directory's file system, below the {limit} \
+         kept in reserve (--min-free-disk); retry after a back-off"
+    )]
+    DiskLow { free: u64, limit: u64 },
     /// Lakescope is shutting down.
     #[error("shutting down")]
     ShuttingDown,
@@ -78,6 +85,57 @@ pub struct Ingest {
     high_water: Arc<AtomicU64>,
     /// The last write or sync of the log failed (e.g. a full disk); cleared by the next success.
     log_failing: Arc<AtomicBool>,
+    disk: Arc<DiskSpace>,
+}
+
+/// How long a sample of the free disk space is used before the next one.
+const DISK_SAMPLE: Duration = Duration::from_millis(250);
+
+/// The free space of the data directory's file system, sampled at most every [`DISK_SAMPLE`]
+/// (one `statvfs` call) so that checking it on every request costs next to nothing.
+struct DiskSpace {
+    dir: PathBuf,
+    started: Instant,
+    /// Milliseconds after `started` of the last sample, `u64::MAX` before the first.
+    sampled_at: AtomicU64,
+    free: AtomicU64,
+}
+
+impl DiskSpace {
+    fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_owned(),
+            started: Instant::now(),
+            sampled_at: AtomicU64::new(u64::MAX),
+            free: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// Free bytes, or `None` when the file system cannot tell (then nothing is refused for it).
+    fn free(&self) -> Option<u64> {
+        let now = self.started.elapsed().as_millis() as u64;
+        let last = self.sampled_at.load(Ordering::Acquire);
+        if last == u64::MAX || now.saturating_sub(last) >= DISK_SAMPLE.as_millis() as u64 {
+            match free_bytes(&self.dir) {
+                Ok(free) => {
+                    self.free.store(free, Ordering::Release);
+                    self.sampled_at.store(now, Ordering::Release);
+                    crate::stats::stats().disk_free_bytes.set(free as i64);
+                }
+                Err(e) => {
+                    tracing::debug!(dir = %self.dir.display(), error = %e, "free disk space unknown");
+                    return None;
+                }
+            }
+        }
+        Some(self.free.load(Ordering::Acquire))
+    }
+}
+
+/// Bytes an unprivileged process may still write on the file system holding `dir`.
+fn free_bytes(dir: &Path) -> std::io::Result<u64> {
+    let stat = rustix::fs::statvfs(dir)?;
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
 /// Whether Lakescope can take data now, and why not.
@@ -135,6 +193,7 @@ impl Ingest {
         Ok((
             Self {
                 tx,
+                disk: Arc::new(DiskSpace::new(lake.data_dir())),
                 lake,
                 limits: Arc::new(limits),
                 high_water,
@@ -261,7 +320,15 @@ impl Ingest {
         if buffered >= limit {
             return Err(IngestError::Overloaded { buffered, limit });
         }
-        Ok(())
+        self.check_disk()
+    }
+
+    fn check_disk(&self) -> Result<(), IngestError> {
+        let limit = self.limits.min_free_disk_bytes;
+        match self.disk.free() {
+            Some(free) if free < limit => Err(IngestError::DiskLow { free, limit }),
+            _ => Ok(()),
+        }
     }
 
     /// Whether new data would be accepted now: the log thread runs, the log's last write
@@ -280,6 +347,9 @@ impl Ingest {
             problems.push(format!(
                 "buffers full: {buffered} bytes wait for a flush (limit {limit})"
             ));
+        }
+        if let Err(e) = self.check_disk() {
+            problems.push(e.to_string());
         }
         Readiness {
             buffered_bytes: buffered,

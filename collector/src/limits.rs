@@ -15,6 +15,10 @@ pub struct Limits {
     /// requests are refused as retryable (HTTP 503 + Retry-After, gRPC UNAVAILABLE + RetryInfo)
     /// while the buffers hold this much.
     pub max_buffer_bytes: usize,
+    /// Free bytes the data directory's file system keeps in reserve: with less free, OTLP
+    /// requests are refused as retryable, so that what was acknowledged can still be flushed to
+    /// Parquet and merged. 0 turns the check off.
+    pub min_free_disk_bytes: u64,
 }
 
 impl Default for Limits {
@@ -24,6 +28,7 @@ impl Default for Limits {
             max_attributes: 1024,
             max_events_or_links: 1024,
             max_buffer_bytes: 256 * 1024 * 1024,
+            min_free_disk_bytes: 1024 * 1024 * 1024,
         }
     }
 }

@@ -23,7 +23,8 @@ pub struct Receive {
 pub struct Refusal {
     pub signal: &'static str,
     pub protocol: &'static str,
-    /// `overloaded`, `unavailable`, `shutting_down`, `too_large`, `invalid` or `internal`.
+    /// `overloaded`, `disk_low`, `unavailable`, `shutting_down`, `too_large`, `invalid` or
+    /// `internal`.
     pub reason: &'static str,
 }
 
@@ -70,6 +71,7 @@ pub struct Stats {
     pub file_bytes: Family<TableLabel, Gauge>,
     pub wal_bytes: Gauge,
     pub buffer_limit_bytes: Gauge,
+    pub disk_free_bytes: Gauge,
     pub query_seconds: Family<QueryLabel, Histogram, fn() -> Histogram>,
     pub queries_refused: Family<QueryRefusal, Counter>,
     pub queries_running: Gauge,
@@ -96,6 +98,7 @@ impl Stats {
             file_bytes: Family::default(),
             wal_bytes: Gauge::default(),
             buffer_limit_bytes: Gauge::default(),
+            disk_free_bytes: Gauge::default(),
             query_seconds: Family::new_with_constructor(seconds_histogram),
             queries_refused: Family::default(),
             queries_running: Gauge::default(),
@@ -114,7 +117,7 @@ impl Stats {
         );
         r.register(
             "requests_refused",
-            "OTLP requests refused whole, by reason; overloaded and unavailable ones are retryable",
+            "OTLP requests refused whole, by reason; overloaded, disk_low and unavailable ones are retryable",
             stats.requests_refused.clone(),
         );
         r.register(
@@ -171,6 +174,11 @@ impl Stats {
             "buffer_limit_bytes",
             "Buffered bytes beyond which OTLP requests are refused as overloaded",
             stats.buffer_limit_bytes.clone(),
+        );
+        r.register(
+            "disk_free_bytes",
+            "Free bytes on the data directory's file system, as last sampled for the --min-free-disk check",
+            stats.disk_free_bytes.clone(),
         );
         r.register("files", "Live Parquet files", stats.files.clone());
         r.register(

@@ -71,7 +71,8 @@ pub fn status(error: &ReceiveError) -> Status {
         ReceiveError::Ingest(
             IngestError::Unavailable(_)
             | IngestError::ShuttingDown
-            | IngestError::Overloaded { .. },
+            | IngestError::Overloaded { .. }
+            | IngestError::DiskLow { .. },
         ) => {
             // Retryable: the OTLP exporters honour the RetryInfo delay when one is given.
             let details =

@@ -60,7 +60,8 @@ pub fn error_response(error: &ReceiveError, encoding: Encoding) -> Response {
         ReceiveError::Ingest(
             IngestError::Unavailable(_)
             | IngestError::ShuttingDown
-            | IngestError::Overloaded { .. },
+            | IngestError::Overloaded { .. }
+            | IngestError::DiskLow { .. },
         ) => (StatusCode::SERVICE_UNAVAILABLE, 14),
         ReceiveError::Ingest(IngestError::Internal(_)) => (StatusCode::INTERNAL_SERVER_ERROR, 13),
     };

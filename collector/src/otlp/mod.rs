@@ -65,6 +65,7 @@ pub fn count<S: Signal>(protocol: &'static str, result: &Result<ExportOutcome, R
                 ReceiveError::Decode(DecodeError::TooLarge { .. }) => "too_large",
                 ReceiveError::Decode(_) => "invalid",
                 ReceiveError::Ingest(IngestError::Overloaded { .. }) => "overloaded",
+                ReceiveError::Ingest(IngestError::DiskLow { .. }) => "disk_low",
                 ReceiveError::Ingest(IngestError::Unavailable(_)) => "unavailable",
                 ReceiveError::Ingest(IngestError::ShuttingDown) => "shutting_down",
                 ReceiveError::Ingest(IngestError::Internal(_)) => "internal",
