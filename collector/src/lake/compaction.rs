@@ -563,21 +563,36 @@ mod tests {
             .unwrap()
             .build()
             .unwrap();
+        // Sorted like a flush file: service, kind, status, start time.
         let mut rows = 0;
-        let mut last: Option<(String, i64)> = None;
+        let mut last: Option<(String, String, String, i64)> = None;
         for batch in reader {
+            use datafusion::arrow::array::AsArray;
             let batch = batch.unwrap();
             rows += batch.num_rows();
-            let services = batch.column_by_name("service_name").unwrap();
-            let services = datafusion::arrow::array::AsArray::as_string::<i32>(services.as_ref());
-            let times = batch.column_by_name("start_time").unwrap();
-            let times = datafusion::arrow::array::AsArray::as_primitive::<
-                datafusion::arrow::datatypes::TimestampNanosecondType,
-            >(times.as_ref());
+            let text = |name: &str| {
+                batch
+                    .column_by_name(name)
+                    .unwrap()
+                    .as_string::<i32>()
+                    .clone()
+            };
+            let (services, kinds, statuses) =
+                (text("service_name"), text("span_kind"), text("status_code"));
+            let times = batch
+                .column_by_name("start_time")
+                .unwrap()
+                .as_primitive::<datafusion::arrow::datatypes::TimestampNanosecondType>()
+                .clone();
             for i in 0..batch.num_rows() {
-                let key = (services.value(i).to_owned(), times.value(i));
+                let key = (
+                    services.value(i).to_owned(),
+                    kinds.value(i).to_owned(),
+                    statuses.value(i).to_owned(),
+                    times.value(i),
+                );
                 if let Some(prev) = &last {
-                    assert!(prev.0 <= key.0, "sorted by service");
+                    assert!(prev <= &key, "{prev:?} before {key:?}");
                 }
                 last = Some(key);
             }
