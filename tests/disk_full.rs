@@ -128,6 +128,22 @@ async fn send(client: &reqwest::Client, server: &Server, seq: u32) -> u16 {
     code
 }
 
+/// Sends requests numbered after `seq` until one is acknowledged, within 30 s.
+async fn send_until_accepted(client: &reqwest::Client, server: &Server, mut seq: u32) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        seq += 1;
+        if send(client, server, seq).await == 200 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not accepting again after space was freed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_disk_refuses_new_data_serves_queries_and_recovers_when_space_is_freed() {
     let disk = SmallDisk::mount(48);
@@ -172,19 +188,8 @@ async fn a_full_disk_refuses_new_data_serves_queries_and_recovers_when_space_is_
 
     // Space comes back: acceptance resumes by itself.
     std::fs::remove_file(&ballast).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        seq += 1;
-        if send(&client, &server, seq).await == 200 {
-            acked += 100;
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not accepting again after space was freed"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    send_until_accepted(&client, &server, seq).await;
+    acked += 100;
     // The backlog reaches Parquet: the flush that failed on the full disk is retried.
     let deadline = Instant::now() + Duration::from_secs(30);
     while server
@@ -281,19 +286,8 @@ async fn below_the_free_disk_reserve_new_data_is_refused_and_what_was_acknowledg
 
     // Space comes back: acceptance resumes by itself.
     std::fs::remove_file(&ballast).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        seq += 1;
-        if send(&client, &server, seq).await == 200 {
-            acked += 100;
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not accepting after space was freed"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    send_until_accepted(&client, &server, seq).await;
+    acked += 100;
     assert_eq!(
         server.count("SELECT count(*) FROM spans").await as u64,
         acked
