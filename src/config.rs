@@ -98,6 +98,11 @@ pub struct ServeConfig {
     #[arg(long, env = "LAKESCOPE_QUERY_MEMORY", default_value_t = 1024 * 1024 * 1024)]
     pub query_memory: usize,
 
+    /// Memory for the Parquet footers and page indexes of the lake's files (bytes), read once per
+    /// file and kept for every later query; beyond it, the least recently used are read again.
+    #[arg(long, env = "LAKESCOPE_QUERY_METADATA_CACHE", default_value_t = 256 * 1024 * 1024)]
+    pub query_metadata_cache: usize,
+
     /// Keep spans this long (whole hour partitions are removed once all older); 0 keeps them.
     #[arg(long, env = "LAKESCOPE_RETENTION_SPANS", default_value = "7d", value_parser = humantime::parse_duration)]
     pub retention_spans: Duration,

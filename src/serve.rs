@@ -105,6 +105,7 @@ pub async fn run(config: ServeConfig, demo_rate: Option<f64>) -> anyhow::Result<
             max_rows: config.sql_max_rows,
             max_concurrent: config.max_queries,
             memory_bytes: config.query_memory,
+            metadata_cache_bytes: config.query_metadata_cache,
         },
     )?;
 

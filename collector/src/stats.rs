@@ -75,6 +75,7 @@ pub struct Stats {
     pub query_seconds: Family<QueryLabel, Histogram, fn() -> Histogram>,
     pub queries_refused: Family<QueryRefusal, Counter>,
     pub queries_running: Gauge,
+    pub query_metadata_cache_bytes: Gauge,
 }
 
 impl Stats {
@@ -102,6 +103,7 @@ impl Stats {
             query_seconds: Family::new_with_constructor(seconds_histogram),
             queries_refused: Family::default(),
             queries_running: Gauge::default(),
+            query_metadata_cache_bytes: Gauge::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -205,6 +207,11 @@ impl Stats {
             "queries_running",
             "Queries running now",
             stats.queries_running.clone(),
+        );
+        r.register(
+            "query_metadata_cache_bytes",
+            "Bytes of Parquet footers and page indexes kept for queries (--query-metadata-cache)",
+            stats.query_metadata_cache_bytes.clone(),
         );
         Self { registry, ..stats }
     }

@@ -1,5 +1,6 @@
 //! The DataFusion session over the lake, with the limits every query runs under.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,15 +11,18 @@ use datafusion::catalog::TableProvider;
 use datafusion::common::{DataFusionError, ScalarValue};
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::execution::memory_pool::FairSpillPool;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::object_store::path::Path;
 use datafusion::physical_plan::execute_stream;
 use futures::StreamExt;
 use lakescope_collector::Lake;
+use lakescope_collector::lake::Table;
 use lakescope_collector::stats::{QueryLabel, QueryRefusal};
 use tokio::sync::Semaphore;
 
+use crate::page_index;
 use crate::sketch;
-use crate::table::LakeTable;
+use crate::table::{LakeTable, store_path};
 
 /// Bounds on every query.
 #[derive(Debug, Clone)]
@@ -32,6 +36,8 @@ pub struct QueryLimits {
     /// Memory all running queries may hold together for joins, sorts and aggregations (bytes);
     /// sorts and aggregations spill to disk first, a query that still needs more fails.
     pub memory_bytes: usize,
+    /// Memory for the files' Parquet footers and page indexes, kept between queries (bytes).
+    pub metadata_cache_bytes: usize,
 }
 
 /// How long a query waits for one of the [`QueryLimits::max_concurrent`] slots.
@@ -44,6 +50,7 @@ impl Default for QueryLimits {
             max_rows: 10_000,
             max_concurrent: 8,
             memory_bytes: 1024 * 1024 * 1024,
+            metadata_cache_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -104,12 +111,15 @@ pub struct QueryEngine {
     lookup_ctx: SessionContext,
     limits: QueryLimits,
     slots: Arc<Semaphore>,
+    pub(crate) runtime: Arc<RuntimeEnv>,
+    tables: Vec<Arc<Table>>,
 }
 
 impl QueryEngine {
     pub fn new(lake: &Lake, limits: QueryLimits) -> Result<Self, QueryError> {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(limits.memory_bytes)))
+            .with_metadata_cache_limit(limits.metadata_cache_bytes)
             .build_arc()
             .map_err(QueryError::planning)?;
         // Both sessions share the tables (and so what the tables cache about their files).
@@ -139,6 +149,8 @@ impl QueryEngine {
             lookup_ctx,
             limits,
             slots,
+            runtime,
+            tables: lake.tables(),
         })
     }
 
@@ -202,6 +214,19 @@ impl QueryEngine {
         let ctx = if lookup { &self.lookup_ctx } else { &self.ctx };
         let result = self.run_admitted(ctx, sql, params, options, max_rows).await;
         stats.queries_running.dec();
+        let live: HashSet<Path> = self
+            .tables
+            .iter()
+            .flat_map(|t| {
+                t.files()
+                    .iter()
+                    .map(|f| Path::from(store_path(f)))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let cache = self.runtime.cache_manager.get_file_metadata_cache();
+        let held = page_index::forget_removed(cache.as_ref(), &live);
+        stats.query_metadata_cache_bytes.set(held as i64);
         match &result {
             Ok(rows) => stats
                 .query_seconds

@@ -9,6 +9,7 @@ pub mod bloom_probe;
 pub mod dashboards;
 pub mod engine;
 pub mod fingerprint;
+pub mod page_index;
 pub mod promql;
 pub mod rules;
 pub mod sketch;

@@ -9,12 +9,11 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{DFSchema, DataFusionError, Result, ScalarValue};
-use datafusion::datasource::file_format::FileFormat;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::physical_plan::parquet::ParquetAccessPlan;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::expr::InList;
 use datafusion::logical_expr::utils::conjunction;
@@ -27,6 +26,7 @@ use lakescope_collector::lake::layout::PARTITION_NANOS;
 use lakescope_collector::lake::{LakeFile, Table};
 
 use crate::bloom_probe::BloomProbe;
+use crate::page_index::PageIndexedReaderFactory;
 
 /// The table's schema as queries see it: top-level text and binary columns as view types
 /// (`Utf8View`, `BinaryView`). The Parquet reader builds views straight from the pages, and
@@ -170,9 +170,17 @@ fn time_bounds(filters: &[Expr], column: &str) -> (i64, i64) {
     (lo, hi)
 }
 
+/// The file's name in the local object store (its absolute path without the leading `/`), which
+/// also keys its entry in the file-metadata cache.
+pub(crate) fn store_path(file: &LakeFile) -> String {
+    file.path
+        .to_string_lossy()
+        .trim_start_matches('/')
+        .to_owned()
+}
+
 fn partitioned_file(file: &Arc<LakeFile>) -> PartitionedFile {
-    let path = file.path.to_string_lossy();
-    let mut partitioned = PartitionedFile::new(path.trim_start_matches('/'), file.size);
+    let mut partitioned = PartitionedFile::new(store_path(file), file.size);
     // The plan holds the file for as long as it runs, so retention or compaction cannot delete
     // it under a running query.
     partitioned.extensions.insert_arc(Arc::clone(file));
@@ -259,7 +267,17 @@ impl TableProvider for LakeTable {
 
         let mut plans: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         if !files.is_empty() {
-            let mut source = ParquetSource::new(Arc::clone(&schema));
+            // The session's Parquet options (filter pushdown for lookups), and a reader that
+            // keeps each file's page index cached (see `page_index`).
+            let store = state
+                .runtime_env()
+                .object_store(ObjectStoreUrl::local_filesystem())?;
+            let cache = state.runtime_env().cache_manager.get_file_metadata_cache();
+            let mut source = ParquetSource::new(Arc::clone(&schema))
+                .with_table_parquet_options(options)
+                .with_parquet_file_reader_factory(Arc::new(PageIndexedReaderFactory::new(
+                    store, cache,
+                )));
             if let Some(predicate) = conjunction(filters.to_vec()) {
                 let df_schema = DFSchema::try_from(Arc::clone(&schema))?;
                 source = source.with_predicate(state.create_physical_expr(predicate, &df_schema)?);
@@ -275,14 +293,7 @@ impl TableProvider for LakeTable {
                     .with_projection_indices(projection.cloned())?
                     .with_limit(limit)
                     .build();
-            plans.push(
-                // The session's Parquet options (filter pushdown for lookups): a plain
-                // `ParquetFormat::default()` would replace them with the defaults.
-                ParquetFormat::default()
-                    .with_options(options)
-                    .create_physical_plan(state, config)
-                    .await?,
-            );
+            plans.push(DataSourceExec::from_data_source(config));
         }
         if !snapshot.batches.is_empty() || plans.is_empty() {
             let batches = snapshot
@@ -475,6 +486,102 @@ mod tests {
             found.scan.contains(&6) && found.scan.contains(&7) && found.scan.len() <= 4,
             "{:?}",
             found.scan
+        );
+    }
+
+    #[tokio::test]
+    async fn page_indexes_are_read_once_and_forgotten_with_their_files() {
+        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::datatypes::Int64Type;
+        use datafusion::datasource::physical_plan::parquet::metadata::CachedParquetMetaData;
+        use datafusion::object_store::path::Path;
+        use datafusion::parquet::arrow::ArrowWriter;
+        use datafusion::parquet::file::properties::WriterProperties;
+        use lakescope_collector::lake::layout;
+
+        let start = 1_795_551_330_000_000_000_i64;
+        let spans: Vec<String> = (0..1000)
+            .map(|i| {
+                format!(
+                    r#"{{"traceId":"{:032x}","spanId":"{:016x}","name":"op","kind":2,
+                    "startTimeUnixNano":"{}","endTimeUnixNano":"{}"}}"#,
+                    i + 1,
+                    i + 1,
+                    start + i * 1_000,
+                    start + i * 1_000 + 500,
+                )
+            })
+            .collect();
+        let batch = converted(&spans.join(","));
+        let dir = tempfile::tempdir().unwrap();
+        let part_dir = layout::table_dir(dir.path(), layout::SPANS)
+            .join(layout::partition_dir(layout::partition_of(start)));
+        std::fs::create_dir_all(&part_dir).unwrap();
+        // Small pages, so a time range prunes pages within the row groups.
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(250))
+            .set_data_page_row_count_limit(50)
+            .set_write_batch_size(50)
+            .build();
+        let path = part_dir.join(layout::file_name(0, 0));
+        let file = std::fs::File::create(&path).unwrap();
+        let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+
+        let lake = lakescope_collector::Lake::open(dir.path()).unwrap();
+        let engine = crate::QueryEngine::new(&lake, crate::QueryLimits::default()).unwrap();
+        let count = |from: i64, to: i64| {
+            let engine = engine.clone();
+            async move {
+                let sql = format!(
+                    "SELECT count(*) FROM spans WHERE start_time >= to_timestamp_nanos({from}) \
+                     AND start_time < to_timestamp_nanos({to})"
+                );
+                let rows = engine.user_query(&sql, Vec::new()).await.unwrap();
+                rows.batches[0]
+                    .column(0)
+                    .as_primitive::<Int64Type>()
+                    .value(0)
+            }
+        };
+        let cache = engine.runtime.cache_manager.get_file_metadata_cache();
+        let key = Path::from(path.to_string_lossy().trim_start_matches('/'));
+        let has_page_index = || {
+            cache.get(&key).is_some_and(|entry| {
+                entry
+                    .file_metadata
+                    .as_any()
+                    .downcast_ref::<CachedParquetMetaData>()
+                    .is_some_and(|m| {
+                        let m = m.parquet_metadata();
+                        m.column_index().is_some() && m.offset_index().is_some()
+                    })
+            })
+        };
+
+        // Spans 120..620 (start + 1 µs each): cuts row groups and pages at both ends.
+        assert_eq!(count(start + 120_000, start + 620_000).await, 500);
+        assert!(has_page_index(), "the cached footer holds the page index");
+        // Later queries use the cached index and still count exactly.
+        assert_eq!(count(start + 999_000, start + 2_000_000).await, 1);
+        assert_eq!(count(start, start + 50_000).await, 50);
+        let held = lakescope_collector::stats::stats()
+            .query_metadata_cache_bytes
+            .get();
+        assert!(held > 0, "the gauge shows the cached bytes");
+
+        // Once the file leaves the lake, the next query drops its cached metadata.
+        let spans_table = lake
+            .tables()
+            .into_iter()
+            .find(|t| t.name() == "spans")
+            .unwrap();
+        spans_table.remove_files(&std::iter::once(path.clone()).collect());
+        assert_eq!(count(start, start + 2_000_000).await, 0);
+        assert!(
+            cache.get(&key).is_none(),
+            "the removed file's metadata is forgotten"
         );
     }
 
