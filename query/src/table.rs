@@ -340,6 +340,38 @@ mod tests {
     }
 
     /// Files written before a nullable column was added stay readable: the column reads as null.
+    /// Writes `batch` as the lake's one spans file in the hour of `start`, returning its path.
+    fn write_spans_file(
+        lake: &std::path::Path,
+        start: i64,
+        batch: &RecordBatch,
+        props: datafusion::parquet::file::properties::WriterProperties,
+    ) -> std::path::PathBuf {
+        use lakescope_collector::lake::layout;
+        let part_dir = layout::table_dir(lake, layout::SPANS)
+            .join(layout::partition_dir(layout::partition_of(start)));
+        std::fs::create_dir_all(&part_dir).unwrap();
+        let path = part_dir.join(layout::file_name(0, 0));
+        let file = std::fs::File::create(&path).unwrap();
+        let mut writer =
+            datafusion::parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props))
+                .unwrap();
+        writer.write(batch).unwrap();
+        writer.close().unwrap();
+        path
+    }
+
+    /// The first column of the first row of a query's answer, as a count.
+    async fn count_of(engine: &crate::QueryEngine, sql: &str) -> i64 {
+        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::datatypes::Int64Type;
+        let rows = engine.user_query(sql, Vec::new()).await.unwrap();
+        rows.batches[0]
+            .column(0)
+            .as_primitive::<Int64Type>()
+            .value(0)
+    }
+
     #[tokio::test]
     async fn files_without_a_newer_column_read_it_as_null() {
         use datafusion::arrow::array::{Array, AsArray};
@@ -395,12 +427,8 @@ mod tests {
     /// id (probed) and by the id's hex text (a full scan).
     #[tokio::test]
     async fn lookups_by_trace_id_find_every_span_in_the_row_groups_they_read() {
-        use datafusion::arrow::array::AsArray;
-        use datafusion::arrow::datatypes::Int64Type;
-        use datafusion::parquet::arrow::ArrowWriter;
         use datafusion::parquet::file::properties::WriterProperties;
         use datafusion::parquet::schema::types::ColumnPath;
-        use lakescope_collector::lake::layout;
 
         let start = 1_795_551_330_000_000_000_i64;
         let trace = |t: usize| format!("{:032x}", 0x5b8e_fff7_9803_8103_u128 * (t as u128 + 1));
@@ -421,9 +449,6 @@ mod tests {
             .collect();
         let batch = converted(&spans.join(","));
         let dir = tempfile::tempdir().unwrap();
-        let part_dir = layout::table_dir(dir.path(), layout::SPANS)
-            .join(layout::partition_dir(layout::partition_of(start)));
-        std::fs::create_dir_all(&part_dir).unwrap();
         let column = ColumnPath::from(TRACE_ID);
         let props = WriterProperties::builder()
             .set_max_row_group_row_count(Some(64))
@@ -431,22 +456,13 @@ mod tests {
             .set_column_bloom_filter_fpp(column.clone(), 0.01)
             .set_column_bloom_filter_max_ndv(column, 64)
             .build();
-        let file = std::fs::File::create(part_dir.join(layout::file_name(0, 0))).unwrap();
-        let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
-        writer.write(&batch).unwrap();
-        writer.close().unwrap();
+        let path = write_spans_file(dir.path(), start, &batch, props);
 
         let lake = lakescope_collector::Lake::open(dir.path()).unwrap();
         let engine = crate::QueryEngine::new(&lake, crate::QueryLimits::default()).unwrap();
         let count = |sql: String| {
             let engine = engine.clone();
-            async move {
-                let rows = engine.user_query(&sql, Vec::new()).await.unwrap();
-                rows.batches[0]
-                    .column(0)
-                    .as_primitive::<Int64Type>()
-                    .value(0)
-            }
+            async move { count_of(&engine, &sql).await }
         };
         for t in [0, 17, 39] {
             let probed = count(format!(
@@ -473,12 +489,6 @@ mod tests {
 
         // The probe admitted the two row groups holding trace 17 (rows 425..450) and few others.
         let probe = BloomProbe::new(TRACE_ID);
-        let path = std::fs::read_dir(&part_dir)
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path();
         let id = const_hex::decode(trace(17)).unwrap();
         let found = probe.candidates(&path, &[&id]).unwrap();
         assert_eq!(found.row_groups, 16);
@@ -491,13 +501,9 @@ mod tests {
 
     #[tokio::test]
     async fn page_indexes_are_read_once_and_forgotten_with_their_files() {
-        use datafusion::arrow::array::AsArray;
-        use datafusion::arrow::datatypes::Int64Type;
         use datafusion::datasource::physical_plan::parquet::metadata::CachedParquetMetaData;
         use datafusion::object_store::path::Path;
-        use datafusion::parquet::arrow::ArrowWriter;
         use datafusion::parquet::file::properties::WriterProperties;
-        use lakescope_collector::lake::layout;
 
         let start = 1_795_551_330_000_000_000_i64;
         let spans: Vec<String> = (0..1000)
@@ -514,20 +520,13 @@ mod tests {
             .collect();
         let batch = converted(&spans.join(","));
         let dir = tempfile::tempdir().unwrap();
-        let part_dir = layout::table_dir(dir.path(), layout::SPANS)
-            .join(layout::partition_dir(layout::partition_of(start)));
-        std::fs::create_dir_all(&part_dir).unwrap();
         // Small pages, so a time range prunes pages within the row groups.
         let props = WriterProperties::builder()
             .set_max_row_group_row_count(Some(250))
             .set_data_page_row_count_limit(50)
             .set_write_batch_size(50)
             .build();
-        let path = part_dir.join(layout::file_name(0, 0));
-        let file = std::fs::File::create(&path).unwrap();
-        let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
-        writer.write(&batch).unwrap();
-        writer.close().unwrap();
+        let path = write_spans_file(dir.path(), start, &batch, props);
 
         let lake = lakescope_collector::Lake::open(dir.path()).unwrap();
         let engine = crate::QueryEngine::new(&lake, crate::QueryLimits::default()).unwrap();
@@ -538,11 +537,7 @@ mod tests {
                     "SELECT count(*) FROM spans WHERE start_time >= to_timestamp_nanos({from}) \
                      AND start_time < to_timestamp_nanos({to})"
                 );
-                let rows = engine.user_query(&sql, Vec::new()).await.unwrap();
-                rows.batches[0]
-                    .column(0)
-                    .as_primitive::<Int64Type>()
-                    .value(0)
+                count_of(&engine, &sql).await
             }
         };
         let cache = engine.runtime.cache_manager.get_file_metadata_cache();
