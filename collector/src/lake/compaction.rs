@@ -328,7 +328,7 @@ pub async fn run(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const HOUR: i64 = PARTITION_NANOS;
@@ -471,7 +471,11 @@ mod tests {
     }
 
     /// `n` spans of a few services and operations, each with attributes, in the hour at `hour`.
-    fn spans_batch(tag: u8, n: usize, hour: i64) -> datafusion::arrow::array::RecordBatch {
+    pub(crate) fn spans_batch(
+        tag: u8,
+        n: usize,
+        hour: i64,
+    ) -> datafusion::arrow::array::RecordBatch {
         use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
         use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
         use opentelemetry_proto::tonic::resource::v1::Resource;

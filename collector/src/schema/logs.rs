@@ -230,6 +230,7 @@ pub const TABLE: super::TableSpec = super::TableSpec {
     sort: &[col::SERVICE_NAME, col::TIMESTAMP],
     bloom: &[col::TRACE_ID],
     ids: &[col::TRACE_ID, col::SPAN_ID],
+    deltas: &[col::TIMESTAMP, col::OBSERVED_TIMESTAMP],
 };
 
 /// Severity ranges by name, as OpenTelemetry defines them.

@@ -370,6 +370,7 @@ pub const TABLE: super::TableSpec = super::TableSpec {
     sort: &[col::METRIC_NAME, col::SERVICE_NAME, col::TIME],
     bloom: &[],
     ids: &[],
+    deltas: &[col::TIME, col::START_TIME],
 };
 
 #[cfg(test)]

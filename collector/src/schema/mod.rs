@@ -25,4 +25,7 @@ pub struct TableSpec {
     pub bloom: &'static [&'static str],
     /// Binary id columns: random bytes, written without a dictionary, lengths delta-encoded.
     pub ids: &'static [&'static str],
+    /// Integer columns nearly unique per row (times, durations): written without a dictionary,
+    /// delta-encoded.
+    pub deltas: &'static [&'static str],
 }

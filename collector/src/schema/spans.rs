@@ -390,6 +390,7 @@ pub const TABLE: super::TableSpec = super::TableSpec {
     ],
     bloom: &[col::TRACE_ID],
     ids: &[col::TRACE_ID, col::SPAN_ID, col::PARENT_SPAN_ID],
+    deltas: &[col::START_TIME, col::END_TIME, col::DURATION_NS],
 };
 
 /// The OTLP span kinds by their enum number, as stored in `span_kind`.
