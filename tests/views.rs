@@ -473,6 +473,35 @@ async fn the_views_give_exact_numbers_for_a_known_fleet() {
         (compare["selected"].as_u64(), compare["rest"].as_u64()),
         (Some(slow), Some(REQUESTS - slow))
     );
+    // Per value of each dimension (and per other service in the traces): how many of the slow
+    // and of the other requests have it.
+    let contrast = |dimension: &str, value: &str| {
+        compare["contrasts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["dimension"] == dimension && c["value"] == value)
+            .map(|c| (c["selected"].as_u64().unwrap(), c["rest"].as_u64().unwrap()))
+    };
+    let slow_failing = (0..REQUESTS)
+        .filter(|i| web_ms[*i as usize] >= 70.0 && failing(*i))
+        .count() as u64;
+    assert!(slow_failing > 0 && slow_failing < failures);
+    let all = Some((slow, REQUESTS - slow));
+    assert_eq!(contrast("operation", "GET /buy"), all);
+    assert_eq!(contrast("http.route", "/buy"), all);
+    assert_eq!(
+        contrast("status", "ERROR"),
+        Some((slow_failing, failures - slow_failing))
+    );
+    assert_eq!(contrast("service in trace", "orders"), all);
+    assert_eq!(
+        contrast("service in trace", "mailer"),
+        Some((
+            slow - slow_failing,
+            REQUESTS - slow - (failures - slow_failing)
+        ))
+    );
 
     // --- trace search by attribute and duration ---
     let found = server

@@ -2,6 +2,8 @@
 //! requests (or of one operation, or of every service's entry spans), and the comparison of a
 //! slow region against the rest.
 
+use std::collections::BTreeMap;
+
 use datafusion::common::ScalarValue;
 use serde::Serialize;
 
@@ -268,18 +270,16 @@ pub async fn compare(
                FROM spans WHERE {filter})",
         columns.join(", ")
     );
-    // One scan for every dimension: a grouping set per dimension, and () for the totals.
-    let sets: Vec<String> = (0..DIMENSIONS.len()).map(|i| format!("(d{i})")).collect();
-    let flags: Vec<String> = (0..DIMENSIONS.len())
-        .map(|i| format!("grouping(d{i}) AS g{i}"))
-        .collect();
-    let dims: Vec<String> = (0..DIMENSIONS.len()).map(|i| format!("d{i}")).collect();
+    // One scan, grouped by all dimensions at once. Requests share few combinations of them, so
+    // folding the combinations into each dimension's counts below is cheaper than grouping
+    // sets, which group every row once per dimension.
+    let dims = (0..DIMENSIONS.len())
+        .map(|i| format!("d{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let by_dimension = format!(
-        "WITH {m} SELECT {}, {}, count(*) FILTER (WHERE sel) AS s, count(*) FILTER (WHERE NOT sel) AS r \
-         FROM m GROUP BY GROUPING SETS ((), {})",
-        dims.join(", "),
-        flags.join(", "),
-        sets.join(", ")
+        "WITH {m} SELECT {dims}, count(*) FILTER (WHERE sel) AS s, \
+         count(*) FILTER (WHERE NOT sel) AS r FROM m GROUP BY {dims}"
     );
     let dimension_params = params.clone();
     let in_trace = in_trace_sql(sel.service.is_some(), &filter, skew);
@@ -292,27 +292,29 @@ pub async fn compare(
     )?;
     let mut selected = 0;
     let mut rest = 0;
-    let mut raw = Vec::new();
+    let mut by_value: BTreeMap<(usize, String), (u64, u64)> = BTreeMap::new();
     for batch in &grouped.batches {
         let (s, r) = (rows::ints(batch, "s")?, rows::ints(batch, "r")?);
         let values: Vec<_> = (0..DIMENSIONS.len())
             .map(|i| rows::strings(batch, &format!("d{i}")))
             .collect::<Result<_, _>>()?;
-        let grouping: Vec<_> = (0..DIMENSIONS.len())
-            .map(|i| rows::grouping(batch, &format!("g{i}")))
-            .collect::<Result<_, _>>()?;
         for row in 0..batch.num_rows() {
             let (s, r) = (rows::count(s, row), rows::count(r, row));
-            match (0..DIMENSIONS.len()).find(|i| grouping[*i](row) == 0) {
-                None => (selected, rest) = (s, r),
-                Some(i) => {
-                    if let Some(value) = rows::text(values[i], row) {
-                        raw.push((DIMENSIONS[i].0.to_owned(), value, s, r));
-                    }
+            selected += s;
+            rest += r;
+            for (i, values) in values.iter().enumerate() {
+                if let Some(value) = rows::text(values, row) {
+                    let counts = by_value.entry((i, value)).or_default();
+                    counts.0 += s;
+                    counts.1 += r;
                 }
             }
         }
     }
+    let mut raw: Vec<(String, String, u64, u64)> = by_value
+        .into_iter()
+        .map(|((i, value), (s, r))| (DIMENSIONS[i].0.to_owned(), value, s, r))
+        .collect();
     for batch in &traces.batches {
         let value = rows::strings(batch, "value")?;
         let (s, r) = (rows::ints(batch, "s")?, rows::ints(batch, "r")?);

@@ -56,29 +56,3 @@ pub fn count(array: &Int64Array, row: usize) -> u64 {
         array.value(row).max(0) as u64
     }
 }
-
-/// The value of a `grouping(...)` column (its integer type varies), as a function of the row.
-pub fn grouping<'a>(
-    batch: &'a RecordBatch,
-    name: &str,
-) -> Result<Box<dyn Fn(usize) -> i64 + 'a>, QueryError> {
-    use datafusion::arrow::array::AsArray;
-    use datafusion::arrow::datatypes::{Int32Type, UInt8Type, UInt16Type, UInt32Type};
-    let c = column(batch, name)?;
-    if let Some(a) = c.as_primitive_opt::<Int32Type>() {
-        return Ok(Box::new(move |i| i64::from(a.value(i))));
-    }
-    if let Some(a) = c.as_primitive_opt::<UInt8Type>() {
-        return Ok(Box::new(move |i| i64::from(a.value(i))));
-    }
-    if let Some(a) = c.as_primitive_opt::<UInt16Type>() {
-        return Ok(Box::new(move |i| i64::from(a.value(i))));
-    }
-    if let Some(a) = c.as_primitive_opt::<UInt32Type>() {
-        return Ok(Box::new(move |i| i64::from(a.value(i))));
-    }
-    if let Some(a) = c.as_primitive_opt::<Int64Type>() {
-        return Ok(Box::new(move |i| a.value(i)));
-    }
-    Err(unexpected(name))
-}
