@@ -26,6 +26,14 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    // mimalloc asks for transparent huge pages on the memory it maps, so a first touch zeroes
+    // 2 MiB, and memory it hands back is zeroed again in 2 MiB units when reused: the first
+    // join query after a start spent half its time clearing pages, and peak memory was a
+    // quarter higher (docs/benchmarks.md, "Transparent huge pages off").
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        tracing::warn!(error = %e, "could not turn transparent huge pages off");
+    }
     match Cli::parse().command {
         Command::Serve(config) => serve::run(config, None).await,
         Command::Demo(config) => serve::run(config.serve, Some(config.rate)).await,
