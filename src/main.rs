@@ -28,8 +28,8 @@ async fn main() -> anyhow::Result<()> {
         .init();
     // mimalloc asks for transparent huge pages on the memory it maps, so a first touch zeroes
     // 2 MiB, and memory it hands back is zeroed again in 2 MiB units when reused: the first
-    // join query after a start spent half its time clearing pages, and peak memory was a
-    // quarter higher (docs/benchmarks.md, "Transparent huge pages off").
+    // join query after a start spent half its time clearing pages, and peak memory was 15-25 %
+    // higher (docs/benchmarks.md, "Transparent huge pages off").
     #[cfg(target_os = "linux")]
     if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
         tracing::warn!(error = %e, "could not turn transparent huge pages off");
