@@ -103,6 +103,12 @@ pub struct ServeConfig {
     #[arg(long, env = "LAKESCOPE_QUERY_METADATA_CACHE", default_value_t = 256 * 1024 * 1024)]
     pub query_metadata_cache: usize,
 
+    /// Memory for per-file summaries of the service graph (bytes): each file's share is computed
+    /// once and kept; beyond it, the least recently used are computed again. 0 joins the spans
+    /// on every dependency-graph request instead.
+    #[arg(long, env = "LAKESCOPE_QUERY_GRAPH_CACHE", default_value_t = 128 * 1024 * 1024)]
+    pub query_graph_cache: usize,
+
     /// Keep spans this long (whole hour partitions are removed once all older); 0 keeps them.
     #[arg(long, env = "LAKESCOPE_RETENTION_SPANS", default_value = "7d", value_parser = humantime::parse_duration)]
     pub retention_spans: Duration,

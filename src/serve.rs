@@ -106,6 +106,7 @@ pub async fn run(config: ServeConfig, demo_rate: Option<f64>) -> anyhow::Result<
             max_concurrent: config.max_queries,
             memory_bytes: config.query_memory,
             metadata_cache_bytes: config.query_metadata_cache,
+            graph_cache_bytes: config.query_graph_cache,
         },
     )?;
 
@@ -124,6 +125,11 @@ pub async fn run(config: ServeConfig, demo_rate: Option<f64>) -> anyhow::Result<
             max_age: config.flush_interval,
             max_bytes: config.flush_bytes,
         },
+        stop.child_token(),
+    ));
+
+    let graph_warmer = tokio::spawn(lakescope_query::views::edges::warm(
+        engine.clone(),
         stop.child_token(),
     ));
 
@@ -240,6 +246,7 @@ pub async fn run(config: ServeConfig, demo_rate: Option<f64>) -> anyhow::Result<
         task.await?;
     }
     flusher.await?;
+    graph_warmer.await?;
     retention.await?;
     compaction.await?;
     drop(ingest);

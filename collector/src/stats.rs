@@ -76,6 +76,7 @@ pub struct Stats {
     pub queries_refused: Family<QueryRefusal, Counter>,
     pub queries_running: Gauge,
     pub query_metadata_cache_bytes: Gauge,
+    pub query_graph_cache_bytes: Gauge,
 }
 
 impl Stats {
@@ -104,6 +105,7 @@ impl Stats {
             queries_refused: Family::default(),
             queries_running: Gauge::default(),
             query_metadata_cache_bytes: Gauge::default(),
+            query_graph_cache_bytes: Gauge::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -212,6 +214,11 @@ impl Stats {
             "query_metadata_cache_bytes",
             "Bytes of Parquet footers and page indexes kept for queries (--query-metadata-cache)",
             stats.query_metadata_cache_bytes.clone(),
+        );
+        r.register(
+            "query_graph_cache_bytes",
+            "Bytes of per-file service-graph summaries kept for queries (--query-graph-cache)",
+            stats.query_graph_cache_bytes.clone(),
         );
         Self { registry, ..stats }
     }

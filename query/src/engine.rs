@@ -16,13 +16,14 @@ use datafusion::object_store::path::Path;
 use datafusion::physical_plan::execute_stream;
 use futures::StreamExt;
 use lakescope_collector::Lake;
-use lakescope_collector::lake::Table;
+use lakescope_collector::lake::{LakeFile, Snapshot, Table};
 use lakescope_collector::stats::{QueryLabel, QueryRefusal};
 use tokio::sync::Semaphore;
 
 use crate::page_index;
 use crate::sketch;
 use crate::table::{LakeTable, store_path};
+use crate::views::edges::EdgeCache;
 
 /// Bounds on every query.
 #[derive(Debug, Clone)]
@@ -38,6 +39,9 @@ pub struct QueryLimits {
     pub memory_bytes: usize,
     /// Memory for the files' Parquet footers and page indexes, kept between queries (bytes).
     pub metadata_cache_bytes: usize,
+    /// Memory for the per-file summaries of the service graph, kept between queries (bytes);
+    /// 0 joins the spans on every request instead.
+    pub graph_cache_bytes: usize,
 }
 
 /// How long a query waits for one of the [`QueryLimits::max_concurrent`] slots.
@@ -51,6 +55,7 @@ impl Default for QueryLimits {
             max_concurrent: 8,
             memory_bytes: 1024 * 1024 * 1024,
             metadata_cache_bytes: 256 * 1024 * 1024,
+            graph_cache_bytes: 128 * 1024 * 1024,
         }
     }
 }
@@ -113,6 +118,29 @@ pub struct QueryEngine {
     slots: Arc<Semaphore>,
     pub(crate) runtime: Arc<RuntimeEnv>,
     tables: Vec<Arc<Table>>,
+    lake_tables: Vec<(String, Arc<LakeTable>)>,
+    /// Per-file summaries of the service graph (see `views::edges`).
+    pub(crate) edges: Arc<EdgeCache>,
+}
+
+/// A session over `tables`; with `pushdown`, filters are evaluated while decoding (lookups).
+fn session(
+    runtime: &Arc<RuntimeEnv>,
+    tables: &[(String, Arc<LakeTable>)],
+    pushdown: bool,
+) -> Result<SessionContext, QueryError> {
+    let mut config = SessionConfig::new().with_information_schema(true);
+    config.options_mut().execution.parquet.pushdown_filters = pushdown;
+    let ctx = SessionContext::new_with_config_rt(config, Arc::clone(runtime));
+    for (name, table) in tables {
+        ctx.register_table(name.as_str(), Arc::clone(table) as Arc<dyn TableProvider>)
+            .map_err(QueryError::planning)?;
+    }
+    ctx.register_udaf(sketch::latency_sketch(DataType::Int64));
+    ctx.register_udf(sketch::sketch_quantile());
+    ctx.register_udf(crate::fingerprint::udf());
+    ctx.register_udf(crate::text_search::udf());
+    Ok(ctx)
 }
 
 impl QueryEngine {
@@ -128,22 +156,12 @@ impl QueryEngine {
             .into_iter()
             .map(|table| (table.name().to_owned(), Arc::new(LakeTable::new(table))))
             .collect();
-        let session = |pushdown: bool| -> Result<SessionContext, QueryError> {
-            let mut config = SessionConfig::new().with_information_schema(true);
-            config.options_mut().execution.parquet.pushdown_filters = pushdown;
-            let ctx = SessionContext::new_with_config_rt(config, Arc::clone(&runtime));
-            for (name, table) in &tables {
-                ctx.register_table(name.as_str(), Arc::clone(table) as Arc<dyn TableProvider>)
-                    .map_err(QueryError::planning)?;
-            }
-            ctx.register_udaf(sketch::latency_sketch(DataType::Int64));
-            ctx.register_udf(sketch::sketch_quantile());
-            ctx.register_udf(crate::fingerprint::udf());
-            ctx.register_udf(crate::text_search::udf());
-            Ok(ctx)
-        };
-        let (ctx, lookup_ctx) = (session(false)?, session(true)?);
+        let (ctx, lookup_ctx) = (
+            session(&runtime, &tables, false)?,
+            session(&runtime, &tables, true)?,
+        );
         let slots = Arc::new(Semaphore::new(limits.max_concurrent.max(1)));
+        let edges = Arc::new(EdgeCache::new(limits.graph_cache_bytes));
         Ok(Self {
             ctx,
             lookup_ctx,
@@ -151,7 +169,17 @@ impl QueryEngine {
             slots,
             runtime,
             tables: lake.tables(),
+            lake_tables: tables,
+            edges,
         })
+    }
+
+    /// The current snapshot of a table.
+    pub(crate) fn snapshot(&self, table: &str) -> Option<Snapshot> {
+        self.tables
+            .iter()
+            .find(|t| t.name() == table)
+            .map(|t| t.snapshot())
     }
 
     pub fn limits(&self) -> &QueryLimits {
@@ -160,14 +188,28 @@ impl QueryEngine {
 
     /// Runs one of Lakescope's own queries with typed parameters (`$1`, `$2`, ...).
     pub async fn query(&self, sql: &str, params: Vec<ScalarValue>) -> Result<Rows, QueryError> {
-        self.run(sql, params, SQLOptions::new(), usize::MAX, "view", false)
-            .await
+        self.run(
+            &self.ctx,
+            sql,
+            params,
+            SQLOptions::new(),
+            usize::MAX,
+            "view",
+        )
+        .await
     }
 
     /// Like [`Self::query`], for queries whose filter selects a handful of rows (a trace by id).
     pub async fn lookup(&self, sql: &str, params: Vec<ScalarValue>) -> Result<Rows, QueryError> {
-        self.run(sql, params, SQLOptions::new(), usize::MAX, "view", true)
-            .await
+        self.run(
+            &self.lookup_ctx,
+            sql,
+            params,
+            SQLOptions::new(),
+            usize::MAX,
+            "view",
+        )
+        .await
     }
 
     /// Runs a user's query: read-only (no DDL, DML or session statements; no file or URL
@@ -181,18 +223,44 @@ impl QueryEngine {
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
-        self.run(sql, params, options, self.limits.max_rows, "sql", false)
+        self.run(&self.ctx, sql, params, options, self.limits.max_rows, "sql")
+            .await
+    }
+
+    /// One of Lakescope's own queries over only `files` and `batches` of `table`, as the table
+    /// `table`; with `lookup`, filters are evaluated while decoding (see [`Self::lookup`]).
+    pub(crate) async fn query_pinned(
+        &self,
+        table: &str,
+        files: Vec<Arc<LakeFile>>,
+        batches: Vec<RecordBatch>,
+        lookup: bool,
+        sql: &str,
+    ) -> Result<Rows, QueryError> {
+        let (name, lake_table) = self
+            .lake_tables
+            .iter()
+            .find(|(name, _)| name == table)
+            .ok_or_else(|| QueryError::Execution(format!("no table {table}")))?;
+        let pinned = Arc::new(LakeTable::pinned(
+            Arc::clone(lake_table.table()),
+            lake_table.trace_probe(),
+            files,
+            batches,
+        ));
+        let ctx = session(&self.runtime, &[(name.clone(), pinned)], lookup)?;
+        self.run(&ctx, sql, Vec::new(), SQLOptions::new(), usize::MAX, "view")
             .await
     }
 
     async fn run(
         &self,
+        ctx: &SessionContext,
         sql: &str,
         params: Vec<ScalarValue>,
         options: SQLOptions,
         max_rows: usize,
         kind: &'static str,
-        lookup: bool,
     ) -> Result<Rows, QueryError> {
         let stats = lakescope_collector::stats::stats();
         let refused = |reason| {
@@ -211,7 +279,6 @@ impl QueryEngine {
             }
         };
         stats.queries_running.inc();
-        let ctx = if lookup { &self.lookup_ctx } else { &self.ctx };
         let result = self.run_admitted(ctx, sql, params, options, max_rows).await;
         stats.queries_running.dec();
         let live: HashSet<Path> = self

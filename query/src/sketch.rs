@@ -67,6 +67,27 @@ impl Sketch {
         }
     }
 
+    /// Takes back one [`Self::add`] of `value` (a no-op when none was added).
+    pub fn remove(&mut self, value: f64) {
+        if value > 0.0 && value.is_finite() {
+            let key = Self::key(value);
+            if let Some(c) = key
+                .checked_sub(self.offset)
+                .and_then(|i| usize::try_from(i).ok())
+                .and_then(|i| self.counts.get_mut(i))
+            {
+                *c = c.saturating_sub(1);
+            }
+        } else {
+            self.zeros = self.zeros.saturating_sub(1);
+        }
+    }
+
+    /// Approximate heap and inline size.
+    pub fn bytes(&self) -> usize {
+        std::mem::size_of::<Self>() + self.counts.capacity() * 8
+    }
+
     pub fn count(&self) -> u64 {
         self.zeros + self.counts.iter().sum::<u64>()
     }

@@ -23,7 +23,7 @@ use datafusion::logical_expr::{
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::union::UnionExec;
 use lakescope_collector::lake::layout::PARTITION_NANOS;
-use lakescope_collector::lake::{LakeFile, Table};
+use lakescope_collector::lake::{LakeFile, Snapshot, Table};
 
 use crate::bloom_probe::BloomProbe;
 use crate::page_index::PageIndexedReaderFactory;
@@ -77,6 +77,8 @@ pub struct LakeTable {
     time_column: &'static str,
     /// For tables with a `trace_id` bloom filter: which row groups may hold a trace.
     trace_probe: Option<Arc<BloomProbe>>,
+    /// When set, the only files and batches this table reads (one file's share of a view).
+    pinned: Option<Snapshot>,
 }
 
 impl LakeTable {
@@ -90,7 +92,37 @@ impl LakeTable {
             time_column: spec.time_column,
             table,
             trace_probe,
+            pinned: None,
         }
+    }
+
+    /// The same table restricted to `files` and `batches` (of one of its snapshots).
+    pub(crate) fn pinned(
+        table: Arc<Table>,
+        probe: Option<Arc<BloomProbe>>,
+        files: Vec<Arc<LakeFile>>,
+        batches: Vec<RecordBatch>,
+    ) -> Self {
+        let spec = table.spec();
+        let schema = table.snapshot().schema;
+        Self {
+            time_column: spec.time_column,
+            table,
+            trace_probe: probe,
+            pinned: Some(Snapshot {
+                schema,
+                files: Arc::new(files),
+                batches,
+            }),
+        }
+    }
+
+    pub(crate) fn table(&self) -> &Arc<Table> {
+        &self.table
+    }
+
+    pub(crate) fn trace_probe(&self) -> Option<Arc<BloomProbe>> {
+        self.trace_probe.clone()
     }
 }
 
@@ -239,7 +271,10 @@ impl TableProvider for LakeTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let snapshot = self.table.snapshot();
+        let snapshot = match &self.pinned {
+            Some(pinned) => pinned.clone(),
+            None => self.table.snapshot(),
+        };
         let schema = query_schema(&snapshot.schema);
         let (lo, hi) = time_bounds(filters, self.time_column);
         let in_range: Vec<Arc<LakeFile>> = snapshot
@@ -254,9 +289,13 @@ impl TableProvider for LakeTable {
                 // The probe has tested the filters; the reader need not read them again.
                 options.global.bloom_filter_on_read = false;
                 let probe = Arc::clone(probe);
-                let all: Vec<Arc<LakeFile>> = snapshot.files.to_vec();
+                // A pinned table sees only some of the files: the probe's own table forgets.
+                let all: Option<Vec<Arc<LakeFile>>> =
+                    self.pinned.is_none().then(|| snapshot.files.to_vec());
                 tokio::task::spawn_blocking(move || {
-                    probe.retain(&all.iter().map(|f| f.path.as_path()).collect::<Vec<_>>());
+                    if let Some(all) = all {
+                        probe.retain(&all.iter().map(|f| f.path.as_path()).collect::<Vec<_>>());
+                    }
                     row_groups_holding(&probe, &in_range, &ids)
                 })
                 .await

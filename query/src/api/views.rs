@@ -67,7 +67,8 @@ pub async fn dependencies(
     State(engine): State<QueryEngine>,
     query: Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
-    let range = Params::from_query(query).range()?;
+    // The graph counts whole minutes: the answer says which.
+    let range = dependencies::whole_minutes(Params::from_query(query).range()?);
     let mut value =
         serde_json::to_value(dependencies::graph(&engine, range).await?).unwrap_or_default();
     value["start"] = json!(rfc3339(range.start));

@@ -10,10 +10,13 @@
 //! `peer.service` or `server.address`), or an external host (`peer.service`, `server.address`).
 //! Client spans with none of those attributes and no instrumented child are not drawn.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
+use datafusion::arrow::array::Array;
 use serde::Serialize;
 
+use super::edges::{self, EdgeKey, MINUTE, Name, Tally};
 use super::red::Red;
 use super::rows;
 use crate::engine::{QueryEngine, QueryError, timestamp};
@@ -58,6 +61,26 @@ pub struct ServiceGraph {
     pub edges: Vec<Edge>,
 }
 
+/// A caller's virtual peer and its kind, as the columns `peer` and `peer_kind`.
+macro_rules! peer_sql {
+    () => {
+        "CASE
+      WHEN messaging_system IS NOT NULL THEN coalesce(messaging_destination, server_address, messaging_system)
+      WHEN db_system IS NOT NULL THEN coalesce(peer_service, server_address, db_system)
+      ELSE coalesce(peer_service, server_address)
+    END AS peer,
+    CASE
+      WHEN messaging_system IS NOT NULL THEN 'queue'
+      WHEN lower(db_system) IN ('redis', 'memcached', 'valkey') THEN 'cache'
+      WHEN db_system IS NOT NULL THEN 'database'
+      ELSE 'external'
+    END AS peer_kind"
+    };
+}
+pub(crate) use peer_sql;
+
+pub(crate) const PEER_SQL: &str = peer_sql!();
+
 /// One join of caller spans with their callee children; each (caller span, callee span) pair is
 /// one call, a caller span without an instrumented child one call to its virtual peer. The
 /// parameters are the caller range ($1, $2) and the callee range ($3, $4); the span-derived
@@ -69,20 +92,13 @@ pub struct ServiceGraph {
 /// join filters by column name, and with two `service_name`s an outer join lost its rows.
 macro_rules! calls_cte {
     () => {
-        "
+        concat!(
+            "
 WITH callers AS (
   SELECT trace_id, span_id, service_name, status_code, duration_ns, start_time AS caller_start,
-    CASE
-      WHEN messaging_system IS NOT NULL THEN coalesce(messaging_destination, server_address, messaging_system)
-      WHEN db_system IS NOT NULL THEN coalesce(peer_service, server_address, db_system)
-      ELSE coalesce(peer_service, server_address)
-    END AS peer,
-    CASE
-      WHEN messaging_system IS NOT NULL THEN 'queue'
-      WHEN lower(db_system) IN ('redis', 'memcached', 'valkey') THEN 'cache'
-      WHEN db_system IS NOT NULL THEN 'database'
-      ELSE 'external'
-    END AS peer_kind
+    ",
+        $crate::views::dependencies::peer_sql!(),
+        "
   FROM spans
   WHERE start_time >= $1 AND start_time < $2 AND span_kind IN ('CLIENT', 'PRODUCER')
 ),
@@ -100,6 +116,7 @@ calls AS (
     s.callee, s.callee_status, s.callee_ns
   FROM callees s RIGHT JOIN callers c ON s.callee_parent = c.span_id AND s.callee_trace = c.trace_id
 )"
+        )
     };
 }
 pub(crate) use calls_cte;
@@ -118,8 +135,34 @@ WHERE target IS NOT NULL AND (callee IS NULL OR callee <> source)
 GROUP BY source, target, target_kind"
 );
 
-/// The graph of calls made in `range`.
+/// The graph of calls whose caller span starts in `range`, widened to whole minutes.
 pub async fn graph(engine: &QueryEngine, range: TimeRange) -> Result<ServiceGraph, QueryError> {
+    let range = whole_minutes(range);
+    let (edges, services) = if engine.edges.enabled() {
+        edges::summed(engine, range).await?
+    } else {
+        joined(engine, range).await?
+    };
+    Ok(assemble(edges, services, range.seconds()))
+}
+
+/// `range` with its start rounded down and its end rounded up to a minute.
+pub fn whole_minutes(range: TimeRange) -> TimeRange {
+    TimeRange {
+        start: range.start.div_euclid(MINUTE).saturating_mul(MINUTE),
+        end: range
+            .end
+            .div_euclid(MINUTE)
+            .saturating_add(i64::from(range.end.rem_euclid(MINUTE) != 0))
+            .saturating_mul(MINUTE),
+    }
+}
+
+/// The graph by joining the spans of `range` (no summaries kept: `--query-graph-cache 0`).
+async fn joined(
+    engine: &QueryEngine,
+    range: TimeRange,
+) -> Result<(BTreeMap<EdgeKey, Tally>, BTreeSet<Name>), QueryError> {
     let params = || {
         vec![
             timestamp(range.start),
@@ -128,7 +171,6 @@ pub async fn graph(engine: &QueryEngine, range: TimeRange) -> Result<ServiceGrap
             timestamp(range.end.saturating_add(CLOCK_SKEW)),
         ]
     };
-    let seconds = range.seconds();
     let (calls, services) = tokio::try_join!(
         engine.query(GRAPH_SQL, params()),
         engine.query(
@@ -136,8 +178,7 @@ pub async fn graph(engine: &QueryEngine, range: TimeRange) -> Result<ServiceGrap
             vec![timestamp(range.start), timestamp(range.end)],
         )
     )?;
-    let mut nodes: BTreeSet<Node> = BTreeSet::new();
-    let mut edges = Vec::new();
+    let mut edges = BTreeMap::new();
     for batch in &calls.batches {
         let source = rows::strings(batch, "source")?;
         let target = rows::strings(batch, "target")?;
@@ -150,51 +191,76 @@ pub async fn graph(engine: &QueryEngine, range: TimeRange) -> Result<ServiceGrap
         );
         let callee_l = rows::binaries(batch, "callee_latency")?;
         for row in 0..batch.num_rows() {
-            let red = Red::new(
-                rows::count(calls, row),
-                rows::count(errors, row),
-                &rows::sketch(latency, row)?,
-                seconds,
+            let key: EdgeKey = (
+                Arc::from(source.value(row)),
+                Arc::from(target.value(row)),
+                Arc::from(kind.value(row)),
             );
-            let kind = kind.value(row).to_owned();
-            let callee = (kind == "service").then(|| {
-                rows::sketch(callee_l, row).map(|sketch| CalleeSide {
-                    red: Red::new(
-                        rows::count(callee_n, row),
-                        rows::count(callee_e, row),
-                        &sketch,
-                        seconds,
-                    ),
-                })
-            });
-            let target = target.value(row).to_owned();
-            nodes.insert(Node {
-                id: target.clone(),
-                kind: kind.clone(),
-            });
-            edges.push(Edge {
-                source: source.value(row).to_owned(),
-                target,
-                target_kind: kind,
-                calls: red.requests,
-                errors: red.errors,
-                error_ratio: red.error_ratio,
-                rate_per_s: red.rate_per_s,
-                p50_ms: red.p50_ms,
-                p95_ms: red.p95_ms,
-                p99_ms: red.p99_ms,
-                callee: callee.transpose()?,
-            });
+            edges.insert(
+                key,
+                Tally {
+                    calls: rows::count(calls, row),
+                    errors: rows::count(errors, row),
+                    latency: rows::sketch(latency, row)?,
+                    callee_calls: rows::count(callee_n, row),
+                    callee_errors: rows::count(callee_e, row),
+                    callee_latency: rows::sketch(callee_l, row)?,
+                },
+            );
         }
     }
+    let mut names = BTreeSet::new();
     for batch in &services.batches {
         let name = rows::strings(batch, "service_name")?;
         for row in 0..batch.num_rows() {
-            nodes.insert(Node {
-                id: name.value(row).to_owned(),
-                kind: "service".into(),
-            });
+            if !name.is_null(row) {
+                names.insert(Arc::from(name.value(row)));
+            }
         }
+    }
+    Ok((edges, names))
+}
+
+fn assemble(
+    tallies: BTreeMap<EdgeKey, Tally>,
+    services: BTreeSet<Name>,
+    seconds: f64,
+) -> ServiceGraph {
+    let mut nodes: BTreeSet<Node> = services
+        .iter()
+        .map(|s| Node {
+            id: s.to_string(),
+            kind: "service".into(),
+        })
+        .collect();
+    let mut edges = Vec::new();
+    for ((source, target, kind), tally) in tallies {
+        let red = Red::new(tally.calls, tally.errors, &tally.latency, seconds);
+        let callee = (&*kind == "service").then(|| CalleeSide {
+            red: Red::new(
+                tally.callee_calls,
+                tally.callee_errors,
+                &tally.callee_latency,
+                seconds,
+            ),
+        });
+        nodes.insert(Node {
+            id: target.to_string(),
+            kind: kind.to_string(),
+        });
+        edges.push(Edge {
+            source: source.to_string(),
+            target: target.to_string(),
+            target_kind: kind.to_string(),
+            calls: red.requests,
+            errors: red.errors,
+            error_ratio: red.error_ratio,
+            rate_per_s: red.rate_per_s,
+            p50_ms: red.p50_ms,
+            p95_ms: red.p95_ms,
+            p99_ms: red.p99_ms,
+            callee,
+        });
     }
     // A service that is also named as a virtual peer (an uninstrumented view of it) is a service.
     let service_ids: BTreeSet<String> = nodes
@@ -204,8 +270,8 @@ pub async fn graph(engine: &QueryEngine, range: TimeRange) -> Result<ServiceGrap
         .collect();
     nodes.retain(|n| n.kind == "service" || !service_ids.contains(&n.id));
     edges.sort_by(|a, b| (&a.source, &a.target).cmp(&(&b.source, &b.target)));
-    Ok(ServiceGraph {
+    ServiceGraph {
         nodes: nodes.into_iter().collect(),
         edges,
-    })
+    }
 }

@@ -2,6 +2,7 @@
 //! lake.
 
 pub mod dependencies;
+pub mod edges;
 pub mod errors;
 pub mod latency;
 pub mod logs;

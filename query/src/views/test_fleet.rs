@@ -61,13 +61,15 @@ pub fn fleet(dice: &mut Dice) -> Vec<(String, Span)> {
         let trace: Vec<u8> = dice.next().to_le_bytes().repeat(2);
         let root = services[dice.below(5) as usize];
         let at = T + dice.below(12) as i64 * MINUTE - MINUTE;
+        // Ids of this trace, reusable by later traces only: within one trace ids are unique.
+        let mut mine: Vec<Vec<u8>> = Vec::new();
         for _ in 0..dice.below(5) {
             let span_id = if dice.below(20) == 0 && !reused.is_empty() {
                 reused[dice.below(reused.len() as u64) as usize].clone()
             } else {
                 dice.next().to_le_bytes().to_vec()
             };
-            reused.push(span_id.clone());
+            mine.push(span_id.clone());
             let producer = dice.below(4) == 0;
             let status = |dice: &mut Dice| Status {
                 code: dice.below(3) as i32,
@@ -109,47 +111,59 @@ pub fn fleet(dice: &mut Dice) -> Vec<(String, Span)> {
                 ));
             }
         }
+        reused.extend(mine);
     }
     spans
 }
 
 /// Writes spans to a lake as one file per hour partition.
 pub fn write(dir: &std::path::Path, spans: Vec<(String, Span)>) {
-    let mut by_hour: BTreeMap<i64, Vec<(String, Span)>> = BTreeMap::new();
-    for (service, span) in spans {
-        by_hour
-            .entry(layout::partition_of(span.start_time_unix_nano as i64))
+    write_parts(dir, spans, 1);
+}
+
+/// Writes spans to a lake as `parts` files per hour partition, consecutive spans (a caller and
+/// its children) in different files.
+pub fn write_parts(dir: &std::path::Path, spans: Vec<(String, Span)>, parts: usize) {
+    let mut by_file: BTreeMap<(i64, usize), Vec<(String, Span)>> = BTreeMap::new();
+    for (i, (service, span)) in spans.into_iter().enumerate() {
+        by_file
+            .entry((
+                layout::partition_of(span.start_time_unix_nano as i64),
+                i % parts,
+            ))
             .or_default()
             .push((service, span));
     }
-    for (partition, spans) in by_hour {
-        let request = ExportTraceServiceRequest {
-            resource_spans: spans
-                .into_iter()
-                .map(|(service, span)| ResourceSpans {
-                    resource: Some(Resource {
-                        attributes: vec![text("service.name", &service)],
-                        ..Default::default()
-                    }),
-                    scope_spans: vec![ScopeSpans {
-                        spans: vec![span],
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                })
-                .collect(),
-        };
-        let batch = lakescope_collector::convert::spans::convert(
-            &request,
-            &lakescope_collector::Limits::default(),
-        )
-        .unwrap()
-        .batch;
+    for ((partition, n), spans) in by_file {
+        let batch = batch(spans);
         let part = layout::table_dir(dir, layout::SPANS).join(layout::partition_dir(partition));
         std::fs::create_dir_all(&part).unwrap();
-        let file = std::fs::File::create(part.join(layout::file_name(0, 0))).unwrap();
+        let file = std::fs::File::create(part.join(layout::file_name(0, n))).unwrap();
         let mut writer = ArrowWriter::try_new(file, batch.schema(), None).unwrap();
         writer.write(&batch).unwrap();
         writer.close().unwrap();
     }
+}
+
+/// The spans as the write path converts them.
+pub fn batch(spans: Vec<(String, Span)>) -> datafusion::arrow::record_batch::RecordBatch {
+    let request = ExportTraceServiceRequest {
+        resource_spans: spans
+            .into_iter()
+            .map(|(service, span)| ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![text("service.name", &service)],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![span],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+            .collect(),
+    };
+    lakescope_collector::convert::spans::convert(&request, &lakescope_collector::Limits::default())
+        .unwrap()
+        .batch
 }
