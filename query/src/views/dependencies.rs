@@ -138,10 +138,14 @@ GROUP BY source, target, target_kind"
 /// The graph of calls whose caller span starts in `range`, widened to whole minutes.
 pub async fn graph(engine: &QueryEngine, range: TimeRange) -> Result<ServiceGraph, QueryError> {
     let range = whole_minutes(range);
-    let (edges, services) = if engine.edges.enabled() {
+    let summed = if engine.edges.enabled() {
         edges::summed(engine, range).await?
     } else {
-        joined(engine, range).await?
+        None
+    };
+    let (edges, services) = match summed {
+        Some(summed) => summed,
+        None => joined(engine, range).await?,
     };
     Ok(assemble(edges, services, range.seconds()))
 }

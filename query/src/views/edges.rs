@@ -629,11 +629,16 @@ pub async fn warm(engine: QueryEngine, stop: tokio_util::sync::CancellationToken
     }
 }
 
-/// The graph's edges and the services seen, for a range of whole minutes.
+/// Summarising a file costs about this many times what reading its spans for the join does.
+const SUMMARY_COST: u64 = 3;
+
+/// The graph's edges and the services seen, for a range of whole minutes; `None` when too few
+/// of the range's files are summarised yet for the summaries to be the quicker way (the range
+/// is then summarised in the background by [`warm`]).
 pub async fn summed(
     engine: &QueryEngine,
     range: TimeRange,
-) -> Result<(BTreeMap<EdgeKey, Tally>, BTreeSet<Name>), QueryError> {
+) -> Result<Option<(BTreeMap<EdgeKey, Tally>, BTreeSet<Name>)>, QueryError> {
     let window = Window::of(range);
     engine.edges.asked(range.start);
     let snapshot = engine
@@ -643,6 +648,19 @@ pub async fn summed(
     let overlaps = |f: &LakeFile, (lo, hi): (i64, i64)| {
         f.partition_start < hi && f.partition_start + PARTITION_NANOS > lo
     };
+    // Summarising a file costs about three times what joining its spans once does: when most of
+    // the range is not summarised yet, join now and leave the summaries to `warm`.
+    let (missing, total) = snapshot
+        .files
+        .iter()
+        .filter(|f| overlaps(f, window.callees))
+        .fold((0u64, 0u64), |(missing, total), f| {
+            let absent = engine.edges.get(&f.path).is_none();
+            (missing + if absent { f.size } else { 0 }, total + f.size)
+        });
+    if missing.saturating_mul(SUMMARY_COST) > total {
+        return Ok(None);
+    }
     let mut units: Vec<(Unit, Arc<FileEdges>, bool)> = Vec::new();
     for file in snapshot.files.iter() {
         if overlaps(file, window.callees) {
@@ -746,7 +764,7 @@ pub async fn summed(
     lakescope_collector::stats::stats()
         .query_graph_cache_bytes
         .set(held as i64);
-    Ok((totals, services))
+    Ok(Some((totals, services)))
 }
 
 #[cfg(test)]
@@ -779,6 +797,13 @@ mod tests {
         }
     }
 
+    /// Summarises every file, as `warm` does in the background.
+    async fn summarise_all(engine: &QueryEngine) {
+        for file in engine.snapshot("spans").unwrap().files.iter() {
+            summary(engine, file).await.unwrap();
+        }
+    }
+
     const RANGES: [(i64, i64); 4] = [
         (T, T + 10 * M),
         (T - M, T + 11 * M),
@@ -796,8 +821,15 @@ mod tests {
         let lake = lakescope_collector::Lake::open(dir.path()).unwrap();
         let summed = engine(&lake, 64 << 20);
         let joined = engine(&lake, 0);
+        summarise_all(&summed).await;
         for (start, end) in RANGES {
             let range = TimeRange { start, end };
+            assert!(
+                super::summed(&summed, whole_minutes(range))
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
             // The engine without summaries joins the spans: the reference.
             let reference = graph(&joined, range).await.unwrap();
             let first = graph(&summed, range).await.unwrap();
@@ -834,8 +866,15 @@ mod tests {
         table.push(1, batch(recent.into_iter().map(|(_, s)| s).collect()));
         let summed = engine(&lake, 64 << 20);
         let joined = engine(&lake, 0);
+        summarise_all(&summed).await;
         for (start, end) in RANGES {
             let range = TimeRange { start, end };
+            assert!(
+                super::summed(&summed, whole_minutes(range))
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
             let reference = graph(&joined, range).await.unwrap();
             let ours = graph(&summed, range).await.unwrap();
             assert_same(&ours, &reference, &format!("{start}..{end}"));
@@ -857,7 +896,14 @@ mod tests {
         // Nothing asked for yet but the last hour, which holds no file.
         tokio::time::sleep(std::time::Duration::from_secs(3)).await;
         assert_eq!(engine.edges.bytes(), 0);
-        engine.edges.asked(T);
+        // The first request finds nothing summarised: it joins the spans, and asks for them.
+        let range = TimeRange {
+            start: T,
+            end: T + 10 * M,
+        };
+        let answer = graph(&engine, range).await.unwrap();
+        assert!(answer.edges.len() >= 20);
+        assert_eq!(engine.edges.bytes(), 0);
         let mut cached = 0;
         for _ in 0..100 {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -872,6 +918,9 @@ mod tests {
         stop.cancel();
         warmer.await.unwrap();
         assert_eq!(cached, files.len());
+        // Now answered from the summaries, with the same numbers.
+        assert!(super::summed(&engine, range).await.unwrap().is_some());
+        assert_eq!(graph(&engine, range).await.unwrap(), answer);
     }
 
     #[tokio::test]
