@@ -460,13 +460,12 @@ const WARM_FOR: i64 = 15 * MINUTE;
 
 impl EdgeCache {
     pub fn new(budget: usize) -> Self {
-        // As if the last hour's graph had just been asked for: the dashboard's opening range.
-        let now = crate::time_range::now_nanos();
+        // Nothing asked for yet: no summaries are made (nor their CPU spent) until a graph is.
         Self {
             budget,
             clock: AtomicU64::new(0),
             entries: Mutex::new(HashMap::new()),
-            asked: Mutex::new(vec![(now - 60 * MINUTE, now)]),
+            asked: Mutex::new(Vec::new()),
         }
     }
 
@@ -893,7 +892,7 @@ mod tests {
         assert!(files.len() >= 4);
         let stop = tokio_util::sync::CancellationToken::new();
         let warmer = tokio::spawn(warm(engine.clone(), stop.clone()));
-        // Nothing asked for yet but the last hour, which holds no file.
+        // Nothing asked for yet: nothing summarised.
         tokio::time::sleep(std::time::Duration::from_secs(3)).await;
         assert_eq!(engine.edges.bytes(), 0);
         // The first request finds nothing summarised: it joins the spans, and asks for them.
