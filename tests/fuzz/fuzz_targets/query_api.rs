@@ -182,6 +182,7 @@ fn fixture() -> &'static Fixture {
                 max_concurrent: 2,
                 memory_bytes: 64 * 1024 * 1024,
                 metadata_cache_bytes: 16 * 1024 * 1024,
+                graph_cache_bytes: 16 * 1024 * 1024,
             },
         )
         .expect("an engine");
