@@ -109,6 +109,13 @@ pub struct ServeConfig {
     #[arg(long, env = "LAKESCOPE_QUERY_GRAPH_CACHE", default_value_t = 128 * 1024 * 1024)]
     pub query_graph_cache: usize,
 
+    /// Memory for per-file RED rollups (bytes): per 15-second slot, service and operation, the
+    /// requests, errors and latency sketch that the services overview, a service's operations and
+    /// its series sum instead of aggregating every span again; beyond it, the least recently used
+    /// are computed again. 0 aggregates the spans on every request instead.
+    #[arg(long, env = "LAKESCOPE_QUERY_ROLLUP_CACHE", default_value_t = 128 * 1024 * 1024)]
+    pub query_rollup_cache: usize,
+
     /// Keep spans this long (whole hour partitions are removed once all older); 0 keeps them.
     #[arg(long, env = "LAKESCOPE_RETENTION_SPANS", default_value = "7d", value_parser = humantime::parse_duration)]
     pub retention_spans: Duration,

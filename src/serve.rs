@@ -107,6 +107,7 @@ pub async fn run(config: ServeConfig, demo_rate: Option<f64>) -> anyhow::Result<
             memory_bytes: config.query_memory,
             metadata_cache_bytes: config.query_metadata_cache,
             graph_cache_bytes: config.query_graph_cache,
+            rollup_cache_bytes: config.query_rollup_cache,
         },
     )?;
 
@@ -129,6 +130,10 @@ pub async fn run(config: ServeConfig, demo_rate: Option<f64>) -> anyhow::Result<
     ));
 
     let graph_warmer = tokio::spawn(lakescope_query::views::edges::warm(
+        engine.clone(),
+        stop.child_token(),
+    ));
+    let rollup_warmer = tokio::spawn(lakescope_query::views::rollup::warm(
         engine.clone(),
         stop.child_token(),
     ));
@@ -247,6 +252,7 @@ pub async fn run(config: ServeConfig, demo_rate: Option<f64>) -> anyhow::Result<
     }
     flusher.await?;
     graph_warmer.await?;
+    rollup_warmer.await?;
     retention.await?;
     compaction.await?;
     drop(ingest);

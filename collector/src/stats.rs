@@ -77,6 +77,7 @@ pub struct Stats {
     pub queries_running: Gauge,
     pub query_metadata_cache_bytes: Gauge,
     pub query_graph_cache_bytes: Gauge,
+    pub query_rollup_cache_bytes: Gauge,
 }
 
 impl Stats {
@@ -106,6 +107,7 @@ impl Stats {
             queries_running: Gauge::default(),
             query_metadata_cache_bytes: Gauge::default(),
             query_graph_cache_bytes: Gauge::default(),
+            query_rollup_cache_bytes: Gauge::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -219,6 +221,11 @@ impl Stats {
             "query_graph_cache_bytes",
             "Bytes of per-file service-graph summaries kept for queries (--query-graph-cache)",
             stats.query_graph_cache_bytes.clone(),
+        );
+        r.register(
+            "query_rollup_cache_bytes",
+            "Bytes of per-file RED rollups kept for queries (--query-rollup-cache)",
+            stats.query_rollup_cache_bytes.clone(),
         );
         Self { registry, ..stats }
     }

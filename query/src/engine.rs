@@ -24,6 +24,7 @@ use crate::page_index;
 use crate::sketch;
 use crate::table::{LakeTable, store_path};
 use crate::views::edges::EdgeCache;
+use crate::views::rollup::RollupCache;
 
 /// Bounds on every query.
 #[derive(Debug, Clone)]
@@ -42,6 +43,9 @@ pub struct QueryLimits {
     /// Memory for the per-file summaries of the service graph, kept between queries (bytes);
     /// 0 joins the spans on every request instead.
     pub graph_cache_bytes: usize,
+    /// Memory for the per-file RED rollups of the services overview, operations and series,
+    /// kept between queries (bytes); 0 aggregates the spans on every request instead.
+    pub rollup_cache_bytes: usize,
 }
 
 /// How long a query waits for one of the [`QueryLimits::max_concurrent`] slots.
@@ -56,6 +60,7 @@ impl Default for QueryLimits {
             memory_bytes: 1024 * 1024 * 1024,
             metadata_cache_bytes: 256 * 1024 * 1024,
             graph_cache_bytes: 128 * 1024 * 1024,
+            rollup_cache_bytes: 128 * 1024 * 1024,
         }
     }
 }
@@ -121,6 +126,8 @@ pub struct QueryEngine {
     lake_tables: Vec<(String, Arc<LakeTable>)>,
     /// Per-file summaries of the service graph (see `views::edges`).
     pub(crate) edges: Arc<EdgeCache>,
+    /// Per-file RED rollups (see `views::rollup`).
+    pub(crate) rollups: Arc<RollupCache>,
 }
 
 /// A session over `tables`; with `pushdown`, filters are evaluated while decoding (lookups).
@@ -162,6 +169,7 @@ impl QueryEngine {
         );
         let slots = Arc::new(Semaphore::new(limits.max_concurrent.max(1)));
         let edges = Arc::new(EdgeCache::new(limits.graph_cache_bytes));
+        let rollups = Arc::new(RollupCache::new(limits.rollup_cache_bytes));
         Ok(Self {
             ctx,
             lookup_ctx,
@@ -171,6 +179,7 @@ impl QueryEngine {
             tables: lake.tables(),
             lake_tables: tables,
             edges,
+            rollups,
         })
     }
 

@@ -13,6 +13,7 @@ pub mod page_index;
 pub mod promql;
 pub mod rules;
 pub mod sketch;
+pub mod summaries;
 pub mod table;
 pub mod text_search;
 pub mod time_range;

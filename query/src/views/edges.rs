@@ -19,8 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::Int64Type;
@@ -30,6 +29,7 @@ use lakescope_collector::lake::layout::PARTITION_NANOS;
 use super::dependencies::{CLOCK_SKEW, PEER_SQL};
 use crate::engine::{QueryEngine, QueryError};
 use crate::sketch::Sketch;
+use crate::summaries::{Summary, SummaryCache};
 use crate::time_range::TimeRange;
 
 pub const MINUTE: i64 = 60_000_000_000;
@@ -146,34 +146,24 @@ impl Key {
 
 impl std::hash::Hash for Key {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write_u64(self.span ^ self.trace as u64 ^ (self.trace >> 64) as u64);
+        // Every bit goes in: ids are client-controlled, so no fold an attacker could aim at.
+        state.write_u128(self.trace);
+        state.write_u64(self.span);
     }
 }
 
-/// Ids are random: one multiply-and-shift mix of their bits spreads them as well as SipHash
-/// does, at a fraction of its cost.
-#[derive(Default)]
-struct Mix(u64);
+/// foldhash: much cheaper than SipHash on fixed-size ids. Its seed comes from the operating
+/// system's randomness (through std's `RandomState`) once per process, so a client cannot choose
+/// ids that collide.
+type Quick = foldhash::fast::FixedState;
 
-impl std::hash::Hasher for Mix {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
-        }
-    }
-
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-
-    fn finish(&self) -> u64 {
-        let x = (self.0 ^ (self.0 >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        let x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        x ^ (x >> 31)
-    }
+fn quick() -> Quick {
+    static SEED: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| {
+        use std::hash::BuildHasher;
+        std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64)
+    });
+    Quick::with_seed(*SEED)
 }
-
-type Quick = std::hash::BuildHasherDefault<Mix>;
 
 const NONE: usize = usize::MAX;
 
@@ -297,7 +287,7 @@ impl Rows {
             ns: Vec::with_capacity(total),
             start: Vec::with_capacity(total),
             peer: Vec::with_capacity(total),
-            callers: HashMap::with_capacity_and_hasher(total / 2, Quick::default()),
+            callers: HashMap::with_capacity_and_hasher(total / 2, quick()),
             next: vec![NONE; total],
             matched: vec![false; total],
         };
@@ -445,87 +435,12 @@ fn summarize(
     Ok(out)
 }
 
-/// Per-file summaries kept between requests, least recently used dropped beyond a budget.
-#[derive(Debug)]
-pub struct EdgeCache {
-    budget: usize,
-    clock: AtomicU64,
-    entries: Mutex<HashMap<PathBuf, (Arc<FileEdges>, u64)>>,
-    /// Starts of the ranges asked for, with when they were asked (Unix ns), for [`warm`].
-    asked: Mutex<Vec<(i64, i64)>>,
-}
+/// The graph's per-file summaries.
+pub type EdgeCache = SummaryCache<FileEdges>;
 
-/// How long after a graph request [`warm`] keeps summarising the files that request read.
-const WARM_FOR: i64 = 15 * MINUTE;
-
-impl EdgeCache {
-    pub fn new(budget: usize) -> Self {
-        // Nothing asked for yet: no summaries are made (nor their CPU spent) until a graph is.
-        Self {
-            budget,
-            clock: AtomicU64::new(0),
-            entries: Mutex::new(HashMap::new()),
-            asked: Mutex::new(Vec::new()),
-        }
-    }
-
-    fn asked(&self, start: i64) {
-        let now = crate::time_range::now_nanos();
-        let mut asked = self.asked.lock().unwrap_or_else(|e| e.into_inner());
-        asked.retain(|(_, at)| now - at < WARM_FOR);
-        asked.push((start, now));
-    }
-
-    /// The earliest start of the ranges asked for lately, if any.
-    fn wanted(&self) -> Option<i64> {
-        let now = crate::time_range::now_nanos();
-        let mut asked = self.asked.lock().unwrap_or_else(|e| e.into_inner());
-        asked.retain(|(_, at)| now - at < WARM_FOR);
-        asked.iter().map(|(start, _)| *start).min()
-    }
-
-    pub fn enabled(&self) -> bool {
-        self.budget > 0
-    }
-
-    fn get(&self, path: &PathBuf) -> Option<Arc<FileEdges>> {
-        let tick = self.clock.fetch_add(1, Ordering::Relaxed);
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.get_mut(path).map(|(summary, used)| {
-            *used = tick;
-            Arc::clone(summary)
-        })
-    }
-
-    fn put(&self, path: PathBuf, summary: Arc<FileEdges>) {
-        let tick = self.clock.fetch_add(1, Ordering::Relaxed);
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.insert(path, (summary, tick));
-        let mut held: usize = entries.values().map(|(s, _)| s.bytes).sum();
-        while held > self.budget {
-            let Some(oldest) = entries
-                .iter()
-                .min_by_key(|(_, (_, used))| *used)
-                .map(|(p, _)| p.clone())
-            else {
-                break;
-            };
-            if let Some((gone, _)) = entries.remove(&oldest) {
-                held -= gone.bytes;
-            }
-        }
-    }
-
-    /// Drops the summaries of files no longer in the lake; returns the bytes still held.
-    pub fn retain(&self, live: &HashSet<PathBuf>) -> usize {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.retain(|path, _| live.contains(path));
-        entries.values().map(|(s, _)| s.bytes).sum()
-    }
-
-    pub fn bytes(&self) -> usize {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.values().map(|(s, _)| s.bytes).sum()
+impl Summary for FileEdges {
+    fn bytes(&self) -> usize {
+        self.bytes
     }
 }
 
@@ -593,39 +508,19 @@ async fn lookup(
 }
 
 /// Keeps the summaries of the files that recent graph requests read computed ahead of the next
-/// request, so that a new flush file or a merged file does not slow it: every few seconds, while
-/// a graph was asked for in the last [`WARM_FOR`], summarises the files from the earliest start
-/// asked for on that are not summarised yet, newest first, within half the cache's budget.
+/// request (see [`crate::summaries::warm`]), from [`CLOCK_SKEW`] before the ranges asked for,
+/// where their callers may be.
 pub async fn warm(engine: QueryEngine, stop: tokio_util::sync::CancellationToken) {
-    if !engine.edges.enabled() {
-        return;
-    }
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
-        }
-        let (Some(from), Some(snapshot)) = (engine.edges.wanted(), engine.snapshot("spans")) else {
-            continue;
-        };
-        let from = from.saturating_sub(CLOCK_SKEW);
-        let mut files: Vec<&Arc<LakeFile>> = snapshot
-            .files
-            .iter()
-            .filter(|f| f.partition_start + PARTITION_NANOS > from)
-            .collect();
-        files.sort_by_key(|f| std::cmp::Reverse((f.partition_start, f.seq)));
-        for file in files {
-            if stop.is_cancelled() || engine.edges.bytes() > engine.edges.budget / 2 {
-                break;
-            }
-            if engine.edges.get(&file.path).is_none()
-                && let Err(e) = summary(&engine, file).await
-            {
-                tracing::debug!(file = %file.path.display(), error = %e, "graph summary");
-            }
-        }
-    }
+    let cache = Arc::clone(&engine.edges);
+    crate::summaries::warm(
+        engine,
+        cache,
+        "spans",
+        CLOCK_SKEW,
+        stop,
+        |engine, file| async move { summary(&engine, &file).await },
+    )
+    .await;
 }
 
 /// Summarising a file costs about this many times what reading its spans for the join does.
@@ -934,29 +829,5 @@ mod tests {
             end: T + 7 * M,
         });
         assert_eq!((r.start, r.end), (T, T + 7 * M));
-    }
-
-    #[test]
-    fn the_cache_drops_the_least_recently_used_beyond_its_budget_and_removed_files() {
-        let summary = |bytes| {
-            Arc::new(FileEdges {
-                bytes,
-                ..FileEdges::default()
-            })
-        };
-        let cache = EdgeCache::new(250);
-        cache.put("/a".into(), summary(100));
-        cache.put("/b".into(), summary(100));
-        assert!(cache.get(&"/a".into()).is_some());
-        cache.put("/c".into(), summary(100));
-        assert!(
-            cache.get(&"/b".into()).is_none(),
-            "b was the least recently used"
-        );
-        assert!(cache.get(&"/a".into()).is_some());
-        assert_eq!(cache.bytes(), 200);
-        let live: HashSet<PathBuf> = [PathBuf::from("/c")].into();
-        assert_eq!(cache.retain(&live), 100);
-        assert!(cache.get(&"/a".into()).is_none());
     }
 }

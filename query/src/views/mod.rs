@@ -8,6 +8,7 @@ pub mod latency;
 pub mod logs;
 pub mod metrics;
 pub mod red;
+pub mod rollup;
 pub(crate) mod rows;
 pub mod services;
 #[cfg(test)]

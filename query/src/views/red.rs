@@ -4,9 +4,13 @@
 //! A service's requests are its entry spans, SERVER and CONSUMER; a service with none in the range
 //! (a batch job, a client-only process) is measured by its root spans instead.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use datafusion::common::ScalarValue;
 use serde::Serialize;
 
+use super::rollup::{self, Cell, Name};
 use super::rows;
 use crate::engine::{QueryEngine, QueryError, timestamp};
 use crate::sketch::Sketch;
@@ -27,6 +31,15 @@ pub enum Measure {
 }
 
 impl Measure {
+    /// Entry spans when the service has any in the range, else root spans.
+    pub fn of(entry_requests: u64) -> Self {
+        if entry_requests > 0 {
+            Measure::Entry
+        } else {
+            Measure::Root
+        }
+    }
+
     pub fn predicate(self) -> &'static str {
         match self {
             Measure::Entry => ENTRY,
@@ -98,7 +111,7 @@ pub async fn measure_of(
             .map(|i| rows::count(c, i))
             .sum::<u64>();
     }
-    Ok(if n > 0 { Measure::Entry } else { Measure::Root })
+    Ok(Measure::of(n))
 }
 
 /// `a / b` rounded up, for positive `b`.
@@ -158,6 +171,63 @@ pub async fn series(
     range: TimeRange,
     step: i64,
 ) -> Result<Series, QueryError> {
+    let buckets = ceil_div(range.end - range.start, step).max(1) as usize;
+    let seconds = step as f64 / 1e9;
+    let mut points: Vec<Point> = (0..buckets)
+        .map(|i| {
+            let t = range.start + i as i64 * step;
+            Point {
+                time: rfc3339(t),
+                time_unix_nano: t.to_string(),
+                red: Red::new(0, 0, &Sketch::default(), seconds),
+            }
+        })
+        .collect();
+    // The rollups' slots fit in the steps when the steps start on slot boundaries.
+    let aligned = range.start.rem_euclid(rollup::SLOT) == 0 && step % rollup::SLOT == 0;
+    let mut entry_requests = 0;
+    let mut per_bucket: BTreeMap<i64, Cell> = BTreeMap::new();
+    let rolled = aligned
+        && rollup::visit(engine, range, Some(service), |row| {
+            entry_requests += row.cell.entry.requests;
+            if operation.is_none_or(|op| row.operation.as_deref() == Some(op)) {
+                per_bucket
+                    .entry((row.slot * rollup::SLOT - range.start) / step)
+                    .or_default()
+                    .merge(&row.cell);
+            }
+        })
+        .await?;
+    let measure = if rolled {
+        let measure = Measure::of(entry_requests);
+        for (bucket, cell) in per_bucket {
+            let counts = cell.measured(measure);
+            if let Some(point) = usize::try_from(bucket).ok().and_then(|b| points.get_mut(b)) {
+                point.red = Red::new(counts.requests, counts.errors, &counts.latency, seconds);
+            }
+        }
+        measure
+    } else {
+        aggregated_series(engine, service, operation, range, step, &mut points).await?
+    };
+    Ok(Series {
+        service: service.to_owned(),
+        operation: operation.map(str::to_owned),
+        measured_by: measure,
+        step_seconds: seconds,
+        points,
+    })
+}
+
+/// [`series`] aggregated from the spans; returns the measure.
+async fn aggregated_series(
+    engine: &QueryEngine,
+    service: &str,
+    operation: Option<&str>,
+    range: TimeRange,
+    step: i64,
+    points: &mut [Point],
+) -> Result<Measure, QueryError> {
     let measure = measure_of(engine, service, range).await?;
     let mut params = vec![
         timestamp(range.start),
@@ -181,18 +251,7 @@ pub async fn series(
          FROM spans WHERE {filter} GROUP BY bucket ORDER BY bucket"
     );
     let rows = engine.query(&sql, params).await?;
-    let buckets = ceil_div(range.end - range.start, step).max(1) as usize;
     let seconds = step as f64 / 1e9;
-    let mut points: Vec<Point> = (0..buckets)
-        .map(|i| {
-            let t = range.start + i as i64 * step;
-            Point {
-                time: rfc3339(t),
-                time_unix_nano: t.to_string(),
-                red: Red::new(0, 0, &Sketch::default(), seconds),
-            }
-        })
-        .collect();
     for batch in &rows.batches {
         let bucket = rows::ints(batch, "bucket")?;
         let requests = rows::ints(batch, "requests")?;
@@ -213,13 +272,7 @@ pub async fn series(
             );
         }
     }
-    Ok(Series {
-        service: service.to_owned(),
-        operation: operation.map(str::to_owned),
-        measured_by: measure,
-        step_seconds: seconds,
-        points,
-    })
+    Ok(measure)
 }
 
 /// One operation (span name) of a service.
@@ -236,7 +289,55 @@ pub async fn operations(
     service: &str,
     range: TimeRange,
 ) -> Result<(Measure, Vec<Operation>), QueryError> {
+    let mut entry_requests = 0;
+    let mut per_operation: BTreeMap<Name, Cell> = BTreeMap::new();
+    let rolled = rollup::visit(engine, range, Some(service), |row| {
+        entry_requests += row.cell.entry.requests;
+        if let Some(op) = &row.operation {
+            per_operation
+                .entry(Arc::clone(op))
+                .or_default()
+                .merge(&row.cell);
+        }
+    })
+    .await?;
+    if !rolled {
+        return aggregated_operations(engine, service, range).await;
+    }
+    let measure = Measure::of(entry_requests);
+    let mut out: Vec<Operation> = per_operation
+        .into_iter()
+        .filter_map(|(name, cell)| {
+            let counts = cell.measured(measure);
+            (counts.requests > 0).then(|| Operation {
+                name: name.to_string(),
+                red: Red::new(
+                    counts.requests,
+                    counts.errors,
+                    &counts.latency,
+                    range.seconds(),
+                ),
+            })
+        })
+        .collect();
+    // The busiest first, then by name, as the aggregation orders them.
+    out.sort_by(|a, b| {
+        b.red
+            .requests
+            .cmp(&a.red.requests)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    Ok((measure, out))
+}
+
+/// [`operations`] aggregated from the spans.
+async fn aggregated_operations(
+    engine: &QueryEngine,
+    service: &str,
+    range: TimeRange,
+) -> Result<(Measure, Vec<Operation>), QueryError> {
     let measure = measure_of(engine, service, range).await?;
+
     let sql = format!(
         "SELECT name, count(*) AS requests, count(*) FILTER (WHERE status_code = 'ERROR') AS errors, \
            latency_sketch(duration_ns) AS latency \

@@ -1,9 +1,13 @@
 //! The services overview: per service, its requests, errors and latency over a time range (see
 //! [`super::red`] for which spans count as requests).
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use serde::Serialize;
 
-use super::red::{ENTRY, Measure, ROOT, Red};
+use super::red::{Measure, Red};
+use super::rollup::{self, Cell, CellColumns, MEASURES, Name};
 use super::rows;
 use crate::engine::{QueryEngine, QueryError, timestamp};
 use crate::time_range::TimeRange;
@@ -22,54 +26,56 @@ pub async fn services(
     engine: &QueryEngine,
     range: TimeRange,
 ) -> Result<Vec<ServiceSummary>, QueryError> {
-    // Both candidate measures in one pass; each service then uses the one that applies to it.
+    let mut by_service: BTreeMap<Name, Cell> = BTreeMap::new();
+    let rolled = rollup::visit(engine, range, None, |row| {
+        by_service
+            .entry(Arc::clone(&row.service))
+            .or_default()
+            .merge(&row.cell);
+    })
+    .await?;
+    if !rolled {
+        by_service = aggregated(engine, range).await?;
+    }
+    Ok(by_service
+        .into_iter()
+        .map(|(name, cell)| {
+            let measure = Measure::of(cell.entry.requests);
+            let counts = cell.measured(measure);
+            ServiceSummary {
+                name: name.to_string(),
+                measured_by: measure,
+                red: Red::new(
+                    counts.requests,
+                    counts.errors,
+                    &counts.latency,
+                    range.seconds(),
+                ),
+            }
+        })
+        .collect())
+}
+
+/// Both measures of every service, aggregated from the spans.
+async fn aggregated(
+    engine: &QueryEngine,
+    range: TimeRange,
+) -> Result<BTreeMap<Name, Cell>, QueryError> {
     let sql = format!(
-        "SELECT service_name,
-           count(*) FILTER (WHERE {ENTRY}) AS entry_requests,
-           count(*) FILTER (WHERE {ENTRY} AND status_code = 'ERROR') AS entry_errors,
-           latency_sketch(duration_ns) FILTER (WHERE {ENTRY}) AS entry_latency,
-           count(*) FILTER (WHERE {ROOT}) AS root_requests,
-           count(*) FILTER (WHERE {ROOT} AND status_code = 'ERROR') AS root_errors,
-           latency_sketch(duration_ns) FILTER (WHERE {ROOT}) AS root_latency
-         FROM spans
+        "SELECT service_name, {measures} FROM spans
          WHERE start_time >= $1 AND start_time < $2
-         GROUP BY service_name
-         ORDER BY service_name"
+         GROUP BY service_name",
+        measures = *MEASURES
     );
     let rows = engine
         .query(&sql, vec![timestamp(range.start), timestamp(range.end)])
         .await?;
-    let mut out = Vec::new();
+    let mut out = BTreeMap::new();
     for batch in &rows.batches {
         let name = rows::strings(batch, "service_name")?;
-        let measures = [
-            (
-                Measure::Entry,
-                rows::ints(batch, "entry_requests")?,
-                rows::ints(batch, "entry_errors")?,
-                rows::binaries(batch, "entry_latency")?,
-            ),
-            (
-                Measure::Root,
-                rows::ints(batch, "root_requests")?,
-                rows::ints(batch, "root_errors")?,
-                rows::binaries(batch, "root_latency")?,
-            ),
-        ];
+        let cells = CellColumns::of(batch)?;
         for row in 0..batch.num_rows() {
-            let entry_has_requests = rows::count(measures[0].1, row) > 0;
-            let (measure, requests, errors, latency) =
-                &measures[if entry_has_requests { 0 } else { 1 }];
-            out.push(ServiceSummary {
-                name: name.value(row).to_owned(),
-                measured_by: *measure,
-                red: Red::new(
-                    rows::count(requests, row),
-                    rows::count(errors, row),
-                    &rows::sketch(latency, row)?,
-                    range.seconds(),
-                ),
-            });
+            out.insert(Name::from(name.value(row)), cells.cell(row)?);
         }
     }
     Ok(out)

@@ -183,6 +183,7 @@ fn fixture() -> &'static Fixture {
                 memory_bytes: 64 * 1024 * 1024,
                 metadata_cache_bytes: 16 * 1024 * 1024,
                 graph_cache_bytes: 16 * 1024 * 1024,
+                rollup_cache_bytes: 16 * 1024 * 1024,
             },
         )
         .expect("an engine");

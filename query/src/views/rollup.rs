@@ -1,0 +1,539 @@
+//! RED rollups: the services overview, a service's operations and its series summed from
+//! per-file summaries, so that a request does not aggregate every span of its range again.
+//!
+//! A lake file never changes, so its summary is computed once and kept (see
+//! [`crate::summaries`]): per 15-second slot of the spans' start, service and operation, the
+//! requests, errors and latency sketch of the entry spans and of the root spans (the two
+//! measures of [`super::red`]). A request sums the whole slots of its range from the files'
+//! summaries and from the batches not yet in a file (summarised on every request), and asks the
+//! spans themselves only for the partial slots at its two edges, so the answer is exactly the
+//! one aggregating every span gives. Sketches merge exactly.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, LazyLock};
+
+use datafusion::arrow::array::{BinaryArray, Int64Array, RecordBatch};
+use datafusion::common::ScalarValue;
+use lakescope_collector::lake::LakeFile;
+use lakescope_collector::lake::layout::PARTITION_NANOS;
+
+use super::red::{ENTRY, Measure, ROOT};
+use super::rows;
+use crate::engine::{QueryEngine, QueryError, timestamp};
+use crate::sketch::Sketch;
+use crate::summaries::{Summary, SummaryCache};
+use crate::time_range::TimeRange;
+
+/// The rollups' time resolution; every round series step from 15 s up is a multiple of it.
+pub const SLOT: i64 = 15_000_000_000;
+
+/// Summarising a file costs about this many times what aggregating its spans for one request
+/// does (more groups: per slot and operation).
+const SUMMARY_COST: u64 = 2;
+
+pub type Name = Arc<str>;
+
+/// Requests, errors and their latency.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Counts {
+    pub requests: u64,
+    pub errors: u64,
+    pub latency: Sketch,
+}
+
+impl Counts {
+    pub fn merge(&mut self, other: &Counts) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.latency.merge(&other.latency);
+    }
+}
+
+/// A slot's numbers for one service and operation, by both measures.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Cell {
+    pub entry: Counts,
+    pub root: Counts,
+}
+
+impl Cell {
+    pub fn merge(&mut self, other: &Cell) {
+        self.entry.merge(&other.entry);
+        self.root.merge(&other.root);
+    }
+
+    pub fn measured(&self, measure: Measure) -> &Counts {
+        match measure {
+            Measure::Entry => &self.entry,
+            Measure::Root => &self.root,
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.entry.latency.bytes() + self.root.latency.bytes() + 32
+    }
+}
+
+/// One row of a summary: its slot, service and operation (`None` for the spans that are neither
+/// entry nor root spans, kept so that their services are listed), and numbers.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub slot: i64,
+    pub service: Name,
+    pub operation: Option<Name>,
+    pub cell: Cell,
+}
+
+/// What one file (or the recent batches) holds, by slot.
+#[derive(Debug, Default)]
+pub struct FileRollup {
+    rows: Vec<Row>,
+    bytes: usize,
+}
+
+impl Summary for FileRollup {
+    fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+/// The rollups' per-file summaries.
+pub type RollupCache = SummaryCache<FileRollup>;
+
+/// Both measures' numbers, as the columns [`CellColumns`] reads.
+pub(crate) static MEASURES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "count(*) FILTER (WHERE {ENTRY}) AS entry_requests, \
+         count(*) FILTER (WHERE {ENTRY} AND status_code = 'ERROR') AS entry_errors, \
+         latency_sketch(duration_ns) FILTER (WHERE {ENTRY}) AS entry_latency, \
+         count(*) FILTER (WHERE {ROOT}) AS root_requests, \
+         count(*) FILTER (WHERE {ROOT} AND status_code = 'ERROR') AS root_errors, \
+         latency_sketch(duration_ns) FILTER (WHERE {ROOT}) AS root_latency"
+    )
+});
+
+/// The columns of [`MEASURES`] in one answer batch.
+pub(crate) struct CellColumns<'a> {
+    measures: [(&'a Int64Array, &'a Int64Array, &'a BinaryArray); 2],
+}
+
+impl<'a> CellColumns<'a> {
+    pub(crate) fn of(batch: &'a RecordBatch) -> Result<Self, QueryError> {
+        let counts = |prefix: &str| -> Result<_, QueryError> {
+            Ok((
+                rows::ints(batch, &format!("{prefix}_requests"))?,
+                rows::ints(batch, &format!("{prefix}_errors"))?,
+                rows::binaries(batch, &format!("{prefix}_latency"))?,
+            ))
+        };
+        Ok(Self {
+            measures: [counts("entry")?, counts("root")?],
+        })
+    }
+
+    pub(crate) fn cell(&self, row: usize) -> Result<Cell, QueryError> {
+        let read = |(requests, errors, latency): &(&Int64Array, &Int64Array, &BinaryArray)| {
+            Ok::<_, QueryError>(Counts {
+                requests: rows::count(requests, row),
+                errors: rows::count(errors, row),
+                latency: rows::sketch(latency, row)?,
+            })
+        };
+        Ok(Cell {
+            entry: read(&self.measures[0])?,
+            root: read(&self.measures[1])?,
+        })
+    }
+}
+
+/// Per slot, service and operation, both measures; `filter` narrows the spans.
+fn rollup_sql(filter: &str) -> String {
+    format!(
+        "SELECT CAST(start_time AS BIGINT) / {SLOT} AS slot, service_name,
+           CASE WHEN {ENTRY} OR {ROOT} THEN name END AS operation,
+           {measures}
+         FROM spans WHERE true {filter}
+         GROUP BY slot, service_name, operation",
+        measures = *MEASURES
+    )
+}
+
+/// The rows of [`rollup_sql`]'s answer, sorted by slot.
+fn decode(batches: &[RecordBatch]) -> Result<FileRollup, QueryError> {
+    let mut names: HashMap<String, Name> = HashMap::new();
+    let mut name = |text: &str| -> Name {
+        if let Some(n) = names.get(text) {
+            return Arc::clone(n);
+        }
+        let n: Name = Arc::from(text);
+        names.insert(text.to_owned(), Arc::clone(&n));
+        n
+    };
+    let mut out = FileRollup::default();
+    for batch in batches {
+        let slot = rows::ints(batch, "slot")?;
+        let service = rows::strings(batch, "service_name")?;
+        let operation = rows::strings(batch, "operation")?;
+        let cells = CellColumns::of(batch)?;
+        for row in 0..batch.num_rows() {
+            out.rows.push(Row {
+                slot: slot.value(row),
+                service: name(service.value(row)),
+                operation: rows::text(operation, row).map(|o| name(&o)),
+                cell: cells.cell(row)?,
+            });
+        }
+    }
+    out.rows.sort_by_key(|r| r.slot);
+    out.rows.shrink_to_fit();
+    out.bytes = std::mem::size_of::<FileRollup>()
+        + out
+            .rows
+            .iter()
+            .map(|r| r.cell.bytes() + std::mem::size_of::<Row>())
+            .sum::<usize>()
+        + names.keys().map(|k| k.len() + 32).sum::<usize>();
+    Ok(out)
+}
+
+impl FileRollup {
+    /// The rows of slots `[first, last)`.
+    fn slots(&self, first: i64, last: i64) -> &[Row] {
+        let lo = self.rows.partition_point(|r| r.slot < first);
+        let hi = self.rows.partition_point(|r| r.slot < last);
+        &self.rows[lo..hi]
+    }
+}
+
+/// One file's summary, from the cache or computed and cached.
+async fn summary(
+    engine: &QueryEngine,
+    file: &Arc<LakeFile>,
+) -> Result<Arc<FileRollup>, QueryError> {
+    if let Some(found) = engine.rollups.get(&file.path) {
+        return Ok(found);
+    }
+    let rows = engine
+        .query_pinned(
+            "spans",
+            vec![Arc::clone(file)],
+            Vec::new(),
+            false,
+            &rollup_sql(""),
+        )
+        .await?;
+    let summary = Arc::new(decode(&rows.batches)?);
+    engine.rollups.put(file.path.clone(), Arc::clone(&summary));
+    Ok(summary)
+}
+
+/// Keeps the rollups of the files that recent requests read computed ahead of the next request
+/// (see [`crate::summaries::warm`]).
+pub async fn warm(engine: QueryEngine, stop: tokio_util::sync::CancellationToken) {
+    let cache = Arc::clone(&engine.rollups);
+    crate::summaries::warm(engine, cache, "spans", 0, stop, |engine, file| async move {
+        summary(&engine, &file).await
+    })
+    .await;
+}
+
+/// The slots wholly inside `range`, `[first, last)`.
+fn whole_slots(range: TimeRange) -> (i64, i64) {
+    (
+        range.start.div_euclid(SLOT) + i64::from(range.start.rem_euclid(SLOT) != 0),
+        range.end.div_euclid(SLOT),
+    )
+}
+
+/// Calls `visit` with every row of the spans that started in `range` (of `service` only, when
+/// given), as [`rollup_sql`] would aggregate them; rows of one slot, service and operation may
+/// come in several parts. Returns `false`, having visited nothing, when the rollups are off,
+/// `range` holds no whole slot, or too few of its files are summarised yet for the summaries to
+/// be the quicker way (they are then made in the background by [`warm`]).
+pub async fn visit(
+    engine: &QueryEngine,
+    range: TimeRange,
+    service: Option<&str>,
+    mut visit: impl FnMut(&Row),
+) -> Result<bool, QueryError> {
+    let (first, last) = whole_slots(range);
+    if !engine.rollups.enabled() || first >= last {
+        return Ok(false);
+    }
+    engine.rollups.asked(range.start);
+    let snapshot = engine
+        .snapshot("spans")
+        .ok_or_else(|| QueryError::Execution("no spans table".into()))?;
+    let (lo, hi) = (first * SLOT, last * SLOT);
+    let files: Vec<&Arc<LakeFile>> = snapshot
+        .files
+        .iter()
+        .filter(|f| f.partition_start < hi && f.partition_start + PARTITION_NANOS > lo)
+        .collect();
+    let (missing, total) = files.iter().fold((0u64, 0u64), |(missing, total), f| {
+        let absent = engine.rollups.get(&f.path).is_none();
+        (missing + if absent { f.size } else { 0 }, total + f.size)
+    });
+    if missing.saturating_mul(SUMMARY_COST) > total {
+        return Ok(false);
+    }
+    let wanted = |r: &&Row| service.is_none_or(|s| &*r.service == s);
+    for file in files {
+        let summary = summary(engine, file).await?;
+        summary
+            .slots(first, last)
+            .iter()
+            .filter(wanted)
+            .for_each(&mut visit);
+    }
+    if !snapshot.batches.is_empty() {
+        let rows = engine
+            .query_pinned(
+                "spans",
+                Vec::new(),
+                snapshot.batches.clone(),
+                false,
+                &rollup_sql(""),
+            )
+            .await?;
+        decode(&rows.batches)?
+            .slots(first, last)
+            .iter()
+            .filter(wanted)
+            .for_each(&mut visit);
+    }
+    // The partial slots at the edges, from the spans (files and batches as they are now: the
+    // times they cover are disjoint from the whole slots', so nothing counts twice).
+    let mut params = vec![
+        timestamp(range.start),
+        timestamp(lo),
+        timestamp(hi),
+        timestamp(range.end),
+    ];
+    let mut filter = String::from(
+        "AND ((start_time >= $1 AND start_time < $2) OR (start_time >= $3 AND start_time < $4))",
+    );
+    if let Some(s) = service {
+        params.push(ScalarValue::Utf8(Some(s.to_owned())));
+        filter.push_str(" AND service_name = $5");
+    }
+    if range.start < lo || hi < range.end {
+        let rows = engine.query(&rollup_sql(&filter), params).await?;
+        decode(&rows.batches)?.rows.iter().for_each(&mut visit);
+    }
+    let live: HashSet<PathBuf> = snapshot.files.iter().map(|f| f.path.clone()).collect();
+    let held = engine.rollups.retain(&live);
+    lakescope_collector::stats::stats()
+        .query_rollup_cache_bytes
+        .set(held as i64);
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::trace::v1::{Span, Status};
+
+    use super::*;
+    use crate::QueryLimits;
+    use crate::views::red::{operations, series};
+    use crate::views::services::services;
+    use crate::views::test_fleet::{Dice, MINUTE as M, T, batch, fleet, write_parts};
+
+    const S: i64 = 1_000_000_000;
+
+    fn engine(lake: &lakescope_collector::Lake, rollup_cache_bytes: usize) -> QueryEngine {
+        let limits = QueryLimits {
+            rollup_cache_bytes,
+            ..QueryLimits::default()
+        };
+        QueryEngine::new(lake, limits).unwrap()
+    }
+
+    /// The test fleet with every span moved by up to a minute (so that spans fall inside the
+    /// slots and the partial slots at a range's edges), plus a service measured by its root
+    /// spans (a batch job) and one with neither entry nor root spans.
+    fn spans() -> Vec<(String, Span)> {
+        let mut dice = Dice(0x6a09_e667_f3bc_c908);
+        let mut spans = fleet(&mut dice);
+        for (_, span) in &mut spans {
+            let by = dice.below(60_000) * 1_000_000;
+            span.start_time_unix_nano += by;
+            span.end_time_unix_nano += by;
+        }
+        for i in 0..600u64 {
+            let at = (T - M) as u64 + dice.below(12 * 60_000) * 1_000_000;
+            let (service, kind, parent) = if i % 3 == 0 {
+                ("sidecar", 3, dice.next().to_le_bytes().to_vec())
+            } else {
+                ("cron", 1, Vec::new())
+            };
+            spans.push((
+                service.to_owned(),
+                Span {
+                    trace_id: dice.next().to_le_bytes().repeat(2),
+                    span_id: dice.next().to_le_bytes().to_vec(),
+                    parent_span_id: parent,
+                    name: ["nightly", "hourly", "sweep"][dice.below(3) as usize].into(),
+                    kind,
+                    start_time_unix_nano: at,
+                    end_time_unix_nano: at + 1_000_000 * (1 + dice.below(2000)),
+                    status: Some(Status {
+                        code: dice.below(3) as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            ));
+        }
+        spans
+    }
+
+    async fn summarise_all(engine: &QueryEngine) {
+        for file in engine.snapshot("spans").unwrap().files.iter() {
+            summary(engine, file).await.unwrap();
+        }
+    }
+
+    /// Whether `range` is answered from the rollups.
+    async fn rolled(engine: &QueryEngine, range: TimeRange) -> bool {
+        visit(engine, range, None, |_| {}).await.unwrap()
+    }
+
+    /// Every answer from the rollups equals the one aggregated from the spans, number by number:
+    /// the services, each service's operations and its series at several steps.
+    async fn assert_same_answers(rolled_up: &QueryEngine, reference: &QueryEngine) {
+        let ranges = [
+            (T, T + 10 * M, true),
+            (T - M, T + 11 * M, true),
+            (T + 3 * M + 17, T + 7 * M - 5, true),
+            (T + 20 * S + 3, T + 20 * S + 40 * S, true),
+            (T + S, T + 5 * S, false),
+        ];
+        for (start, end, whole_slots) in ranges {
+            let range = TimeRange { start, end };
+            let label = format!("{}..{}", start - T, end - T);
+            assert_eq!(rolled(rolled_up, range).await, whole_slots, "{label}");
+            let ours = services(rolled_up, range).await.unwrap();
+            let theirs = services(reference, range).await.unwrap();
+            assert_eq!(ours, theirs, "services {label}");
+            if start == T {
+                let names: Vec<&str> = ours.iter().map(|s| s.name.as_str()).collect();
+                assert_eq!(
+                    names,
+                    [
+                        "billing", "cron", "mailer", "orders", "sidecar", "stock", "web"
+                    ]
+                );
+                let cron = ours.iter().find(|s| s.name == "cron").unwrap();
+                assert_eq!(cron.measured_by, Measure::Root);
+                assert!(cron.red.requests > 100 && cron.red.errors > 10, "{cron:?}");
+                let sidecar = ours.iter().find(|s| s.name == "sidecar").unwrap();
+                assert_eq!(sidecar.red.requests, 0);
+            }
+            for service in ["web", "cron", "sidecar"] {
+                assert_eq!(
+                    operations(rolled_up, service, range).await.unwrap(),
+                    operations(reference, service, range).await.unwrap(),
+                    "operations of {service} {label}"
+                );
+            }
+        }
+        for (start, end) in [(T, T + 10 * M), (T - M, T + 11 * M + 7 * S)] {
+            let range = TimeRange { start, end };
+            for step in [15 * S, 30 * S, M, 5 * M, 7 * S] {
+                for (service, operation) in [("web", None), ("web", Some("serve")), ("cron", None)]
+                {
+                    let ours = series(rolled_up, service, operation, range, step)
+                        .await
+                        .unwrap();
+                    let theirs = series(reference, service, operation, range, step)
+                        .await
+                        .unwrap();
+                    assert!(ours.points.iter().any(|p| p.red.requests > 0));
+                    assert_eq!(ours, theirs, "{service} {operation:?} step {step}");
+                }
+            }
+        }
+    }
+
+    /// Spread over three files per hour partition.
+    #[tokio::test]
+    async fn answers_summed_from_the_rollups_equal_those_aggregated_from_the_spans() {
+        let dir = tempfile::tempdir().unwrap();
+        write_parts(dir.path(), spans(), 3);
+        let lake = lakescope_collector::Lake::open(dir.path()).unwrap();
+        let rolled_up = engine(&lake, 64 << 20);
+        let reference = engine(&lake, 0);
+        summarise_all(&rolled_up).await;
+        assert_same_answers(&rolled_up, &reference).await;
+        assert!(rolled_up.rollups.bytes() > 0);
+    }
+
+    /// A third of the spans not yet flushed.
+    #[tokio::test]
+    async fn recent_batches_count_with_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (flushed, recent): (Vec<_>, Vec<_>) = spans()
+            .into_iter()
+            .enumerate()
+            .partition(|(i, _)| i % 3 != 0);
+        write_parts(dir.path(), flushed.into_iter().map(|(_, s)| s).collect(), 2);
+        let lake = lakescope_collector::Lake::open(dir.path()).unwrap();
+        let table = lake
+            .tables()
+            .into_iter()
+            .find(|t| t.name() == "spans")
+            .unwrap();
+        table.push(1, batch(recent.into_iter().map(|(_, s)| s).collect()));
+        let rolled_up = engine(&lake, 64 << 20);
+        let reference = engine(&lake, 0);
+        summarise_all(&rolled_up).await;
+        assert_same_answers(&rolled_up, &reference).await;
+    }
+
+    /// Until most of a range's files are summarised, requests aggregate the spans; the files of
+    /// ranges asked for are then summarised in the background.
+    #[tokio::test]
+    async fn files_of_recently_asked_ranges_are_rolled_up_ahead_of_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        write_parts(dir.path(), spans(), 2);
+        let lake = lakescope_collector::Lake::open(dir.path()).unwrap();
+        let engine = engine(&lake, 64 << 20);
+        let range = TimeRange {
+            start: T,
+            end: T + 10 * M,
+        };
+        // The files of the range's hour partition (the fleet has spans hours away too).
+        let files: Vec<Arc<LakeFile>> = engine
+            .snapshot("spans")
+            .unwrap()
+            .files
+            .iter()
+            .filter(|f| f.partition_start + PARTITION_NANOS > range.start)
+            .filter(|f| f.partition_start < range.end)
+            .cloned()
+            .collect();
+        assert_eq!(files.len(), 2);
+        let stop = tokio_util::sync::CancellationToken::new();
+        let warmer = tokio::spawn(warm(engine.clone(), stop.clone()));
+        let first = services(&engine, range).await.unwrap();
+        assert_eq!(engine.rollups.bytes(), 0, "the first request aggregates");
+        let mut cached = 0;
+        for _ in 0..100 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            cached = files
+                .iter()
+                .filter(|f| engine.rollups.get(&f.path).is_some())
+                .count();
+            if cached == files.len() {
+                break;
+            }
+        }
+        stop.cancel();
+        warmer.await.unwrap();
+        assert_eq!(cached, files.len());
+        assert!(rolled(&engine, range).await);
+        assert_eq!(services(&engine, range).await.unwrap(), first);
+    }
+}
