@@ -7,10 +7,12 @@ Usage: dashboard.py DASHBOARD_URL OTLP_HTTP_URL EMPTY_DASHBOARD_URL SCREENSHOT_D
 Exits non-zero, saying what differed.
 """
 
+import datetime
 import json
 import os
 import sys
 import time
+import urllib.parse
 import urllib.request
 
 from playwright.sync_api import sync_playwright
@@ -168,9 +170,21 @@ def main() -> None:
         page.select_option("#range", "1h")
         page.wait_for_function("() => location.hash.includes('range=1h')")
 
-        # Overview → service.
+        # Overview → service. Its charts ask for a series on 15-second boundaries (what the
+        # server answers from its rollups), and hold every request of the range.
+        series_urls = []
+        page.on("request", lambda r: series_urls.append(r.url) if "/series?" in r.url else None)
         page.click(f'{web_row} a')
         page.wait_for_selector("#operations-table", timeout=20_000)
+        if not series_urls:
+            sys.exit("the service page asked for no series")
+        params = urllib.parse.parse_qs(urllib.parse.urlparse(series_urls[-1]).query)
+        start = datetime.datetime.fromisoformat(params["start"][0].replace("Z", "+00:00"))
+        step = int(params["step"][0].rstrip("s"))
+        if start.timestamp() % 15 or step % 15:
+            sys.exit(f"series not on 15-second boundaries: {series_urls[-1]}")
+        points = api(url, series_urls[-1].split("/api/v1/", 1)[1])["points"]
+        expect("requests in the service's series", sum(p["requests"] for p in points), 16)
         if "range=1h" not in page.url:
             sys.exit(f"the service page lost the time range: {page.url}")
         expect("operation requests", cell(page, '#operations-table tr[data-operation="GET /checkout"]', "requests"), "16")

@@ -48,6 +48,34 @@ export function rangeParams() {
   return { start: "now-" + r, end: "now" };
 }
 
+const UNIT_MS = { ms: 1, s: 1000, m: 60000, h: 3600000, d: 86400000, w: 604800000 };
+const SLOT_MS = 15000;
+const SERIES_STEPS = [15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 604800];
+
+/** A time parameter ("now", "now-15m", RFC 3339) in ms, or NaN. */
+function timeMs(text, now) {
+  if (text === "now") return now;
+  const rel = /^now-(\d+)(ms|s|m|h|d|w)$/.exec(text);
+  if (rel) return now - Number(rel[1]) * UNIT_MS[rel[2]];
+  return Date.parse(text);
+}
+
+/**
+ * The shared time range for a series: the start moved back to a 15-second boundary and a step
+ * of whole 15 seconds (120 points or one more), so that the server sums its per-file rollups
+ * instead of aggregating every span (docs/api.md). The range as given when it cannot be read.
+ */
+export function seriesParams() {
+  const range = rangeParams();
+  const now = Date.now();
+  const start = timeMs(range.start, now);
+  const end = timeMs(range.end, now);
+  if (!(end > start)) return range;
+  const aligned = Math.floor(start / SLOT_MS) * SLOT_MS;
+  const step = SERIES_STEPS.find((s) => Math.ceil((end - start) / (s * 1000)) <= 120) ?? 604800;
+  return { start: new Date(aligned).toISOString(), end: new Date(end).toISOString(), step: step + "s" };
+}
+
 export function query(params) {
   return new URLSearchParams(
     Object.entries(params).filter(([, v]) => v !== undefined && v !== null && v !== ""),

@@ -1,5 +1,5 @@
 // The landing page: every service with sparklines, the top errors, and the call graph in small.
-import { api, emptyState, errorBox, fmt, href, navigate, rangeParams } from "../app.js";
+import { api, emptyState, errorBox, fmt, href, navigate, rangeParams, seriesParams } from "../app.js";
 import { el, table } from "../dom.js";
 import { sparkline } from "../charts.js";
 import { serviceGraph } from "../graph.js";
@@ -8,8 +8,9 @@ async function servicesPanel() {
   const range = rangeParams();
   const { services } = await api("services", range);
   if (!services.length) return emptyState("spans");
+  const seriesRange = seriesParams();
   const series = await Promise.all(services.map((s) =>
-    api(`services/${encodeURIComponent(s.name)}/series`, range).catch(() => ({ points: [] }))));
+    api(`services/${encodeURIComponent(s.name)}/series`, seriesRange).catch(() => ({ points: [] }))));
   const byName = new Map(services.map((s, i) => [s.name, series[i].points]));
   return table([
     { title: "Service", field: "name", cell: (s) => el("a", { href: href(`services/${s.name}`) }, s.name) },

@@ -1,7 +1,7 @@
 // Services: the list (#/services) and one service in detail (#/services/<name>): its rate, errors
 // and percentiles over time, its operations, its latency distribution and heatmap (drag a slow
 // region to see what is different about it), and its slowest and failing traces.
-import { api, emptyState, fmt, href, rangeParams } from "../app.js";
+import { api, emptyState, fmt, href, rangeParams, seriesParams } from "../app.js";
 import { el, table } from "../dom.js";
 import { heatmap, histogram, lineChart } from "../charts.js";
 
@@ -55,7 +55,7 @@ async function detail(view, service, operation) {
   const refresh = async () => {
     const range = rangeParams();
     const [series, operations, latency] = await Promise.all([
-      api(`services/${encodeURIComponent(service)}/series`, { ...range, operation }),
+      api(`services/${encodeURIComponent(service)}/series`, { ...seriesParams(), operation }),
       api(`services/${encodeURIComponent(service)}/operations`, range),
       api("latency", { ...range, service, operation }),
     ]);
