@@ -21,10 +21,12 @@ use lakescope_collector::stats::{QueryLabel, QueryRefusal};
 use tokio::sync::Semaphore;
 
 use crate::page_index;
+use crate::promql::spanmetrics::MetricRow;
 use crate::sketch;
+use crate::summaries::SummaryCache;
 use crate::table::{LakeTable, store_path};
 use crate::views::edges::EdgeCache;
-use crate::views::rollup::RollupCache;
+use crate::views::rollup::{Rollup, RollupCache};
 
 /// Bounds on every query.
 #[derive(Debug, Clone)]
@@ -128,6 +130,8 @@ pub struct QueryEngine {
     pub(crate) edges: Arc<EdgeCache>,
     /// Per-file RED rollups (see `views::rollup`).
     pub(crate) rollups: Arc<RollupCache>,
+    /// Per-file rollups of the span-derived metrics (see `promql::spanmetrics`).
+    pub(crate) span_rollups: Arc<SummaryCache<Rollup<MetricRow>>>,
 }
 
 /// A session over `tables`; with `pushdown`, filters are evaluated while decoding (lookups).
@@ -170,6 +174,7 @@ impl QueryEngine {
         let slots = Arc::new(Semaphore::new(limits.max_concurrent.max(1)));
         let edges = Arc::new(EdgeCache::new(limits.graph_cache_bytes));
         let rollups = Arc::new(RollupCache::new(limits.rollup_cache_bytes));
+        let span_rollups = Arc::new(SummaryCache::new(limits.rollup_cache_bytes));
         Ok(Self {
             ctx,
             lookup_ctx,
@@ -180,6 +185,7 @@ impl QueryEngine {
             lake_tables: tables,
             edges,
             rollups,
+            span_rollups,
         })
     }
 
@@ -189,6 +195,11 @@ impl QueryEngine {
             .iter()
             .find(|t| t.name() == table)
             .map(|t| t.snapshot())
+    }
+
+    /// Bytes held by both kinds of per-file rollups.
+    pub(crate) fn rollup_bytes(&self) -> usize {
+        self.rollups.bytes() + self.span_rollups.bytes()
     }
 
     pub fn limits(&self) -> &QueryLimits {

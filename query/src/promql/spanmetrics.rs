@@ -17,6 +17,7 @@
 //! A tick is published once it has passed.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::TimestampNanosecondType;
@@ -27,7 +28,10 @@ use super::names::format_float;
 use super::store::{Collector, name_admits};
 use super::value::{Labels, NAME};
 use crate::engine::{QueryEngine, QueryError, timestamp};
+use crate::summaries::SummaryCache;
+use crate::time_range::TimeRange;
 use crate::views::dependencies::{CLOCK_SKEW, calls_cte};
+use crate::views::rollup::{self, Kind, Name, Names, Rollup};
 use crate::views::rows;
 
 /// The sampling interval of the span-derived counters.
@@ -114,12 +118,96 @@ fn bucket_columns(column: &str, prefix: &str) -> String {
 
 /// Per series: per 15-second bin (start, ms): the count, the errors, the sum of durations (ns)
 /// and the cumulative bucket counts.
-#[derive(Default, Clone)]
+#[derive(Debug, Default, Clone)]
 struct Bin {
     count: f64,
     failed: f64,
     sum_ns: f64,
     buckets: [f64; 14],
+}
+
+impl Bin {
+    fn add(&mut self, other: &Bin) {
+        self.count += other.count;
+        self.failed += other.failed;
+        self.sum_ns += other.sum_ns;
+        for (b, o) in self.buckets.iter_mut().zip(other.buckets) {
+            *b += o;
+        }
+    }
+}
+
+/// One 15-second bin of one `traces_spanmetrics_*` series, as kept in the per-file rollups.
+#[derive(Debug)]
+pub struct MetricRow {
+    start_ms: i64,
+    service: Name,
+    span_name: Name,
+    kind: Name,
+    status: Name,
+    bin: Bin,
+}
+
+/// The rollup behind `traces_spanmetrics_*`: per 15-second bin, service, span name, kind and
+/// status, the spans' count, errors, sum of durations and bucket counts. The rules ask for the
+/// current hour every evaluation; summed from per-file rollups, that no longer reads the hour's
+/// spans again each time.
+pub struct SpanMetrics;
+
+impl Kind for SpanMetrics {
+    type Row = MetricRow;
+
+    fn cache(engine: &QueryEngine) -> &Arc<SummaryCache<Rollup<MetricRow>>> {
+        &engine.span_rollups
+    }
+
+    fn sql(filter: &str) -> String {
+        format!(
+            "SELECT service_name, name AS span_name, span_kind, status_code, \
+             date_bin(INTERVAL '15 seconds', start_time, TIMESTAMP '1970-01-01T00:00:00Z') AS bin, \
+             count(*) AS count, count(*) FILTER (WHERE status_code = 'ERROR') AS failed, \
+             sum(duration_ns) AS sum_ns{} \
+             FROM spans WHERE true {filter} GROUP BY 1, 2, 3, 4, 5",
+            bucket_columns("duration_ns", "b")
+        )
+    }
+
+    fn decode(
+        batches: &[datafusion::arrow::array::RecordBatch],
+    ) -> Result<Vec<MetricRow>, QueryError> {
+        let mut names = Names::default();
+        let mut out = Vec::new();
+        for batch in batches {
+            let service = rows::strings(batch, "service_name")?;
+            let name = rows::strings(batch, "span_name")?;
+            let kind = rows::strings(batch, "span_kind")?;
+            let status = rows::strings(batch, "status_code")?;
+            for (row, (start_ms, bin)) in bins_of(batch, "")?.into_iter().enumerate() {
+                out.push(MetricRow {
+                    start_ms,
+                    service: names.get(service.value(row)),
+                    span_name: names.get(name.value(row)),
+                    kind: names.get(kind.value(row)),
+                    status: names.get(status.value(row)),
+                    bin,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn slot(row: &MetricRow) -> i64 {
+        row.start_ms.div_euclid(TICK_MS)
+    }
+
+    fn service(row: &MetricRow) -> &str {
+        &row.service
+    }
+
+    fn row_bytes(row: &MetricRow) -> usize {
+        let _ = row;
+        std::mem::size_of::<MetricRow>()
+    }
 }
 
 /// Samples at every tick of each hour that has spans, for the families a selector asks for.
@@ -300,36 +388,38 @@ pub async fn load(
     ];
     let latency_refs: Vec<&str> = latency.iter().map(String::as_str).collect();
     if admits_any(vs, &[CALLS]) || admits_any(vs, &latency_refs) {
-        let sql = format!(
-            "SELECT service_name, name AS span_name, span_kind, status_code, \
-             date_bin(INTERVAL '15 seconds', start_time, TIMESTAMP '1970-01-01T00:00:00Z') AS bin, \
-             count(*) AS count, count(*) FILTER (WHERE status_code = 'ERROR') AS failed, \
-             sum(duration_ns) AS sum_ns{} \
-             FROM spans WHERE start_time >= $1 AND start_time < $2 GROUP BY 1, 2, 3, 4, 5",
-            bucket_columns("duration_ns", "b")
-        );
-        let rows_of = engine
-            .query(&sql, vec![timestamp(span_from), timestamp(span_to)])
-            .await?;
-        let mut series: HashMap<Labels, BTreeMap<i64, Bin>> = HashMap::new();
-        for batch in &rows_of.batches {
-            let service = rows::strings(batch, "service_name")?;
-            let name = rows::strings(batch, "span_name")?;
-            let kind = rows::strings(batch, "span_kind")?;
-            let status = rows::strings(batch, "status_code")?;
-            let bins = bins_of(batch, "")?;
-            for (row, (start, bin)) in bins.into_iter().enumerate() {
-                let labels = Labels::from([
-                    ("service".to_owned(), service.value(row).to_owned()),
-                    ("span_name".to_owned(), name.value(row).to_owned()),
-                    ("span_kind".to_owned(), tempo_kind(kind.value(row))),
-                    ("status_code".to_owned(), tempo_status(status.value(row))),
-                ]);
-                series.entry(labels).or_default().insert(start, bin);
-            }
+        let mut series: HashMap<[Name; 4], BTreeMap<i64, Bin>> = HashMap::new();
+        let mut add = |r: &MetricRow| {
+            let key = [&r.service, &r.span_name, &r.kind, &r.status].map(Arc::clone);
+            series
+                .entry(key)
+                .or_default()
+                .entry(r.start_ms)
+                .or_default()
+                .add(&r.bin);
+        };
+        let range = TimeRange {
+            start: span_from,
+            end: span_to,
+        };
+        // Summed from the per-file rollups when they are made, else aggregated here.
+        if !rollup::visit_kind::<SpanMetrics>(engine, range, None, &mut add).await? {
+            let sql = SpanMetrics::sql("AND start_time >= $1 AND start_time < $2");
+            let rows_of = engine
+                .query(&sql, vec![timestamp(span_from), timestamp(span_to)])
+                .await?;
+            SpanMetrics::decode(&rows_of.batches)?
+                .iter()
+                .for_each(&mut add);
         }
-        for (labels, bins) in &series {
-            emitter.emit(out, labels, bins, &[(CALLS, false)], Some(LATENCY))?;
+        for ([service, name, kind, status], bins) in &series {
+            let labels = Labels::from([
+                ("service".to_owned(), service.to_string()),
+                ("span_name".to_owned(), name.to_string()),
+                ("span_kind".to_owned(), tempo_kind(kind)),
+                ("status_code".to_owned(), tempo_status(status)),
+            ]);
+            emitter.emit(out, &labels, bins, &[(CALLS, false)], Some(LATENCY))?;
         }
     }
     let graph: Vec<String> = [GRAPH_TOTAL, GRAPH_FAILED]
@@ -407,4 +497,88 @@ pub async fn load(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::QueryLimits;
+    use crate::views::rollup::{summarise_all, visit_kind};
+    use crate::views::test_fleet::{Dice, MINUTE as M, T, fleet, write_parts};
+
+    fn engine(lake: &lakescope_collector::Lake, rollup_cache_bytes: usize) -> QueryEngine {
+        let limits = QueryLimits {
+            rollup_cache_bytes,
+            ..QueryLimits::default()
+        };
+        QueryEngine::new(lake, limits).unwrap()
+    }
+
+    /// The span-derived series summed from per-file rollups equal those aggregated from the
+    /// spans, sample by sample, over files and partial bins at the edges of the range.
+    #[tokio::test]
+    async fn span_metrics_from_the_rollups_equal_those_from_the_spans() {
+        let mut dice = Dice(0xbb67_ae85_84ca_a73b);
+        let mut spans = fleet(&mut dice);
+        for (_, span) in &mut spans {
+            let by = dice.below(60_000) * 1_000_000;
+            span.start_time_unix_nano += by;
+            span.end_time_unix_nano += by;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        write_parts(dir.path(), spans, 3);
+        let lake = lakescope_collector::Lake::open(dir.path()).unwrap();
+        let rolled_up = engine(&lake, 64 << 20);
+        let reference = engine(&lake, 0);
+        summarise_all::<SpanMetrics>(&rolled_up).await;
+        let ms = |ns: i64| ns / 1_000_000;
+        let (start, end) = (ms(T - M), ms(T + 11 * M) + 7_001);
+        let hour = start.div_euclid(HOUR_MS) * HOUR_MS * 1_000_000;
+        let range = TimeRange {
+            start: hour,
+            end: end * 1_000_000,
+        };
+        assert!(
+            visit_kind::<SpanMetrics>(&rolled_up, range, None, |_| {})
+                .await
+                .unwrap()
+        );
+        for query in [
+            "traces_spanmetrics_calls_total",
+            "traces_spanmetrics_latency_bucket",
+            "sum by (service) (rate(traces_spanmetrics_calls_total{status_code=\"STATUS_CODE_ERROR\"}[5m]))",
+            "histogram_quantile(0.99, sum by (service, le) (rate(traces_spanmetrics_latency_bucket[5m])))",
+            "traces_spanmetrics_latency_sum",
+        ] {
+            for step in [15_000, 60_000, 7_000] {
+                let sorted = |mut v: Vec<crate::promql::value::Series>| {
+                    v.sort_by(|a, b| a.labels.cmp(&b.labels));
+                    v
+                };
+                let ours = sorted(
+                    crate::promql::range(&rolled_up, query, start, end, step)
+                        .await
+                        .unwrap(),
+                );
+                let theirs = sorted(
+                    crate::promql::range(&reference, query, start, end, step)
+                        .await
+                        .unwrap(),
+                );
+                assert!(ours.len() >= 5, "{query}: {} series", ours.len());
+                // Bit for bit: the same integer counts summed in another order (NaN where
+                // a quantile has no requests, on both sides).
+                let bits = |v: &[crate::promql::value::Series]| -> Vec<_> {
+                    v.iter()
+                        .map(|s| {
+                            let samples: Vec<_> =
+                                s.samples.iter().map(|(t, x)| (*t, x.to_bits())).collect();
+                            (s.labels.clone(), samples)
+                        })
+                        .collect()
+                };
+                assert_eq!(bits(&ours), bits(&theirs), "{query} step {step}");
+            }
+        }
+    }
 }

@@ -86,20 +86,124 @@ pub struct Row {
 }
 
 /// What one file (or the recent batches) holds, by slot.
-#[derive(Debug, Default)]
-pub struct FileRollup {
-    rows: Vec<Row>,
+#[derive(Debug)]
+pub struct Rollup<R> {
+    rows: Vec<R>,
     bytes: usize,
 }
 
-impl Summary for FileRollup {
+impl<R> Summary for Rollup<R> {
     fn bytes(&self) -> usize {
         self.bytes
     }
 }
 
-/// The rollups' per-file summaries.
-pub type RollupCache = SummaryCache<FileRollup>;
+/// One kind of rollup: the query that summarises spans into rows with a slot, and how its rows
+/// are read and kept.
+pub trait Kind: 'static {
+    type Row: Send + Sync + 'static;
+    /// The cache of this kind's per-file summaries.
+    fn cache(engine: &QueryEngine) -> &Arc<SummaryCache<Rollup<Self::Row>>>;
+    /// The summarising query over `spans`, narrowed by `filter` (`AND …`, which may use `$1`…`$5`).
+    fn sql(filter: &str) -> String;
+    /// The rows of [`Self::sql`]'s answer.
+    fn decode(batches: &[RecordBatch]) -> Result<Vec<Self::Row>, QueryError>;
+    /// A row's slot: its spans started in `[slot * SLOT, (slot + 1) * SLOT)`.
+    fn slot(row: &Self::Row) -> i64;
+    /// The service of a row's spans.
+    fn service(row: &Self::Row) -> &str;
+    /// Approximate bytes a row holds.
+    fn row_bytes(row: &Self::Row) -> usize;
+}
+
+impl<R> Rollup<R> {
+    fn of<K: Kind<Row = R>>(mut rows: Vec<R>) -> Self {
+        rows.sort_by_key(K::slot);
+        rows.shrink_to_fit();
+        let bytes = std::mem::size_of::<Self>() + rows.iter().map(K::row_bytes).sum::<usize>();
+        Self { rows, bytes }
+    }
+
+    /// The rows of slots `[first, last)`.
+    fn slots<K: Kind<Row = R>>(&self, first: i64, last: i64) -> &[R] {
+        let lo = self.rows.partition_point(|r| K::slot(r) < first);
+        let hi = self.rows.partition_point(|r| K::slot(r) < last);
+        &self.rows[lo..hi]
+    }
+}
+
+/// The services overview's, operations' and series' rollup: [`Row`]s.
+pub struct Red;
+
+/// The RED rollups' per-file summaries.
+pub type RollupCache = SummaryCache<Rollup<Row>>;
+
+impl Kind for Red {
+    type Row = Row;
+
+    fn cache(engine: &QueryEngine) -> &Arc<RollupCache> {
+        &engine.rollups
+    }
+
+    /// Per slot, service and operation, both measures.
+    fn sql(filter: &str) -> String {
+        format!(
+            "SELECT CAST(start_time AS BIGINT) / {SLOT} AS slot, service_name,
+               CASE WHEN {ENTRY} OR {ROOT} THEN name END AS operation,
+               {measures}
+             FROM spans WHERE true {filter}
+             GROUP BY slot, service_name, operation",
+            measures = *MEASURES
+        )
+    }
+
+    fn decode(batches: &[RecordBatch]) -> Result<Vec<Row>, QueryError> {
+        let mut names = Names::default();
+        let mut out = Vec::new();
+        for batch in batches {
+            let slot = rows::ints(batch, "slot")?;
+            let service = rows::strings(batch, "service_name")?;
+            let operation = rows::strings(batch, "operation")?;
+            let cells = CellColumns::of(batch)?;
+            for row in 0..batch.num_rows() {
+                out.push(Row {
+                    slot: slot.value(row),
+                    service: names.get(service.value(row)),
+                    operation: rows::text(operation, row).map(|o| names.get(&o)),
+                    cell: cells.cell(row)?,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn slot(row: &Row) -> i64 {
+        row.slot
+    }
+
+    fn service(row: &Row) -> &str {
+        &row.service
+    }
+
+    fn row_bytes(row: &Row) -> usize {
+        row.cell.bytes() + std::mem::size_of::<Row>()
+    }
+}
+
+/// Interned names: the rows of one summary share each distinct text.
+#[derive(Default)]
+pub(crate) struct Names(HashMap<String, Name>);
+
+impl Names {
+    pub(crate) fn get(&mut self, text: &str) -> Name {
+        if let Some(n) = self.0.get(text) {
+            return Arc::clone(n);
+        }
+        let n: Name = Arc::from(text);
+        self.0.insert(text.to_owned(), Arc::clone(&n));
+        n
+    }
+}
 
 /// Both measures' numbers, as the columns [`CellColumns`] reads.
 pub(crate) static MEASURES: LazyLock<String> = LazyLock::new(|| {
@@ -147,71 +251,12 @@ impl<'a> CellColumns<'a> {
     }
 }
 
-/// Per slot, service and operation, both measures; `filter` narrows the spans.
-fn rollup_sql(filter: &str) -> String {
-    format!(
-        "SELECT CAST(start_time AS BIGINT) / {SLOT} AS slot, service_name,
-           CASE WHEN {ENTRY} OR {ROOT} THEN name END AS operation,
-           {measures}
-         FROM spans WHERE true {filter}
-         GROUP BY slot, service_name, operation",
-        measures = *MEASURES
-    )
-}
-
-/// The rows of [`rollup_sql`]'s answer, sorted by slot.
-fn decode(batches: &[RecordBatch]) -> Result<FileRollup, QueryError> {
-    let mut names: HashMap<String, Name> = HashMap::new();
-    let mut name = |text: &str| -> Name {
-        if let Some(n) = names.get(text) {
-            return Arc::clone(n);
-        }
-        let n: Name = Arc::from(text);
-        names.insert(text.to_owned(), Arc::clone(&n));
-        n
-    };
-    let mut out = FileRollup::default();
-    for batch in batches {
-        let slot = rows::ints(batch, "slot")?;
-        let service = rows::strings(batch, "service_name")?;
-        let operation = rows::strings(batch, "operation")?;
-        let cells = CellColumns::of(batch)?;
-        for row in 0..batch.num_rows() {
-            out.rows.push(Row {
-                slot: slot.value(row),
-                service: name(service.value(row)),
-                operation: rows::text(operation, row).map(|o| name(&o)),
-                cell: cells.cell(row)?,
-            });
-        }
-    }
-    out.rows.sort_by_key(|r| r.slot);
-    out.rows.shrink_to_fit();
-    out.bytes = std::mem::size_of::<FileRollup>()
-        + out
-            .rows
-            .iter()
-            .map(|r| r.cell.bytes() + std::mem::size_of::<Row>())
-            .sum::<usize>()
-        + names.keys().map(|k| k.len() + 32).sum::<usize>();
-    Ok(out)
-}
-
-impl FileRollup {
-    /// The rows of slots `[first, last)`.
-    fn slots(&self, first: i64, last: i64) -> &[Row] {
-        let lo = self.rows.partition_point(|r| r.slot < first);
-        let hi = self.rows.partition_point(|r| r.slot < last);
-        &self.rows[lo..hi]
-    }
-}
-
-/// One file's summary, from the cache or computed and cached.
-async fn summary(
+/// One file's summary of kind `K`, from the cache or computed and cached.
+async fn summary<K: Kind>(
     engine: &QueryEngine,
     file: &Arc<LakeFile>,
-) -> Result<Arc<FileRollup>, QueryError> {
-    if let Some(found) = engine.rollups.get(&file.path) {
+) -> Result<Arc<Rollup<K::Row>>, QueryError> {
+    if let Some(found) = K::cache(engine).get(&file.path) {
         return Ok(found);
     }
     let rows = engine
@@ -220,22 +265,42 @@ async fn summary(
             vec![Arc::clone(file)],
             Vec::new(),
             false,
-            &rollup_sql(""),
+            &K::sql(""),
         )
         .await?;
-    let summary = Arc::new(decode(&rows.batches)?);
-    engine.rollups.put(file.path.clone(), Arc::clone(&summary));
+    let summary = Arc::new(Rollup::of::<K>(K::decode(&rows.batches)?));
+    K::cache(engine).put(file.path.clone(), Arc::clone(&summary));
     Ok(summary)
 }
 
-/// Keeps the rollups of the files that recent requests read computed ahead of the next request
-/// (see [`crate::summaries::warm`]).
-pub async fn warm(engine: QueryEngine, stop: tokio_util::sync::CancellationToken) {
-    let cache = Arc::clone(&engine.rollups);
+/// Summarises every file of the lake (what [`warm`] does in the background), for tests.
+#[cfg(test)]
+pub(crate) async fn summarise_all<K: Kind>(engine: &QueryEngine) {
+    for file in engine
+        .snapshot("spans")
+        .into_iter()
+        .flat_map(|s| s.files.to_vec())
+    {
+        summary::<K>(engine, &file).await.expect("summary");
+    }
+}
+
+/// Keeps the rollups of kind `K` of the files that recent requests read computed ahead of the
+/// next request (see [`crate::summaries::warm`]).
+pub async fn warm_kind<K: Kind>(engine: QueryEngine, stop: tokio_util::sync::CancellationToken) {
+    let cache = Arc::clone(K::cache(&engine));
     crate::summaries::warm(engine, cache, "spans", 0, stop, |engine, file| async move {
-        summary(&engine, &file).await
+        summary::<K>(&engine, &file).await
     })
     .await;
+}
+
+/// Keeps every kind of rollup warm (see [`warm_kind`]).
+pub async fn warm(engine: QueryEngine, stop: tokio_util::sync::CancellationToken) {
+    tokio::join!(
+        warm_kind::<Red>(engine.clone(), stop.clone()),
+        warm_kind::<crate::promql::spanmetrics::SpanMetrics>(engine, stop),
+    );
 }
 
 /// The slots wholly inside `range`, `[first, last)`.
@@ -247,7 +312,7 @@ fn whole_slots(range: TimeRange) -> (i64, i64) {
 }
 
 /// Calls `visit` with every row of the spans that started in `range` (of `service` only, when
-/// given), as [`rollup_sql`] would aggregate them; rows of one slot, service and operation may
+/// given), as [`Red::sql`] would aggregate them; rows of one slot, service and operation may
 /// come in several parts. Returns `false`, having visited nothing, when the rollups are off,
 /// `range` holds no whole slot, or too few of its files are summarised yet for the summaries to
 /// be the quicker way (they are then made in the background by [`warm`]).
@@ -255,13 +320,24 @@ pub async fn visit(
     engine: &QueryEngine,
     range: TimeRange,
     service: Option<&str>,
-    mut visit: impl FnMut(&Row),
+    visit: impl FnMut(&Row),
 ) -> Result<bool, QueryError> {
+    visit_kind::<Red>(engine, range, service, visit).await
+}
+
+/// [`visit`] for the rollup of kind `K`.
+pub async fn visit_kind<K: Kind>(
+    engine: &QueryEngine,
+    range: TimeRange,
+    service: Option<&str>,
+    mut visit: impl FnMut(&K::Row),
+) -> Result<bool, QueryError> {
+    let cache = K::cache(engine);
     let (first, last) = whole_slots(range);
-    if !engine.rollups.enabled() || first >= last {
+    if !cache.enabled() || first >= last {
         return Ok(false);
     }
-    engine.rollups.asked(range.start);
+    cache.asked(range.start);
     let snapshot = engine
         .snapshot("spans")
         .ok_or_else(|| QueryError::Execution("no spans table".into()))?;
@@ -272,17 +348,17 @@ pub async fn visit(
         .filter(|f| f.partition_start < hi && f.partition_start + PARTITION_NANOS > lo)
         .collect();
     let (missing, total) = files.iter().fold((0u64, 0u64), |(missing, total), f| {
-        let absent = engine.rollups.get(&f.path).is_none();
+        let absent = cache.get(&f.path).is_none();
         (missing + if absent { f.size } else { 0 }, total + f.size)
     });
     if missing.saturating_mul(SUMMARY_COST) > total {
         return Ok(false);
     }
-    let wanted = |r: &&Row| service.is_none_or(|s| &*r.service == s);
+    let wanted = |r: &&K::Row| service.is_none_or(|s| K::service(r) == s);
     for file in files {
-        let summary = summary(engine, file).await?;
+        let summary = summary::<K>(engine, file).await?;
         summary
-            .slots(first, last)
+            .slots::<K>(first, last)
             .iter()
             .filter(wanted)
             .for_each(&mut visit);
@@ -294,11 +370,11 @@ pub async fn visit(
                 Vec::new(),
                 snapshot.batches.clone(),
                 false,
-                &rollup_sql(""),
+                &K::sql(""),
             )
             .await?;
-        decode(&rows.batches)?
-            .slots(first, last)
+        Rollup::of::<K>(K::decode(&rows.batches)?)
+            .slots::<K>(first, last)
             .iter()
             .filter(wanted)
             .for_each(&mut visit);
@@ -319,14 +395,14 @@ pub async fn visit(
         filter.push_str(" AND service_name = $5");
     }
     if range.start < lo || hi < range.end {
-        let rows = engine.query(&rollup_sql(&filter), params).await?;
-        decode(&rows.batches)?.rows.iter().for_each(&mut visit);
+        let rows = engine.query(&K::sql(&filter), params).await?;
+        K::decode(&rows.batches)?.iter().for_each(&mut visit);
     }
     let live: HashSet<PathBuf> = snapshot.files.iter().map(|f| f.path.clone()).collect();
-    let held = engine.rollups.retain(&live);
+    cache.retain(&live);
     lakescope_collector::stats::stats()
         .query_rollup_cache_bytes
-        .set(held as i64);
+        .set(engine.rollup_bytes() as i64);
     Ok(true)
 }
 
@@ -390,9 +466,7 @@ mod tests {
     }
 
     async fn summarise_all(engine: &QueryEngine) {
-        for file in engine.snapshot("spans").unwrap().files.iter() {
-            summary(engine, file).await.unwrap();
-        }
+        super::summarise_all::<Red>(engine).await;
     }
 
     /// Whether `range` is answered from the rollups.
