@@ -24,6 +24,7 @@ use crate::page_index;
 use crate::promql::spanmetrics::MetricRow;
 use crate::sketch;
 use crate::summaries::SummaryCache;
+use crate::summary_store::SummaryStore;
 use crate::table::{LakeTable, store_path};
 use crate::views::edges::EdgeCache;
 use crate::views::rollup::{Rollup, RollupCache};
@@ -132,6 +133,8 @@ pub struct QueryEngine {
     pub(crate) rollups: Arc<RollupCache>,
     /// Per-file rollups of the span-derived metrics (see `promql::spanmetrics`).
     pub(crate) span_rollups: Arc<SummaryCache<Rollup<MetricRow>>>,
+    /// Where per-file summaries are kept on disk.
+    summary_store: SummaryStore,
 }
 
 /// A session over `tables`; with `pushdown`, filters are evaluated while decoding (lookups).
@@ -186,6 +189,7 @@ impl QueryEngine {
             edges,
             rollups,
             span_rollups,
+            summary_store: SummaryStore::new(lake.data_dir()),
         })
     }
 
@@ -195,6 +199,10 @@ impl QueryEngine {
             .iter()
             .find(|t| t.name() == table)
             .map(|t| t.snapshot())
+    }
+
+    pub(crate) fn summary_store(&self) -> &SummaryStore {
+        &self.summary_store
     }
 
     /// Bytes held by both kinds of per-file rollups.

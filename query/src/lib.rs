@@ -2,7 +2,8 @@
 //! dashboard and alert rules ask for (`views`), and the JSON API that serves them (`api`).
 //!
 //! It reads the lake only through the collector's public types (the table schemas and
-//! [`lakescope_collector::lake::Table::snapshot`]); it never writes.
+//! [`lakescope_collector::lake::Table::snapshot`]); it never writes the lake, only its own
+//! per-file summaries under `summaries/` in the data directory (`summary_store`).
 
 pub mod api;
 pub mod bloom_probe;
@@ -14,6 +15,7 @@ pub mod promql;
 pub mod rules;
 pub mod sketch;
 pub mod summaries;
+pub mod summary_store;
 pub mod table;
 pub mod text_search;
 pub mod time_range;

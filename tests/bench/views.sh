@@ -18,7 +18,9 @@
 # views are asked.
 #
 # With COLD=1 (as root), each endpoint is also asked once cold: the server restarted and the
-# kernel's page cache dropped (/proc/sys/vm/drop_caches) before the request (`cold_ms`).
+# kernel's page cache dropped (/proc/sys/vm/drop_caches) before the request (`cold_ms`). The
+# per-file summaries the server kept on disk (<data-dir>/summaries/) stay, as they would for
+# a restarted server.
 #
 # Usage: tests/bench/views.sh [FILL] [RUNS] [BACKDATE]   (build first: cargo build --release)
 set -euo pipefail
@@ -115,7 +117,12 @@ if [ -n "${COLD:-}" ]; then
   names=("services" "services 24h" "service series" "operations" "latency histogram+heatmap"
     "operation histogram" "slow-region compare" "errors" "dependencies"
     "trace search (attribute)" "trace by id")
-  paths=("services?start=$range" "services?start=now-24h" "services/frontend/series?start=$range"
+  # The series on 15-second boundaries, as above.
+  hours=1
+  [ -n "$backdate" ] && hours=3
+  now=$(date +%s)
+  series="start=$(date -u -d "@$(( (now - hours * 3600) / 15 * 15 ))" +%Y-%m-%dT%H:%M:%SZ)&end=$(date -u -d "@$now" +%Y-%m-%dT%H:%M:%SZ)&step=$((30 * hours))s"
+  paths=("services?start=$range" "services?start=now-24h" "services/frontend/series?$series"
     "services/frontend/operations?start=$range" "latency?service=frontend&start=$range"
     "latency?service=frontend&operation=GET%20/product/%7Bid%7D&start=$range"
     "latency/compare?service=frontend&min_ms=50&start=$range" "errors?start=$range"

@@ -5,6 +5,7 @@
 //!   wal/                              write-ahead log (see `wal`)
 //!   tmp/                              files being written; emptied on start
 //!   spans/date=YYYY-MM-DD/hour=HH/<seq>-<n>.parquet
+//!   summaries/                        the query engine's per-file summaries (not the lake's)
 //! ```
 //!
 //! `<seq>` is the highest write-ahead-log sequence number the file's flush covers (20 digits), `<n>`

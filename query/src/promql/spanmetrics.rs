@@ -156,6 +156,7 @@ pub struct SpanMetrics;
 
 impl Kind for SpanMetrics {
     type Row = MetricRow;
+    const NAME: &'static str = "spanmetrics";
 
     fn cache(engine: &QueryEngine) -> &Arc<SummaryCache<Rollup<MetricRow>>> {
         &engine.span_rollups

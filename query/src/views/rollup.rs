@@ -8,6 +8,9 @@
 //! summaries and from the batches not yet in a file (summarised on every request), and asks the
 //! spans themselves only for the partial slots at its two edges, so the answer is exactly the
 //! one aggregating every span gives. Sketches merge exactly.
+//!
+//! The summaries are also kept on disk (see [`crate::summary_store`]), so that a restarted server
+//! sums them at once rather than aggregating the spans until its files are summarised again.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -102,6 +105,8 @@ impl<R> Summary for Rollup<R> {
 /// are read and kept.
 pub trait Kind: 'static {
     type Row: Send + Sync + 'static;
+    /// The name its summaries are kept under on disk (see [`crate::summary_store`]).
+    const NAME: &'static str;
     /// The cache of this kind's per-file summaries.
     fn cache(engine: &QueryEngine) -> &Arc<SummaryCache<Rollup<Self::Row>>>;
     /// The summarising query over `spans`, narrowed by `filter` (`AND …`, which may use `$1`…`$5`).
@@ -140,6 +145,7 @@ pub type RollupCache = SummaryCache<Rollup<Row>>;
 
 impl Kind for Red {
     type Row = Row;
+    const NAME: &'static str = "red";
 
     fn cache(engine: &QueryEngine) -> &Arc<RollupCache> {
         &engine.rollups
@@ -251,7 +257,8 @@ impl<'a> CellColumns<'a> {
     }
 }
 
-/// One file's summary of kind `K`, from the cache or computed and cached.
+/// One file's summary of kind `K`, from the cache, else from disk, else computed (and kept on
+/// disk); cached.
 async fn summary<K: Kind>(
     engine: &QueryEngine,
     file: &Arc<LakeFile>,
@@ -259,16 +266,33 @@ async fn summary<K: Kind>(
     if let Some(found) = K::cache(engine).get(&file.path) {
         return Ok(found);
     }
-    let rows = engine
-        .query_pinned(
-            "spans",
-            vec![Arc::clone(file)],
-            Vec::new(),
-            false,
-            &K::sql(""),
-        )
-        .await?;
-    let summary = Arc::new(Rollup::of::<K>(K::decode(&rows.batches)?));
+    let sql = K::sql("");
+    let store = engine.summary_store();
+    // A summary on disk that cannot be read is made again (and overwritten).
+    let kept = store
+        .read(K::NAME, &file.path, &sql)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::debug!(error = %e, "stored summary");
+            None
+        });
+    let batches = match kept {
+        Some(batches) => batches,
+        None => {
+            let rows = engine
+                .query_pinned("spans", vec![Arc::clone(file)], Vec::new(), false, &sql)
+                .await?;
+            // Not kept (a full disk, the file merged away meanwhile): made again next time.
+            if let Err(e) = store
+                .write(K::NAME, &file.path, &sql, &rows.schema, &rows.batches)
+                .await
+            {
+                tracing::debug!(error = %e, "storing a summary");
+            }
+            rows.batches
+        }
+    };
+    let summary = Arc::new(Rollup::of::<K>(K::decode(&batches)?));
     K::cache(engine).put(file.path.clone(), Arc::clone(&summary));
     Ok(summary)
 }
@@ -289,10 +313,37 @@ pub(crate) async fn summarise_all<K: Kind>(engine: &QueryEngine) {
 /// next request (see [`crate::summaries::warm`]).
 pub async fn warm_kind<K: Kind>(engine: QueryEngine, stop: tokio_util::sync::CancellationToken) {
     let cache = Arc::clone(K::cache(&engine));
-    crate::summaries::warm(engine, cache, "spans", 0, stop, |engine, file| async move {
-        summary::<K>(&engine, &file).await
-    })
-    .await;
+    if !cache.enabled() {
+        return;
+    }
+    let store = engine.summary_store().clone();
+    let warmer = crate::summaries::warm(
+        engine,
+        cache,
+        "spans",
+        0,
+        stop.clone(),
+        |engine, file| async move { summary::<K>(&engine, &file).await },
+    );
+    // The summaries on disk of files merged away or expired go too (on start, and then every
+    // minute).
+    let sweeper = async move {
+        loop {
+            let store = store.clone();
+            match tokio::task::spawn_blocking(move || store.sweep(K::NAME)).await {
+                Ok(Ok(removed)) if removed > 0 => {
+                    tracing::debug!(kind = K::NAME, removed, "stored summaries swept")
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "sweeping stored summaries"),
+                _ => {}
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
+            }
+        }
+    };
+    tokio::join!(warmer, sweeper);
 }
 
 /// Keeps every kind of rollup warm (see [`warm_kind`]).
@@ -347,8 +398,9 @@ pub async fn visit_kind<K: Kind>(
         .iter()
         .filter(|f| f.partition_start < hi && f.partition_start + PARTITION_NANOS > lo)
         .collect();
+    let store = engine.summary_store();
     let (missing, total) = files.iter().fold((0u64, 0u64), |(missing, total), f| {
-        let absent = cache.get(&f.path).is_none();
+        let absent = cache.get(&f.path).is_none() && !store.has(K::NAME, &f.path);
         (missing + if absent { f.size } else { 0 }, total + f.size)
     });
     if missing.saturating_mul(SUMMARY_COST) > total {
@@ -564,6 +616,75 @@ mod tests {
         let reference = engine(&lake, 0);
         summarise_all(&rolled_up).await;
         assert_same_answers(&rolled_up, &reference).await;
+    }
+
+    /// A new engine over the same lake (a restarted server) sums the summaries kept on disk at
+    /// once; one that cannot be read is made again.
+    #[tokio::test]
+    async fn a_restarted_server_sums_the_summaries_kept_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        write_parts(dir.path(), spans(), 3);
+        let lake = lakescope_collector::Lake::open(dir.path()).unwrap();
+        let reference = engine(&lake, 0);
+        summarise_all(&engine(&lake, 64 << 20)).await;
+        let range = TimeRange {
+            start: T,
+            end: T + 10 * M,
+        };
+        let restarted = engine(&lake, 64 << 20);
+        assert_eq!(restarted.rollups.bytes(), 0);
+        assert!(rolled(&restarted, range).await, "answered from the disk");
+        assert_same_answers(&restarted, &reference).await;
+
+        let kept: Vec<PathBuf> = walk(&dir.path().join(crate::summary_store::DIR).join("red"));
+        assert_eq!(
+            kept.len(),
+            9,
+            "three files in each of three hours: {kept:?}"
+        );
+        // One of the range's hour's.
+        let hour = lakescope_collector::lake::layout::partition_of(range.start);
+        let dir_of_hour = lakescope_collector::lake::layout::partition_dir(hour);
+        let broken = kept
+            .iter()
+            .find(|p| p.parent().unwrap().ends_with(&dir_of_hour))
+            .unwrap();
+        std::fs::write(broken, b"not arrow").unwrap();
+        let restarted = engine(&lake, 64 << 20);
+        assert_same_answers(&restarted, &reference).await;
+        assert!(std::fs::read(broken).unwrap().starts_with(b"ARROW1"));
+
+        // Read from the disk indeed: the range's lake files overwritten with garbage (same size
+        // and time), its whole slots are still answered.
+        let expected = services(&reference, range).await.unwrap();
+        for file in engine(&lake, 0).snapshot("spans").unwrap().files.iter() {
+            if file.partition_start == hour {
+                let modified = std::fs::metadata(&file.path).unwrap().modified().unwrap();
+                std::fs::write(&file.path, vec![0u8; file.size as usize]).unwrap();
+                let f = std::fs::File::options()
+                    .write(true)
+                    .open(&file.path)
+                    .unwrap();
+                f.set_modified(modified).unwrap();
+            }
+        }
+        let restarted = engine(&lake, 64 << 20);
+        assert_eq!(services(&restarted, range).await.unwrap(), expected);
+        assert!(services(&reference, range).await.is_err());
+    }
+
+    fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path);
+            }
+        }
+        out.sort();
+        out
     }
 
     /// Until most of a range's files are summarised, requests aggregate the spans; the files of
