@@ -4,8 +4,10 @@
 # rules on) with `lakescope loadgen` flat out for DURATION (default 24m: ~49 M spans on this
 # machine), waits until the merges settle, reports the server's peak resident memory, then
 # restarts it with no rules and no compaction and times the services overview and one
-# service's series (RUNS requests each, default 6) and GET /api/v1/traces/{id} for 200 random
-# traces (tests/bench/tracebyid.py). Prints one JSON object. Needs ~50 B of disk per span.
+# service's series (once right after the restart, then, SETTLE seconds later — default 60 — RUNS
+# requests each, default 6) and GET /api/v1/traces/{id} for 200 random traces
+# (tests/bench/tracebyid.py). Also reports the seconds the built-in rules' queries took during
+# the fill. Prints one JSON object. Needs ~50 B of disk per span.
 #
 # Usage: tests/bench/bigfill.sh [DURATION] [RUNS]   (build first: cargo build --release)
 set -euo pipefail
@@ -32,6 +34,9 @@ load=$("$bin" loadgen --otlp-grpc 127.0.0.1:35317 --duration "$duration" --conne
 # Longer than the default --compaction-interval (30 s): merges run in rounds.
 wait_merges "$data.log" "$data/spans" 40
 peak_kib=$(awk '/VmHWM/ {print $2}' "/proc/$server/status")
+# No user asked anything: the view queries so far are the built-in rules' (wall seconds summed).
+rules_cpu=$(curl -s 127.0.0.1:39080/metrics |
+  awk '/^lakescope_query_duration_seconds_sum\{kind="view"\}/ {print $2}')
 kill -TERM "$server"
 wait "$server" || true
 bytes=$(find "$data/spans" -name '*.parquet' -printf '%s\n' | awk '{s += $1} END {print s + 0}')
@@ -42,10 +47,19 @@ times() {
     curl -s -o /dev/null -w '%{time_total}\n' "127.0.0.1:39080/api/v1/$1"
   done | awk '{printf "%s%.0f", (NR > 1 ? ", " : ""), $1 * 1000}'
 }
+# The series as the dashboard asks it (ui/assets/app.js, seriesParams): on 15-second boundaries.
+now=$(date +%s)
+series_q="services/frontend/series?start=$(date -u -d "@$(( (now - 3600) / 15 * 15 ))" +%Y-%m-%dT%H:%M:%SZ)&end=$(date -u -d "@$now" +%Y-%m-%dT%H:%M:%SZ)&step=30s"
+# The first request of each after the restart aggregates the spans unless the per-file
+# summaries are on disk already; the server then makes them in the background (SETTLE s).
+services_first=$(runs=1 times "services?start=now-1h")
+series_first=$(runs=1 times "$series_q")
+sleep "${SETTLE:-60}"
 services=$(times "services?start=now-1h")
-series=$(times "services/frontend/series?start=now-1h")
+series=$(times "$series_q")
 lookups=$(python3 tests/bench/tracebyid.py 39080 200)
-python3 - "$load" "$peak_kib" "$bytes" "$files" "$services" "$series" "$lookups" <<'PY'
+python3 - "$load" "$peak_kib" "$bytes" "$files" "$services" "$series" "$lookups" \
+  "$services_first" "$series_first" "${rules_cpu:-0}" <<'PY'
 import json, sys
 load = json.loads(sys.argv[1])
 print(json.dumps({
@@ -55,7 +69,10 @@ print(json.dumps({
     "peak_rss_mib_during_fill": round(int(sys.argv[2]) / 1024),
     "parquet_bytes": int(sys.argv[3]),
     "files": int(sys.argv[4]),
+    "rule_query_seconds_during_fill": float(sys.argv[10]),
+    "services_1h_first_ms": int(sys.argv[8]),
     "services_1h_ms": [int(x) for x in sys.argv[5].split(", ")],
+    "service_series_first_ms": int(sys.argv[9]),
     "service_series_ms": [int(x) for x in sys.argv[6].split(", ")],
     "trace_by_id": json.loads(sys.argv[7]),
 }))
