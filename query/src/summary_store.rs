@@ -162,6 +162,31 @@ impl SummaryStore {
         Ok(())
     }
 
+    /// Sweeps the summaries of `kinds` (see [`Self::sweep`]) now and then every minute, until
+    /// `stop`.
+    pub async fn sweep_every_minute(
+        &self,
+        kinds: &[&'static str],
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        loop {
+            for &kind in kinds {
+                let store = self.clone();
+                match tokio::task::spawn_blocking(move || store.sweep(kind)).await {
+                    Ok(Ok(removed)) if removed > 0 => {
+                        tracing::debug!(kind, removed, "stored summaries swept")
+                    }
+                    Ok(Err(e)) => tracing::warn!(error = %e, "sweeping stored summaries"),
+                    _ => {}
+                }
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
+            }
+        }
+    }
+
     /// Removes the summaries of kind `kind` (and half-written ones) whose lake file is gone;
     /// returns how many.
     pub fn sweep(&self, kind: &str) -> Result<usize, StoreError> {

@@ -32,6 +32,8 @@ use crate::sketch::Sketch;
 use crate::summaries::{Summary, SummaryCache};
 use crate::time_range::TimeRange;
 
+mod stored;
+
 pub const MINUTE: i64 = 60_000_000_000;
 
 /// Most trace ids looked up in one query; more are looked up in several.
@@ -427,12 +429,25 @@ fn summarize(
         }
     }
     out.edges = names.keys;
-    out.bytes = std::mem::size_of::<FileEdges>()
-        + out.minutes.values().map(|t| t.bytes() + 16).sum::<usize>()
-        + out.services.len() * 32
-        + out.orphans.len() * std::mem::size_of::<Orphan>()
-        + out.edges.len() * 48;
+    out.measure();
     Ok(out)
+}
+
+impl FileEdges {
+    /// Sets the bytes it holds.
+    fn measure(&mut self) {
+        self.bytes = std::mem::size_of::<FileEdges>()
+            + self.minutes.values().map(|t| t.bytes() + 16).sum::<usize>()
+            + self.services.len() * 32
+            + self.orphans.len() * std::mem::size_of::<Orphan>()
+            + self.edges.len() * 48;
+    }
+}
+
+/// What a graph summary kept on disk records as its making: the two queries and the parts'
+/// format.
+fn stored_query() -> String {
+    format!("{}\n{SERVICES_SQL}\ngraph parts 1", spans_sql(""))
 }
 
 /// The graph's per-file summaries.
@@ -444,22 +459,43 @@ impl Summary for FileEdges {
     }
 }
 
-/// One file's summary, from the cache or computed and cached.
+/// One file's summary: from the cache, else from disk, else computed (and kept on disk); cached.
 async fn summary(engine: &QueryEngine, file: &Arc<LakeFile>) -> Result<Arc<FileEdges>, QueryError> {
     if let Some(found) = engine.edges.get(&file.path) {
         return Ok(found);
     }
-    let files = || vec![Arc::clone(file)];
-    let sql = spans_sql("");
-    let (spans, services) = tokio::try_join!(
-        engine.query_pinned("spans", files(), Vec::new(), false, &sql),
-        engine.query_pinned("spans", files(), Vec::new(), false, SERVICES_SQL),
-    )?;
-    let summary = Arc::new(
-        tokio::task::spawn_blocking(move || summarize(&spans.batches, &services.batches, None))
-            .await
-            .map_err(|e| QueryError::Execution(format!("graph summary: {e}")))??,
-    );
+    let store = engine.summary_store();
+    let query = stored_query();
+    // A summary on disk that cannot be read is made again (and overwritten).
+    let kept = stored::read(store, &file.path, &query)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::debug!(error = %e, "stored graph summary");
+            None
+        });
+    let summary = match kept {
+        Some(kept) => Arc::new(kept),
+        None => {
+            let files = || vec![Arc::clone(file)];
+            let sql = spans_sql("");
+            let (spans, services) = tokio::try_join!(
+                engine.query_pinned("spans", files(), Vec::new(), false, &sql),
+                engine.query_pinned("spans", files(), Vec::new(), false, SERVICES_SQL),
+            )?;
+            let made = Arc::new(
+                tokio::task::spawn_blocking(move || {
+                    summarize(&spans.batches, &services.batches, None)
+                })
+                .await
+                .map_err(|e| QueryError::Execution(format!("graph summary: {e}")))??,
+            );
+            // Not kept (a full disk, the file merged away meanwhile): made again next time.
+            if let Err(e) = stored::write(store, &file.path, &query, &made).await {
+                tracing::debug!(error = %e, "storing a graph summary");
+            }
+            made
+        }
+    };
     engine.edges.put(file.path.clone(), Arc::clone(&summary));
     Ok(summary)
 }
@@ -512,15 +548,19 @@ async fn lookup(
 /// where their callers may be.
 pub async fn warm(engine: QueryEngine, stop: tokio_util::sync::CancellationToken) {
     let cache = Arc::clone(&engine.edges);
-    crate::summaries::warm(
+    if !cache.enabled() {
+        return;
+    }
+    let store = engine.summary_store().clone();
+    let warmer = crate::summaries::warm(
         engine,
         cache,
         "spans",
         CLOCK_SKEW,
-        stop,
+        stop.clone(),
         |engine, file| async move { summary(&engine, &file).await },
-    )
-    .await;
+    );
+    tokio::join!(warmer, store.sweep_every_minute(&stored::KINDS, stop));
 }
 
 /// Summarising a file costs about this many times what reading its spans for the join does.
@@ -549,7 +589,8 @@ pub async fn summed(
         .iter()
         .filter(|f| overlaps(f, window.callees))
         .fold((0u64, 0u64), |(missing, total), f| {
-            let absent = engine.edges.get(&f.path).is_none();
+            let absent = engine.edges.get(&f.path).is_none()
+                && !engine.summary_store().has(stored::KINDS[0], &f.path);
             (missing + if absent { f.size } else { 0 }, total + f.size)
         });
     if missing.saturating_mul(SUMMARY_COST) > total {
@@ -740,6 +781,64 @@ mod tests {
             orphans += summed.edges.get(&file.path).unwrap().orphans.len();
         }
         assert!(orphans > 500, "{orphans} orphans");
+    }
+
+    /// Everything a summary holds, its edges by name, to compare summaries made apart.
+    fn contents(edges: &FileEdges) -> String {
+        let minutes: Vec<_> = edges
+            .minutes
+            .iter()
+            .map(|((minute, i), tally)| (minute, &edges.edges[*i], tally))
+            .collect();
+        format!("{minutes:?} {:?} {:?}", edges.services, edges.orphans)
+    }
+
+    /// A new engine over the same lake (a restarted server) reads the summaries kept on disk:
+    /// the same summaries, and the same graph as the join.
+    #[tokio::test]
+    async fn a_restarted_server_reads_the_summaries_kept_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        write_parts(dir.path(), fleet(&mut Dice(0x3c6e_f372_fe94_f82b)), 3);
+        let lake = lakescope_collector::Lake::open(dir.path()).unwrap();
+        let joined = engine(&lake, 0);
+        let first = engine(&lake, 64 << 20);
+        summarise_all(&first).await;
+        let restarted = engine(&lake, 64 << 20);
+        assert_eq!(restarted.edges.bytes(), 0);
+        for (start, end) in RANGES {
+            let range = TimeRange { start, end };
+            assert!(
+                super::summed(&restarted, whole_minutes(range))
+                    .await
+                    .unwrap()
+                    .is_some(),
+                "answered from the disk"
+            );
+            let reference = graph(&joined, range).await.unwrap();
+            let ours = graph(&restarted, range).await.unwrap();
+            assert_same(&ours, &reference, &format!("{start}..{end}"));
+        }
+        // Read from the disk indeed: a lake file overwritten with garbage (same size and time)
+        // still has its summary, equal to the one made from the spans.
+        let file = first
+            .snapshot("spans")
+            .unwrap()
+            .files
+            .iter()
+            .max_by_key(|f| first.edges.get(&f.path).unwrap().orphans.len())
+            .cloned()
+            .unwrap();
+        let made = first.edges.get(&file.path).unwrap();
+        assert!(!made.orphans.is_empty() && !made.minutes.is_empty());
+        let modified = std::fs::metadata(&file.path).unwrap().modified().unwrap();
+        std::fs::write(&file.path, vec![0u8; file.size as usize]).unwrap();
+        let f = std::fs::File::options()
+            .write(true)
+            .open(&file.path)
+            .unwrap();
+        f.set_modified(modified).unwrap();
+        let read = summary(&engine(&lake, 64 << 20), &file).await.unwrap();
+        assert_eq!(contents(&read), contents(&made));
     }
 
     /// A third of the spans not yet flushed: pairs between the recent batches and the files, both

@@ -325,25 +325,7 @@ pub async fn warm_kind<K: Kind>(engine: QueryEngine, stop: tokio_util::sync::Can
         stop.clone(),
         |engine, file| async move { summary::<K>(&engine, &file).await },
     );
-    // The summaries on disk of files merged away or expired go too (on start, and then every
-    // minute).
-    let sweeper = async move {
-        loop {
-            let store = store.clone();
-            match tokio::task::spawn_blocking(move || store.sweep(K::NAME)).await {
-                Ok(Ok(removed)) if removed > 0 => {
-                    tracing::debug!(kind = K::NAME, removed, "stored summaries swept")
-                }
-                Ok(Err(e)) => tracing::warn!(error = %e, "sweeping stored summaries"),
-                _ => {}
-            }
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
-            }
-        }
-    };
-    tokio::join!(warmer, sweeper);
+    tokio::join!(warmer, store.sweep_every_minute(&[K::NAME], stop));
 }
 
 /// Keeps every kind of rollup warm (see [`warm_kind`]).
