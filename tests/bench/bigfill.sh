@@ -31,15 +31,18 @@ serve() {
 
 serve
 load=$("$bin" loadgen --otlp-grpc 127.0.0.1:35317 --duration "$duration" --connections 4)
+# Each figure also goes to stderr as soon as it is known, so a late failure loses none.
+echo "bigfill: load $load" >&2
 # Longer than the default --compaction-interval (30 s): merges run in rounds.
 wait_merges "$data.log" "$data/spans" 40
 peak_kib=$(awk '/VmHWM/ {print $2}' "/proc/$server/status")
 # No user asked anything: the view queries so far are the built-in rules' (wall seconds summed).
 rules_cpu=$(curl -s 127.0.0.1:39080/metrics |
   awk '/^lakescope_query_duration_seconds_sum\{kind="view"\}/ {print $2}')
+echo "bigfill: peak RSS ${peak_kib} KiB, rules' queries ${rules_cpu:-0} s" >&2
 kill -TERM "$server"
 wait "$server" || true
-bytes=$(find "$data/spans" -name '*.parquet' -printf '%s\n' | awk '{s += $1} END {print s + 0}')
+bytes=$(find "$data/spans" -name '*.parquet' -printf '%s\n' | awk '{s += $1} END {printf "%.0f\n", s}')
 
 serve --rules-dir "$norules" --compaction-delay 1000d --compaction-live-files 0
 times() {
@@ -57,6 +60,7 @@ series_first=$(runs=1 times "$series_q")
 sleep "${SETTLE:-60}"
 services=$(times "services?start=now-1h")
 series=$(times "$series_q")
+echo "bigfill: services first $services_first, then $services; series first $series_first, then $series (ms)" >&2
 lookups=$(python3 tests/bench/tracebyid.py 39080 200)
 python3 - "$load" "$peak_kib" "$bytes" "$files" "$services" "$series" "$lookups" \
   "$services_first" "$series_first" "${rules_cpu:-0}" <<'PY'

@@ -37,7 +37,7 @@ serve() {
   server=$!
   for _ in $(seq 100); do curl -sf 127.0.0.1:28080/metrics >/dev/null && break; sleep 0.1; done
 }
-disk_bytes() { find "$data/$table" -name '*.parquet' -printf '%s\n' | awk '{s += $1} END {print s + 0}'; }
+disk_bytes() { find "$data/$table" -name '*.parquet' -printf '%s\n' | awk '{s += $1} END {printf "%.0f\n", s}'; }
 
 serve
 ticks() { awk '{print $14 + $15}' "/proc/$server/stat"; }
