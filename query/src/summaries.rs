@@ -116,12 +116,14 @@ impl<T: Summary> SummaryCache<T> {
 /// Keeps the summaries of the files that recent requests read computed ahead of the next request:
 /// every few seconds, while a range was asked for in the last [`WARM_FOR`], summarises the files
 /// of `table` from `reach_back` before the earliest start asked for on that are not summarised
-/// yet, newest first, within half the cache's budget.
+/// yet, newest first, within half the cache's budget. Meanwhile sweeps the summaries of the
+/// `stored` kinds kept on disk (see [`crate::summary_store::SummaryStore::sweep_every_minute`]).
 pub async fn warm<T, F, Fut>(
     engine: QueryEngine,
     cache: Arc<SummaryCache<T>>,
     table: &str,
     reach_back: i64,
+    stored: &[&'static str],
     stop: tokio_util::sync::CancellationToken,
     summarise: F,
 ) where
@@ -132,32 +134,37 @@ pub async fn warm<T, F, Fut>(
     if !cache.enabled() {
         return;
     }
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
-        }
-        let (Some(from), Some(snapshot)) = (cache.wanted(), engine.snapshot(table)) else {
-            continue;
-        };
-        let from = from.saturating_sub(reach_back);
-        let mut files: Vec<&Arc<LakeFile>> = snapshot
-            .files
-            .iter()
-            .filter(|f| f.partition_start + PARTITION_NANOS > from)
-            .collect();
-        files.sort_by_key(|f| std::cmp::Reverse((f.partition_start, f.seq)));
-        for file in files {
-            if stop.is_cancelled() || cache.bytes() > cache.budget / 2 {
-                break;
+    let store = engine.summary_store().clone();
+    let sweeping = store.sweep_every_minute(stored, stop.clone());
+    let summarising = async {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
             }
-            if cache.get(&file.path).is_none()
-                && let Err(e) = summarise(engine.clone(), Arc::clone(file)).await
-            {
-                tracing::debug!(file = %file.path.display(), error = %e, "file summary");
+            let (Some(from), Some(snapshot)) = (cache.wanted(), engine.snapshot(table)) else {
+                continue;
+            };
+            let from = from.saturating_sub(reach_back);
+            let mut files: Vec<&Arc<LakeFile>> = snapshot
+                .files
+                .iter()
+                .filter(|f| f.partition_start + PARTITION_NANOS > from)
+                .collect();
+            files.sort_by_key(|f| std::cmp::Reverse((f.partition_start, f.seq)));
+            for file in files {
+                if stop.is_cancelled() || cache.bytes() > cache.budget / 2 {
+                    break;
+                }
+                if cache.get(&file.path).is_none()
+                    && let Err(e) = summarise(engine.clone(), Arc::clone(file)).await
+                {
+                    tracing::debug!(file = %file.path.display(), error = %e, "file summary");
+                }
             }
         }
-    }
+    };
+    tokio::join!(summarising, sweeping);
 }
 
 #[cfg(test)]

@@ -548,19 +548,16 @@ async fn lookup(
 /// where their callers may be.
 pub async fn warm(engine: QueryEngine, stop: tokio_util::sync::CancellationToken) {
     let cache = Arc::clone(&engine.edges);
-    if !cache.enabled() {
-        return;
-    }
-    let store = engine.summary_store().clone();
-    let warmer = crate::summaries::warm(
+    crate::summaries::warm(
         engine,
         cache,
         "spans",
         CLOCK_SKEW,
-        stop.clone(),
+        &stored::KINDS,
+        stop,
         |engine, file| async move { summary(&engine, &file).await },
-    );
-    tokio::join!(warmer, store.sweep_every_minute(&stored::KINDS, stop));
+    )
+    .await;
 }
 
 /// Summarising a file costs about this many times what reading its spans for the join does.
@@ -707,7 +704,7 @@ mod tests {
     use super::*;
     use crate::QueryLimits;
     use crate::views::dependencies::{ServiceGraph, graph, whole_minutes};
-    use crate::views::test_fleet::{Dice, MINUTE as M, T, batch, fleet, write_parts};
+    use crate::views::test_fleet::{Dice, MINUTE as M, T, batch, fleet, garble, write_parts};
 
     fn engine(lake: &lakescope_collector::Lake, graph_cache_bytes: usize) -> QueryEngine {
         let limits = QueryLimits {
@@ -830,13 +827,7 @@ mod tests {
             .unwrap();
         let made = first.edges.get(&file.path).unwrap();
         assert!(!made.orphans.is_empty() && !made.minutes.is_empty());
-        let modified = std::fs::metadata(&file.path).unwrap().modified().unwrap();
-        std::fs::write(&file.path, vec![0u8; file.size as usize]).unwrap();
-        let f = std::fs::File::options()
-            .write(true)
-            .open(&file.path)
-            .unwrap();
-        f.set_modified(modified).unwrap();
+        garble(&file.path);
         let read = summary(&engine(&lake, 64 << 20), &file).await.unwrap();
         assert_eq!(contents(&read), contents(&made));
     }

@@ -313,19 +313,16 @@ pub(crate) async fn summarise_all<K: Kind>(engine: &QueryEngine) {
 /// next request (see [`crate::summaries::warm`]).
 pub async fn warm_kind<K: Kind>(engine: QueryEngine, stop: tokio_util::sync::CancellationToken) {
     let cache = Arc::clone(K::cache(&engine));
-    if !cache.enabled() {
-        return;
-    }
-    let store = engine.summary_store().clone();
-    let warmer = crate::summaries::warm(
+    crate::summaries::warm(
         engine,
         cache,
         "spans",
         0,
-        stop.clone(),
+        &[K::NAME],
+        stop,
         |engine, file| async move { summary::<K>(&engine, &file).await },
-    );
-    tokio::join!(warmer, store.sweep_every_minute(&[K::NAME], stop));
+    )
+    .await;
 }
 
 /// Keeps every kind of rollup warm (see [`warm_kind`]).
@@ -448,7 +445,7 @@ mod tests {
     use crate::QueryLimits;
     use crate::views::red::{operations, series};
     use crate::views::services::services;
-    use crate::views::test_fleet::{Dice, MINUTE as M, T, batch, fleet, write_parts};
+    use crate::views::test_fleet::{Dice, MINUTE as M, T, batch, fleet, garble, write_parts};
 
     const S: i64 = 1_000_000_000;
 
@@ -641,13 +638,7 @@ mod tests {
         let expected = services(&reference, range).await.unwrap();
         for file in engine(&lake, 0).snapshot("spans").unwrap().files.iter() {
             if file.partition_start == hour {
-                let modified = std::fs::metadata(&file.path).unwrap().modified().unwrap();
-                std::fs::write(&file.path, vec![0u8; file.size as usize]).unwrap();
-                let f = std::fs::File::options()
-                    .write(true)
-                    .open(&file.path)
-                    .unwrap();
-                f.set_modified(modified).unwrap();
+                garble(&file.path);
             }
         }
         let restarted = engine(&lake, 64 << 20);

@@ -19,6 +19,7 @@ use super::{EdgeKey, FileEdges, Key, Name, Orphan, Tally, column, mistyped};
 use crate::engine::QueryError;
 use crate::sketch::Sketch;
 use crate::summary_store::SummaryStore;
+use crate::views::rollup::Names as Texts;
 
 /// The parts' kinds, in the order of [`to_batches`]'s answer.
 pub const KINDS: [&str; 3] = ["graph-minutes", "graph-services", "graph-orphans"];
@@ -122,21 +123,6 @@ pub fn to_batches(edges: &FileEdges) -> Result<[RecordBatch; 3], QueryError> {
         ],
     )?;
     Ok([minutes, services, orphans])
-}
-
-/// Interns the texts of one summary.
-#[derive(Default)]
-struct Texts(HashMap<String, Name>);
-
-impl Texts {
-    fn get(&mut self, text: &str) -> Name {
-        if let Some(n) = self.0.get(text) {
-            return Arc::clone(n);
-        }
-        let n: Name = Arc::from(text);
-        self.0.insert(text.to_owned(), Arc::clone(&n));
-        n
-    }
 }
 
 fn strings<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray, QueryError> {
