@@ -137,6 +137,10 @@ pub async fn run(config: ServeConfig, demo_rate: Option<f64>) -> anyhow::Result<
         engine.clone(),
         stop.child_token(),
     ));
+    let trace_indexer = tokio::spawn(lakescope_query::trace_index::warm(
+        engine.clone(),
+        stop.child_token(),
+    ));
 
     let retention = tokio::spawn(retention::run(
         Arc::clone(&lake),
@@ -253,6 +257,7 @@ pub async fn run(config: ServeConfig, demo_rate: Option<f64>) -> anyhow::Result<
     flusher.await?;
     graph_warmer.await?;
     rollup_warmer.await?;
+    trace_indexer.await?;
     retention.await?;
     compaction.await?;
     drop(ingest);

@@ -46,6 +46,12 @@ pub struct QueryRefusal {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TraceLookupLabel {
+    /// `index` (the file's trace index) or `bloom` (its bloom filters).
+    pub via: &'static str,
+}
+
 fn seconds_histogram() -> Histogram {
     // 1 ms to ~33 s.
     Histogram::new(exponential_buckets(0.001, 2.0, 16))
@@ -78,6 +84,7 @@ pub struct Stats {
     pub query_metadata_cache_bytes: Gauge,
     pub query_graph_cache_bytes: Gauge,
     pub query_rollup_cache_bytes: Gauge,
+    pub query_trace_lookup_files: Family<TraceLookupLabel, Counter>,
 }
 
 impl Stats {
@@ -108,6 +115,7 @@ impl Stats {
             query_metadata_cache_bytes: Gauge::default(),
             query_graph_cache_bytes: Gauge::default(),
             query_rollup_cache_bytes: Gauge::default(),
+            query_trace_lookup_files: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -226,6 +234,11 @@ impl Stats {
             "query_rollup_cache_bytes",
             "Bytes of per-file RED rollups kept for queries (--query-rollup-cache)",
             stats.query_rollup_cache_bytes.clone(),
+        );
+        r.register(
+            "query_trace_lookup_files",
+            "Lake files narrowed for a lookup by trace id, by a span file's trace index or by bloom filters",
+            stats.query_trace_lookup_files.clone(),
         );
         Self { registry, ..stats }
     }

@@ -26,6 +26,7 @@ use crate::sketch;
 use crate::summaries::SummaryCache;
 use crate::summary_store::SummaryStore;
 use crate::table::{LakeTable, store_path};
+use crate::trace_index::TraceIndex;
 use crate::views::edges::EdgeCache;
 use crate::views::rollup::{Rollup, RollupCache};
 
@@ -135,6 +136,8 @@ pub struct QueryEngine {
     pub(crate) span_rollups: Arc<SummaryCache<Rollup<MetricRow>>>,
     /// Where per-file summaries are kept on disk.
     summary_store: SummaryStore,
+    /// The span files' trace indexes (see `trace_index`).
+    trace_index: Arc<TraceIndex>,
 }
 
 /// A session over `tables`; with `pushdown`, filters are evaluated while decoding (lookups).
@@ -164,11 +167,21 @@ impl QueryEngine {
             .with_metadata_cache_limit(limits.metadata_cache_bytes)
             .build_arc()
             .map_err(QueryError::planning)?;
+        let summary_store = SummaryStore::new(lake.data_dir());
+        let trace_index = Arc::new(TraceIndex::new(summary_store.clone()));
         // Both sessions share the tables (and so what the tables cache about their files).
         let tables: Vec<(String, Arc<LakeTable>)> = lake
             .tables()
             .into_iter()
-            .map(|table| (table.name().to_owned(), Arc::new(LakeTable::new(table))))
+            .map(|table| {
+                // Only span files are indexed by trace (logs by trace use the bloom filters).
+                let index = (table.name() == lakescope_collector::lake::layout::SPANS)
+                    .then(|| Arc::clone(&trace_index));
+                (
+                    table.name().to_owned(),
+                    Arc::new(LakeTable::new(table, index)),
+                )
+            })
             .collect();
         let (ctx, lookup_ctx) = (
             session(&runtime, &tables, false)?,
@@ -189,7 +202,8 @@ impl QueryEngine {
             edges,
             rollups,
             span_rollups,
-            summary_store: SummaryStore::new(lake.data_dir()),
+            summary_store,
+            trace_index,
         })
     }
 
@@ -203,6 +217,10 @@ impl QueryEngine {
 
     pub(crate) fn summary_store(&self) -> &SummaryStore {
         &self.summary_store
+    }
+
+    pub(crate) fn trace_index(&self) -> Arc<TraceIndex> {
+        Arc::clone(&self.trace_index)
     }
 
     /// Bytes held by both kinds of per-file rollups.
@@ -273,6 +291,7 @@ impl QueryEngine {
         let pinned = Arc::new(LakeTable::pinned(
             Arc::clone(lake_table.table()),
             lake_table.trace_probe(),
+            lake_table.trace_index(),
             files,
             batches,
         ));

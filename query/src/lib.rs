@@ -19,6 +19,7 @@ pub mod summary_store;
 pub mod table;
 pub mod text_search;
 pub mod time_range;
+pub mod trace_index;
 pub mod views;
 
 pub use engine::{QueryEngine, QueryLimits};

@@ -77,12 +77,19 @@ impl SummaryStore {
 
     /// Where the summary of kind `kind` of the lake file `file` is kept.
     fn path(&self, kind: &str, file: &Path) -> Result<PathBuf, StoreError> {
+        self.path_of(kind, file, SUFFIX)
+    }
+
+    /// Where a file of kind `kind` made from the lake file `file` is kept, with its own suffix
+    /// (kinds that are not Arrow IPC, such as `trace_index`, keep their files here too and are
+    /// swept alike).
+    pub fn path_of(&self, kind: &str, file: &Path, suffix: &str) -> Result<PathBuf, StoreError> {
         let relative = file
             .strip_prefix(&self.data_dir)
             .map_err(|_| StoreError::Outside(file.to_owned()))?;
         let mut path = self.kind_dir(kind).join(relative).into_os_string();
         path.push(".");
-        path.push(SUFFIX);
+        path.push(suffix);
         Ok(path.into())
     }
 
@@ -209,11 +216,12 @@ impl SummaryStore {
                     continue;
                 };
                 let name = relative.to_string_lossy();
+                // Whatever the kind's suffix: the lake file's name is what precedes it.
                 let lake_file = name
                     .strip_suffix(".tmp")
                     .unwrap_or(&name)
-                    .strip_suffix(&format!(".{SUFFIX}"))
-                    .map(|f| self.data_dir.join(f));
+                    .rsplit_once('.')
+                    .map(|(f, _)| self.data_dir.join(f));
                 if lake_file.is_none_or(|f| !f.exists()) {
                     std::fs::remove_file(&path).map_err(io_err(&path))?;
                     removed += 1;

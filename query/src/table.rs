@@ -20,6 +20,7 @@ use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{
     BinaryExpr, Expr, Operator, TableProviderFilterPushDown, TableType,
 };
+use datafusion::parquet::arrow::arrow_reader::RowSelection;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::union::UnionExec;
 use lakescope_collector::lake::layout::PARTITION_NANOS;
@@ -27,6 +28,7 @@ use lakescope_collector::lake::{LakeFile, Snapshot, Table};
 
 use crate::bloom_probe::BloomProbe;
 use crate::page_index::PageIndexedReaderFactory;
+use crate::trace_index::TraceIndex;
 
 /// The table's schema as queries see it: top-level text and binary columns as view types
 /// (`Utf8View`, `BinaryView`). The Parquet reader builds views straight from the pages, and
@@ -77,12 +79,14 @@ pub struct LakeTable {
     time_column: &'static str,
     /// For tables with a `trace_id` bloom filter: which row groups may hold a trace.
     trace_probe: Option<Arc<BloomProbe>>,
+    /// For the spans: which rows may hold a trace, in the files that have an index.
+    trace_index: Option<Arc<TraceIndex>>,
     /// When set, the only files and batches this table reads (one file's share of a view).
     pinned: Option<Snapshot>,
 }
 
 impl LakeTable {
-    pub fn new(table: Arc<Table>) -> Self {
+    pub fn new(table: Arc<Table>, trace_index: Option<Arc<TraceIndex>>) -> Self {
         let spec = table.spec();
         let trace_probe = spec
             .bloom
@@ -92,6 +96,7 @@ impl LakeTable {
             time_column: spec.time_column,
             table,
             trace_probe,
+            trace_index,
             pinned: None,
         }
     }
@@ -100,6 +105,7 @@ impl LakeTable {
     pub(crate) fn pinned(
         table: Arc<Table>,
         probe: Option<Arc<BloomProbe>>,
+        trace_index: Option<Arc<TraceIndex>>,
         files: Vec<Arc<LakeFile>>,
         batches: Vec<RecordBatch>,
     ) -> Self {
@@ -109,6 +115,7 @@ impl LakeTable {
             time_column: spec.time_column,
             table,
             trace_probe: probe,
+            trace_index,
             pinned: Some(Snapshot {
                 schema,
                 files: Arc::new(files),
@@ -123,6 +130,10 @@ impl LakeTable {
 
     pub(crate) fn trace_probe(&self) -> Option<Arc<BloomProbe>> {
         self.trace_probe.clone()
+    }
+
+    pub(crate) fn trace_index(&self) -> Option<Arc<TraceIndex>> {
+        self.trace_index.clone()
     }
 }
 
@@ -219,9 +230,11 @@ fn partitioned_file(file: &Arc<LakeFile>) -> PartitionedFile {
     partitioned
 }
 
-/// The files that may hold one of `ids`, each restricted to the row groups that may.
+/// The files that may hold one of `ids`, each restricted to the rows its trace index names, or
+/// without one, to the row groups whose bloom filter admits an id.
 fn row_groups_holding(
     probe: &BloomProbe,
+    index: Option<&TraceIndex>,
     files: &[Arc<LakeFile>],
     ids: &[Vec<u8>],
 ) -> Vec<PartitionedFile> {
@@ -230,6 +243,31 @@ fn row_groups_holding(
         .iter()
         .filter_map(|file| {
             let mut partitioned = partitioned_file(file);
+            let via = |via| {
+                let stats = lakescope_collector::stats::stats();
+                let label = lakescope_collector::stats::TraceLookupLabel { via };
+                stats.query_trace_lookup_files.get_or_create(&label).inc();
+            };
+            if let Some(located) = index.and_then(|index| index.locate(file, &ids)) {
+                via("index");
+                if located.scan.is_empty() {
+                    return None;
+                }
+                let mut plan = ParquetAccessPlan::new_none(located.row_groups);
+                for (group, ranges) in located.scan {
+                    plan.scan(group);
+                    plan.scan_selection(
+                        group,
+                        RowSelection::from_consecutive_ranges(
+                            ranges.into_iter(),
+                            located.rows[group],
+                        ),
+                    );
+                }
+                partitioned.extensions.insert_arc(Arc::new(plan));
+                return Some(partitioned);
+            }
+            via("bloom");
             let Some(found) = probe.candidates(&file.path, &ids) else {
                 return Some(partitioned);
             };
@@ -289,14 +327,20 @@ impl TableProvider for LakeTable {
                 // The probe has tested the filters; the reader need not read them again.
                 options.global.bloom_filter_on_read = false;
                 let probe = Arc::clone(probe);
+                let index = self.trace_index.clone();
                 // A pinned table sees only some of the files: the probe's own table forgets.
                 let all: Option<Vec<Arc<LakeFile>>> =
                     self.pinned.is_none().then(|| snapshot.files.to_vec());
                 tokio::task::spawn_blocking(move || {
                     if let Some(all) = all {
-                        probe.retain(&all.iter().map(|f| f.path.as_path()).collect::<Vec<_>>());
+                        let live: Vec<&std::path::Path> =
+                            all.iter().map(|f| f.path.as_path()).collect();
+                        probe.retain(&live);
+                        if let Some(index) = &index {
+                            index.retain(&live);
+                        }
                     }
-                    row_groups_holding(&probe, &in_range, &ids)
+                    row_groups_holding(&probe, index.as_deref(), &in_range, &ids)
                 })
                 .await
                 .map_err(|e| DataFusionError::External(Box::new(e)))?
@@ -536,6 +580,99 @@ mod tests {
             "{:?}",
             found.scan
         );
+    }
+
+    /// With its trace index made, a file is read only at the blocks of rows the index names, and
+    /// a lookup still finds every span: 1,500 traces of 8 spans each 1,500 rows apart (so every
+    /// trace is in several row groups of 5,000 rows and several blocks), counted by id and by the
+    /// id's hex text (a full scan), and the spans found are the trace's own.
+    #[tokio::test]
+    async fn lookups_through_a_trace_index_find_every_span_of_the_trace() {
+        use datafusion::parquet::file::properties::WriterProperties;
+        use lakescope_collector::stats::{TraceLookupLabel, stats};
+
+        let start = 1_795_551_330_000_000_000_i64;
+        let trace = |t: usize| format!("{:032x}", 0x5b8e_fff7_9803_8103_u128 * (t as u128 + 1));
+        let spans: Vec<String> = (0..12_000)
+            .map(|i| {
+                format!(
+                    r#"{{"traceId":"{}","spanId":"{:016x}","name":"op","kind":2,
+                    "startTimeUnixNano":"{}","endTimeUnixNano":"{}"}}"#,
+                    trace(i % 1_500),
+                    i + 1,
+                    start + i as i64,
+                    start + i as i64 + 1_000,
+                )
+            })
+            .collect();
+        let batch = converted(&spans.join(","));
+        let dir = tempfile::tempdir().unwrap();
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(5_000))
+            .set_data_page_row_count_limit(4_096)
+            .build();
+        let path = write_spans_file(dir.path(), start, &batch, props);
+        let lake = lakescope_collector::Lake::open(dir.path()).unwrap();
+        let engine = crate::QueryEngine::new(&lake, crate::QueryLimits::default()).unwrap();
+        engine.trace_index().build(&path).unwrap();
+
+        let by_index = || {
+            let label = TraceLookupLabel { via: "index" };
+            stats().query_trace_lookup_files.get_or_create(&label).get()
+        };
+        let before = by_index();
+        for t in [0, 777, 1_499] {
+            let by_id = count_of(
+                &engine,
+                &format!(
+                    "SELECT count(*) FROM spans WHERE trace_id = X'{}'",
+                    trace(t)
+                ),
+            )
+            .await;
+            let scanned = count_of(
+                &engine,
+                &format!(
+                    "SELECT count(*) FROM spans WHERE encode(trace_id, 'hex') = '{}'",
+                    trace(t)
+                ),
+            )
+            .await;
+            assert_eq!((by_id, scanned), (8, 8), "trace {t}");
+        }
+        assert!(
+            by_index() >= before + 3,
+            "the lookups went through the index"
+        );
+
+        let two = count_of(
+            &engine,
+            &format!(
+                "SELECT count(*) FROM spans WHERE trace_id IN (X'{}', X'{}')",
+                trace(3),
+                trace(4)
+            ),
+        )
+        .await;
+        assert_eq!(two, 16);
+        let absent = count_of(
+            &engine,
+            "SELECT count(*) FROM spans WHERE trace_id = X'00ff'",
+        )
+        .await;
+        assert_eq!(absent, 0);
+
+        // The trace view's own query: its spans, the rows 777 + 1,500 k, in order.
+        let id = crate::views::traces::TraceId::parse(&trace(777)).unwrap();
+        let found = crate::views::traces::trace(&engine, &id).await.unwrap();
+        let span_ids: Vec<String> = found
+            .iter()
+            .map(|s| const_hex::encode(&s.span.span_id))
+            .collect();
+        let expected: Vec<String> = (0..8)
+            .map(|k| format!("{:016x}", 777 + 1_500 * k + 1))
+            .collect();
+        assert_eq!(span_ids, expected);
     }
 
     #[tokio::test]

@@ -7,7 +7,7 @@
 # service's series (once right after the restart, then, SETTLE seconds later — default 60 — RUNS
 # requests each, default 6) and GET /api/v1/traces/{id} for 200 random traces
 # (tests/bench/tracebyid.py). Also reports the seconds the built-in rules' queries took during
-# the fill. Prints one JSON object. Needs ~50 B of disk per span.
+# the fill. Prints one JSON object. Needs ~50 B of disk per span. KEEP=DIR keeps the lake.
 #
 # Usage: tests/bench/bigfill.sh [DURATION] [RUNS]   (build first: cargo build --release)
 set -euo pipefail
@@ -20,7 +20,13 @@ bin="${LAKESCOPE_BIN:-${CARGO_TARGET_DIR:-target}/release/lakescope}"
 data="$(mktemp -d)"
 norules="$(mktemp -d)"
 server=""
-trap 'kill "$server" 2>/dev/null || true; rm -rf "$data" "$norules"' EXIT
+# KEEP=DIR keeps the filled lake there (for comparing builds over it) instead of removing it.
+cleanup() {
+  kill "$server" 2>/dev/null || true
+  if [ -n "${KEEP:-}" ]; then mv "$data" "$KEEP"; else rm -rf "$data"; fi
+  rm -rf "$norules"
+}
+trap cleanup EXIT
 
 serve() {
   "$bin" serve --data-dir "$data" --otlp-grpc 127.0.0.1:35317 --otlp-http 127.0.0.1:35318 \
@@ -43,6 +49,8 @@ echo "bigfill: peak RSS ${peak_kib} KiB, rules' queries ${rules_cpu:-0} s" >&2
 kill -TERM "$server"
 wait "$server" || true
 bytes=$(find "$data/spans" -name '*.parquet' -printf '%s\n' | awk '{s += $1} END {printf "%.0f\n", s}')
+files=$(find "$data/spans" -name '*.parquet' | wc -l)
+echo "bigfill: $files span files, $bytes bytes" >&2
 
 serve --rules-dir "$norules" --compaction-delay 1000d --compaction-live-files 0
 times() {
