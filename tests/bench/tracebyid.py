@@ -2,8 +2,12 @@
 each trace with GET /api/v1/traces/{id}, one after the other, and prints the percentiles as JSON.
 
 Usage: python3 tests/bench/tracebyid.py HTTP_PORT N
+
+With IDS=FILE, the ids are read from FILE when it exists (one per line) and written to it when it
+does not, so that runs against several builds over one lake look up the same traces.
 """
 import json
+import os
 import statistics
 import sys
 import time
@@ -26,14 +30,22 @@ def sql(query):
 total = sql(
     "SELECT count(*) AS n, count(*) FILTER (WHERE parent_span_id IS NULL) AS roots FROM spans"
 )[0]
-share = min(1.0, 3.0 * n / max(1, total["roots"]))
-ids = [
-    r["id"]
-    for r in sql(
-        "SELECT encode(trace_id, 'hex') AS id FROM spans "
-        f"WHERE parent_span_id IS NULL AND random() < {share} LIMIT {n}"
-    )
-]
+kept = os.environ.get("IDS")
+if kept and os.path.exists(kept):
+    with open(kept) as f:
+        ids = [line.strip() for line in f if line.strip()][:n]
+else:
+    share = min(1.0, 3.0 * n / max(1, total["roots"]))
+    ids = [
+        r["id"]
+        for r in sql(
+            "SELECT encode(trace_id, 'hex') AS id FROM spans "
+            f"WHERE parent_span_id IS NULL AND random() < {share} LIMIT {n}"
+        )
+    ]
+    if kept:
+        with open(kept, "w") as f:
+            f.write("".join(i + "\n" for i in ids))
 if not ids:
     sys.exit("tracebyid.py: the lake holds no root spans to look up")
 times, sizes = [], []
