@@ -576,17 +576,18 @@ mod tests {
         assert!(!tix.exists());
     }
 
+    fn one(range: Range<usize>) -> Vec<Range<usize>> {
+        std::iter::once(range).collect()
+    }
+
     #[test]
     fn blocks_map_to_row_ranges_across_row_group_edges() {
         // Groups of 5,000 and 6,000 rows: block 1 (rows 4,096..8,192) straddles both.
         let found = rows_of_blocks(&[5_000, 6_000], &[1, 2]);
-        assert_eq!(
-            found.scan,
-            vec![(0, vec![4_096..5_000]), (1, vec![0..6_000])]
-        );
+        assert_eq!(found.scan, vec![(0, one(4_096..5_000)), (1, one(0..6_000))]);
         assert_eq!(
             rows_of_blocks(&[5_000, 6_000], &[0]).scan,
-            vec![(0, vec![0..4_096])]
+            vec![(0, one(0..4_096))]
         );
         assert!(rows_of_blocks(&[5_000], &[]).scan.is_empty());
     }
