@@ -212,18 +212,20 @@ impl TraceIndex {
         }
         let groups = u32_at(28) as usize;
         let entries = u64_at(32);
+        // The header is checked against the file's length before anything is allocated from it,
+        // so a damaged index is ignored rather than asking for gigabytes.
+        let fanout_at = HEADER_BYTES.checked_add(4u64.checked_mul(groups as u64)?)?;
+        let entries_at = fanout_at.checked_add(4 * (BUCKETS as u64 + 1))?;
+        let expected = entries_at.checked_add(entries.checked_mul(4)?)?;
+        if index.metadata().ok()?.len() != expected {
+            return None;
+        }
         let mut rows = vec![0u8; 4 * groups];
         index.read_exact_at(&mut rows, HEADER_BYTES).ok()?;
         let row_groups = rows
             .chunks_exact(4)
             .map(|r| u32::from_le_bytes([r[0], r[1], r[2], r[3]]))
             .collect();
-        let fanout_at = HEADER_BYTES + 4 * groups as u64;
-        let entries_at = fanout_at + 4 * (BUCKETS as u64 + 1);
-        let expected = entries_at + 4 * entries;
-        if index.metadata().ok()?.len() != expected {
-            return None;
-        }
         let opened = Arc::new(Opened {
             file: index,
             fanout_at,
@@ -568,6 +570,15 @@ mod tests {
         std::fs::write(&tix, &bytes[..(len - 4) as usize]).unwrap();
         let file = LakeFile::new(lake.clone(), std::fs::metadata(&lake).unwrap().len(), 0, 0);
         assert!(fresh.locate(&file, &[id(1).as_slice()]).is_none());
+        // Nor one whose header claims more than the file holds (no allocation from it).
+        let mut damaged = bytes.clone();
+        damaged[28..32].copy_from_slice(&u32::MAX.to_le_bytes());
+        std::fs::write(&tix, &damaged).unwrap();
+        assert!(
+            TraceIndex::new(SummaryStore::new(dir.path()))
+                .locate(&file, &[id(1).as_slice()])
+                .is_none()
+        );
         // Swept once its lake file is gone, like the summaries.
         let store = SummaryStore::new(dir.path());
         assert_eq!(store.sweep(KIND).unwrap(), 0);
