@@ -73,7 +73,7 @@ spans=$(curl -s -XPOST 127.0.0.1:38080/api/v1/sql -H 'content-type: application/
   -d '{"query": "SELECT count(*) AS n FROM spans"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["rows"][0]["n"])')
 trace=$(curl -s "127.0.0.1:38080/api/v1/traces?start=$range&limit=1&service=checkout" | python3 -c 'import json,sys; print(json.load(sys.stdin)["traces"][0]["trace_id"])')
 lakescope=$(python3 - "$runs" "$spans" "$trace" "$range" <<'PY'
-import datetime, json, statistics, sys, time, urllib.request
+import datetime, json, statistics, sys, time, urllib.error, urllib.request
 runs, spans, trace, r = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 base = "http://127.0.0.1:38080/api/v1/"
 # The series as the dashboard asks for it (ui/assets/app.js, seriesParams): the start moved
@@ -98,8 +98,12 @@ endpoints = {
 out = {"spans": spans, "runs": runs, "ms": {}}
 def ask(path):
     t = time.perf_counter()
-    with urllib.request.urlopen(base + path) as res:
-        res.read()
+    try:
+        with urllib.request.urlopen(base + path) as res:
+            res.read()
+    except urllib.error.HTTPError as e:
+        # Say which view failed and why (e.g. 422: the query-memory limit), not just a traceback.
+        sys.exit(f"views.sh: {path}: HTTP {e.code}: {e.read().decode(errors='replace')[:500]}")
     return (time.perf_counter() - t) * 1000
 # Every endpoint once first (the first request after the fill: no per-file summaries made yet),
 # then, once the summaries of the ranges asked for are made in the background, RUNS more.
