@@ -159,11 +159,11 @@ pub struct ServeConfig {
     #[arg(long, env = "LAKESCOPE_COMPACTION_MAX_INPUT_BYTES", default_value_t = 1024 * 1024 * 1024)]
     pub compaction_max_input_bytes: u64,
 
-    /// Memory a merge's sort holds before it spills sorted runs to `tmp/` (bytes, at least
-    /// 16 MiB).
-    #[arg(long, env = "LAKESCOPE_COMPACTION_MEMORY", default_value_t = 256 * 1024 * 1024,
-        value_parser = clap::value_parser!(u64).range(16 * 1024 * 1024..))]
-    pub compaction_memory: u64,
+    /// Most files one merge reads (at least 2): a merge holds a batch or two of each input, so
+    /// this bounds its memory; more files are merged in several rounds.
+    #[arg(long, env = "LAKESCOPE_COMPACTION_MAX_INPUT_FILES", default_value_t = 32,
+        value_parser = clap::value_parser!(u64).range(2..=4096))]
+    pub compaction_max_input_files: u64,
 
     /// How often compaction looks for partitions to merge.
     #[arg(long, env = "LAKESCOPE_COMPACTION_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
@@ -251,16 +251,16 @@ mod tests {
     }
 
     #[test]
-    fn merge_limits_default_and_refuse_a_sort_too_small_to_merge() {
+    fn merge_limits_default_and_refuse_a_merge_of_fewer_than_two_files() {
         let config = serve(&[]).unwrap();
         assert_eq!(config.compaction_max_input_bytes, 1 << 30);
-        assert_eq!(config.compaction_memory, 256 << 20);
-        assert!(serve(&["--compaction-memory", "1000"]).is_err());
+        assert_eq!(config.compaction_max_input_files, 32);
+        assert!(serve(&["--compaction-max-input-files", "1"]).is_err());
         assert_eq!(
-            serve(&["--compaction-memory", "67108864"])
+            serve(&["--compaction-max-input-files", "8"])
                 .unwrap()
-                .compaction_memory,
-            64 << 20
+                .compaction_max_input_files,
+            8
         );
     }
 }

@@ -155,7 +155,8 @@ pub async fn run(config: ServeConfig, demo_rate: Option<f64>) -> anyhow::Result<
             delay: config.compaction_delay,
             live_min_files: config.compaction_live_files,
             max_input_bytes: config.compaction_max_input_bytes,
-            memory_bytes: usize::try_from(config.compaction_memory).unwrap_or(usize::MAX),
+            max_input_files: usize::try_from(config.compaction_max_input_files)
+                .unwrap_or(usize::MAX),
             ..CompactionPolicy::default()
         },
         config.compaction_interval,

@@ -52,6 +52,15 @@ pub struct TraceLookupLabel {
     pub via: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SummaryLabel {
+    /// `red` or `spanmetrics`.
+    pub kind: &'static str,
+    /// `spans` (the file's spans aggregated) or `inputs` (a merged file's inputs' summaries
+    /// combined).
+    pub from: &'static str,
+}
+
 fn seconds_histogram() -> Histogram {
     // 1 ms to ~33 s.
     Histogram::new(exponential_buckets(0.001, 2.0, 16))
@@ -85,6 +94,7 @@ pub struct Stats {
     pub query_graph_cache_bytes: Gauge,
     pub query_rollup_cache_bytes: Gauge,
     pub query_trace_lookup_files: Family<TraceLookupLabel, Counter>,
+    pub query_file_summaries: Family<SummaryLabel, Counter>,
 }
 
 impl Stats {
@@ -116,6 +126,7 @@ impl Stats {
             query_graph_cache_bytes: Gauge::default(),
             query_rollup_cache_bytes: Gauge::default(),
             query_trace_lookup_files: Family::default(),
+            query_file_summaries: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -239,6 +250,11 @@ impl Stats {
             "query_trace_lookup_files",
             "Lake files narrowed for a lookup by trace id, by a span file's trace index or by bloom filters",
             stats.query_trace_lookup_files.clone(),
+        );
+        r.register(
+            "query_file_summaries",
+            "Per-file rollups made, by kind and from what: a file's spans or a merged file's inputs' rollups",
+            stats.query_file_summaries.clone(),
         );
         Self { registry, ..stats }
     }

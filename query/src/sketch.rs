@@ -352,6 +352,80 @@ pub fn latency_sketch(input: DataType) -> AggregateUDF {
     })
 }
 
+/// Merges sketches (Binary) into one, for summaries combined from other summaries.
+#[derive(Debug, Default)]
+struct MergeAccumulator(Sketch);
+
+impl Accumulator for MergeAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        self.merge_batch(values)
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        Ok(ScalarValue::Binary(Some(self.0.to_bytes())))
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of::<Self>() + self.0.counts.capacity() * 8
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        Ok(vec![self.evaluate()?])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        let Some(states) = states.first() else {
+            return Ok(());
+        };
+        let binary = states.as_binary_opt::<i32>().ok_or_else(bad_sketch)?;
+        for bytes in binary.iter().flatten() {
+            self.0
+                .merge(&Sketch::from_bytes(bytes).ok_or_else(bad_sketch)?);
+        }
+        Ok(())
+    }
+}
+
+/// The `sketch_merge` aggregate.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct SketchMerge {
+    signature: Signature,
+}
+
+impl AggregateUDFImpl for SketchMerge {
+    fn name(&self) -> &str {
+        "sketch_merge"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Binary)
+    }
+
+    fn accumulator(&self, _acc_args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        Ok(Box::new(MergeAccumulator::default()))
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        Ok(vec![Arc::new(Field::new(
+            format!("{}[sketch]", args.name),
+            DataType::Binary,
+            true,
+        ))])
+    }
+}
+
+/// `sketch_merge(sketch)`: the sketch of every value the merged sketches (Binary) hold — what
+/// `latency_sketch` over all of their values gives.
+pub fn sketch_merge() -> AggregateUDF {
+    AggregateUDF::from(SketchMerge {
+        signature: Signature::exact(vec![DataType::Binary], Volatility::Immutable),
+    })
+}
+
 /// `sketch_quantile(sketch, q)`: the nearest-rank `q` quantile of a sketch, as Float64.
 pub fn sketch_quantile() -> ScalarUDF {
     create_udf(

@@ -13,8 +13,14 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::datasource::MemTable;
+use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+use datafusion::prelude::{SessionConfig, SessionContext};
 use lakescope_collector::lake::LakeFile;
-use lakescope_collector::lake::layout::PARTITION_NANOS;
+use lakescope_collector::lake::layout::{self, PARTITION_NANOS};
+use lakescope_collector::lake::writer::INPUTS_KEY;
 
 use crate::engine::{QueryEngine, QueryError};
 
@@ -23,6 +29,16 @@ pub trait Summary {
     /// Approximate bytes held.
     fn bytes(&self) -> usize;
 }
+
+/// Summarises a file new in the lake when that is cheap (see [`warm`]).
+pub type Follow = Arc<
+    dyn Fn(
+            QueryEngine,
+            Arc<LakeFile>,
+        ) -> futures::future::BoxFuture<'static, Result<(), QueryError>>
+        + Send
+        + Sync,
+>;
 
 /// How long after a request [`warm`] keeps summarising the files of its range.
 pub const WARM_FOR: i64 = 15 * 60 * 1_000_000_000;
@@ -113,17 +129,30 @@ impl<T: Summary> SummaryCache<T> {
     }
 }
 
+/// What [`warm`] keeps summarised.
+pub struct Warming<'a> {
+    /// The table whose files are summarised.
+    pub table: &'a str,
+    /// How far before the earliest start asked for files are summarised (ns).
+    pub reach_back: i64,
+    /// The kinds of summaries kept on disk, swept with the files.
+    pub stored: &'a [&'static str],
+    /// Handed every file new in the lake, asked for or not (see [`warm`]).
+    pub follow: Option<Follow>,
+}
+
 /// Keeps the summaries of the files that recent requests read computed ahead of the next request:
 /// every few seconds, while a range was asked for in the last [`WARM_FOR`], summarises the files
 /// of `table` from `reach_back` before the earliest start asked for on that are not summarised
 /// yet, newest first, within half the cache's budget. Meanwhile sweeps the summaries of the
 /// `stored` kinds kept on disk (see [`crate::summary_store::SummaryStore::sweep_every_minute`]).
+/// With `follow`, also hands it every file new in the lake, asked for or not, newest first: a
+/// flush file is small to summarise, and a merged file's summary can be combined from its
+/// inputs' before they are swept, so the first request over a range finds its files summarised.
 pub async fn warm<T, F, Fut>(
     engine: QueryEngine,
     cache: Arc<SummaryCache<T>>,
-    table: &str,
-    reach_back: i64,
-    stored: &[&'static str],
+    warming: Warming<'_>,
     stop: tokio_util::sync::CancellationToken,
     summarise: F,
 ) where
@@ -134,13 +163,39 @@ pub async fn warm<T, F, Fut>(
     if !cache.enabled() {
         return;
     }
+    let Warming {
+        table,
+        reach_back,
+        stored,
+        follow,
+    } = warming;
     let store = engine.summary_store().clone();
     let sweeping = store.sweep_every_minute(stored, stop.clone());
     let summarising = async {
+        let mut followed: HashSet<PathBuf> = HashSet::new();
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+            }
+            if let (Some(follow), Some(snapshot)) = (&follow, engine.snapshot(table)) {
+                let live: HashSet<&PathBuf> = snapshot.files.iter().map(|f| &f.path).collect();
+                followed.retain(|p| live.contains(p));
+                let mut new: Vec<&Arc<LakeFile>> = snapshot
+                    .files
+                    .iter()
+                    .filter(|f| !followed.contains(&f.path))
+                    .collect();
+                new.sort_by_key(|f| std::cmp::Reverse((f.partition_start, f.seq)));
+                for file in new {
+                    if stop.is_cancelled() {
+                        break;
+                    }
+                    if let Err(e) = follow(engine.clone(), Arc::clone(file)).await {
+                        tracing::debug!(file = %file.path.display(), error = %e, "new file's summary");
+                    }
+                    followed.insert(file.path.clone());
+                }
             }
             let (Some(from), Some(snapshot)) = (cache.wanted(), engine.snapshot(table)) else {
                 continue;
@@ -165,6 +220,82 @@ pub async fn warm<T, F, Fut>(
         }
     };
     tokio::join!(summarising, sweeping);
+}
+
+/// The files a merged lake file was merged from, as its footer names them (see
+/// [`lakescope_collector::lake::writer::INPUTS_KEY`]); `None` for a flush file, or a merged file
+/// written before the names were recorded.
+pub async fn merged_inputs(file: &LakeFile) -> Option<Vec<PathBuf>> {
+    if layout::first_seq(&file.path, file.seq) == file.seq {
+        return None;
+    }
+    let path = file.path.clone();
+    let names = tokio::task::spawn_blocking(move || {
+        let reader = SerializedFileReader::new(std::fs::File::open(&path).ok()?).ok()?;
+        reader
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()?
+            .iter()
+            .find(|kv| kv.key == INPUTS_KEY)?
+            .value
+            .clone()
+    })
+    .await
+    .ok()??;
+    let dir = file.path.parent()?;
+    Some(names.split(',').map(|name| dir.join(name)).collect())
+}
+
+/// One summary from several files' summaries (`parts`, each the answer of one summarising
+/// query with this `schema`): the rows regrouped by the `keys` columns, counts summed and
+/// latency sketches merged — what the summarising query over all of those files' rows answers.
+pub async fn combine(
+    keys: &[&str],
+    schema: &SchemaRef,
+    parts: Vec<RecordBatch>,
+) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let name = field.name();
+            if keys.contains(&name.as_str()) {
+                return Ok(format!("\"{name}\""));
+            }
+            match field.data_type() {
+                DataType::Binary => Ok(format!("sketch_merge(\"{name}\") AS \"{name}\"")),
+                DataType::Int64 | DataType::UInt64 | DataType::Float64 => {
+                    Ok(format!("sum(\"{name}\") AS \"{name}\""))
+                }
+                other => Err(QueryError::Execution(format!(
+                    "a summary's column {name} of type {other} cannot be combined"
+                ))),
+            }
+        })
+        .collect::<Result<Vec<_>, QueryError>>()?;
+    let group: Vec<String> = keys.iter().map(|k| format!("\"{k}\"")).collect();
+    let sql = format!(
+        "SELECT {} FROM parts GROUP BY {}",
+        columns.join(", "),
+        group.join(", ")
+    );
+    let failed = |e: datafusion::error::DataFusionError| QueryError::Execution(e.strip_backtrace());
+    let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
+    ctx.register_udaf(crate::sketch::sketch_merge());
+    // Without the metadata each stored part's schema carries (its own source).
+    let plain = Arc::new(Schema::new(schema.fields().clone()));
+    let parts = parts
+        .into_iter()
+        .map(|part| RecordBatch::try_new(Arc::clone(&plain), part.columns().to_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| QueryError::Execution(e.to_string()))?;
+    let parts = MemTable::try_new(plain, vec![parts]).map_err(failed)?;
+    ctx.register_table("parts", Arc::new(parts))
+        .map_err(failed)?;
+    let frame = ctx.sql(&sql).await.map_err(failed)?;
+    let schema = Arc::new(frame.schema().as_arrow().clone());
+    Ok((schema, frame.collect().await.map_err(failed)?))
 }
 
 #[cfg(test)]

@@ -106,6 +106,37 @@ impl SummaryStore {
         file: &Path,
         query: &str,
     ) -> Result<Option<Vec<RecordBatch>>, StoreError> {
+        Ok(self
+            .read_checked(kind, file, query, true)
+            .await?
+            .map(|(_, batches)| batches))
+    }
+
+    /// The kept answer of `query` over `file` and its schema, also when `file` is gone from the
+    /// lake (merged away: its summary was checked against it when written), but not when a
+    /// file of that name exists and is another one.
+    pub async fn read_kept(
+        &self,
+        kind: &str,
+        file: &Path,
+        query: &str,
+    ) -> Result<Option<(SchemaRef, Vec<RecordBatch>)>, StoreError> {
+        self.read_checked(
+            kind,
+            file,
+            query,
+            tokio::fs::try_exists(file).await.unwrap_or(true),
+        )
+        .await
+    }
+
+    async fn read_checked(
+        &self,
+        kind: &str,
+        file: &Path,
+        query: &str,
+        check_source: bool,
+    ) -> Result<Option<(SchemaRef, Vec<RecordBatch>)>, StoreError> {
         let path = self.path(kind, file)?;
         let bytes = match tokio::fs::read(&path).await {
             Ok(bytes) => bytes,
@@ -113,17 +144,16 @@ impl SummaryStore {
             Err(e) => return Err(io_err(&path)(e)),
         };
         let reader = FileReader::try_new(Cursor::new(bytes), None).map_err(arrow_err(&path))?;
-        let metadata = reader.schema().metadata().clone();
-        let source = source_of(file).await?;
-        if metadata.get(SOURCE) != Some(&source)
-            || metadata.get(QUERY).map(String::as_str) != Some(query)
-        {
+        let schema = reader.schema();
+        let metadata = schema.metadata();
+        let source_differs = check_source && metadata.get(SOURCE) != Some(&source_of(file).await?);
+        if source_differs || metadata.get(QUERY).map(String::as_str) != Some(query) {
             return Ok(None);
         }
         let batches = reader
             .collect::<Result<Vec<_>, _>>()
             .map_err(arrow_err(&path))?;
-        Ok(Some(batches))
+        Ok(Some((schema, batches)))
     }
 
     /// Keeps `batches`, the answer of `query` over `file`.

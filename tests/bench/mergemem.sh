@@ -2,7 +2,7 @@
 # Peak resident memory of a release server ingesting flat out with live merges: `lakescope
 # loadgen` for DURATION (default 90s), then until the merges settle; prints one JSON line with
 # the peak RSS (VmHWM), the number of merges and the largest merge's input. Server flags through
-# the environment, e.g. LAKESCOPE_COMPACTION_MAX_INPUT_BYTES, LAKESCOPE_COMPACTION_MEMORY.
+# the environment, e.g. LAKESCOPE_COMPACTION_MAX_INPUT_BYTES, LAKESCOPE_COMPACTION_MAX_INPUT_FILES.
 #
 # Usage: tests/bench/mergemem.sh [DURATION]   (build first: cargo build --release)
 set -euo pipefail

@@ -11,20 +11,33 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datafusion::logical_expr::col;
+use datafusion::arrow::array::{RecordBatch, new_null_array};
+use datafusion::arrow::compute::{SortOptions, cast};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::error::ArrowError;
+use datafusion::error::DataFusionError;
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool, UnboundedMemoryPool};
 use datafusion::parquet::arrow::ArrowWriter;
-use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::file::metadata::KeyValue;
+use datafusion::physical_expr::expressions::col as physical_col;
+use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
+use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet};
+use datafusion::physical_plan::sorts::streaming_merge::StreamingMergeBuilder;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::layout::{self, PARTITION_NANOS};
 use super::table::LakeFile;
-use super::writer::{WriteError, create_dir_durably, properties};
+use super::writer::{INPUTS_KEY, SEQ_KEY, WriteError, create_dir_durably, properties};
 use super::{Lake, Table};
+use crate::schema::TableSpec;
 
 /// When and how much to compact.
 #[derive(Debug, Clone)]
@@ -34,14 +47,14 @@ pub struct CompactionPolicy {
     pub delay: Duration,
     /// Fewest files worth merging.
     pub min_files: usize,
-    /// Most bytes of input files one merge reads (bounds its time; its memory is bounded by the
-    /// sort's spilling).
+    /// Most bytes of input files one merge reads (bounds its time).
     pub max_input_bytes: u64,
+    /// Most files one merge reads (bounds its memory: each input holds a batch or two while
+    /// the merge runs). At least 2.
+    pub max_input_files: usize,
     /// A file this large is left as it is: late data arriving for its hour is merged into new
     /// files of its own instead of rewriting it.
     pub large_file_bytes: u64,
-    /// Memory the merge's sort may use before it spills to disk.
-    pub memory_bytes: usize,
     /// In an hour still being written, this many or more consecutive flush files are merged into one,
     /// so the hour most queries look at holds a few files instead of one per flush (up to 120
     /// at 30 s flushes). The merged files are merged again once the hour has ended. 0 turns it
@@ -56,7 +69,7 @@ impl Default for CompactionPolicy {
             min_files: 2,
             max_input_bytes: 1024 * 1024 * 1024,
             large_file_bytes: 128 * 1024 * 1024,
-            memory_bytes: 256 * 1024 * 1024,
+            max_input_files: 32,
             live_min_files: 10,
         }
     }
@@ -71,7 +84,7 @@ pub struct Plan {
 
 /// The merges due at `now` (Unix ns): per partition whose hour ended `delay` ago, the first run
 /// of `min_files` or more consecutive (in sequence order) files below `large_file_bytes`, within
-/// `max_input_bytes`; per other partition, the first run of `live_min_files` or
+/// `max_input_bytes` and `max_input_files`; per other partition, the first run of `live_min_files` or
 /// more consecutive flush files (see [`live_run`]). Runs never skip a file, so a merged file's
 /// sequence range holds exactly its inputs.
 pub fn plan(files: &[Arc<LakeFile>], policy: &CompactionPolicy, now: i64) -> Vec<Plan> {
@@ -93,9 +106,12 @@ pub fn plan(files: &[Arc<LakeFile>], policy: &CompactionPolicy, now: i64) -> Vec
         let mut run = Vec::new();
         let mut bytes = 0u64;
         let enough = policy.min_files.max(2);
+        let max_files = policy.max_input_files.max(enough);
         for f in group {
             let large = f.size >= policy.large_file_bytes;
-            if large || (!run.is_empty() && bytes + f.size > policy.max_input_bytes) {
+            let full = !run.is_empty()
+                && (bytes + f.size > policy.max_input_bytes || run.len() >= max_files);
+            if large || full {
                 if run.len() >= enough {
                     break;
                 }
@@ -122,17 +138,21 @@ pub fn plan(files: &[Arc<LakeFile>], policy: &CompactionPolicy, now: i64) -> Vec
 }
 
 /// In a partition still being written: the first run of consecutive flush files (merged files
-/// end a run) within `max_input_bytes`, when it has `live_min_files` or more.
+/// end a run) within `max_input_bytes` and `max_input_files`, when it has `live_min_files` or
+/// more.
 fn live_run(group: &[&Arc<LakeFile>], policy: &CompactionPolicy) -> Option<Vec<Arc<LakeFile>>> {
     let wanted = policy.live_min_files;
     if wanted < 2 {
         return None;
     }
+    let max_files = policy.max_input_files.max(wanted);
     let mut run: Vec<Arc<LakeFile>> = Vec::new();
     let mut bytes = 0u64;
     for f in group {
         let merged = layout::first_seq(&f.path, f.seq) != f.seq;
-        if merged || (!run.is_empty() && bytes + f.size > policy.max_input_bytes) {
+        let full =
+            !run.is_empty() && (bytes + f.size > policy.max_input_bytes || run.len() >= max_files);
+        if merged || full {
             if run.len() >= wanted {
                 break;
             }
@@ -153,7 +173,11 @@ pub enum CompactionError {
     #[error(transparent)]
     Write(#[from] WriteError),
     #[error("merging: {0}")]
-    Query(#[from] datafusion::error::DataFusionError),
+    Query(#[from] DataFusionError),
+    #[error("the {0} table has no sort key to merge by")]
+    NoSortKey(&'static str),
+    #[error("the merge task ended: {0}")]
+    Task(String),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -170,12 +194,7 @@ fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> CompactionEr
 
 /// Runs one merge and swaps its output in. Returns false when the inputs changed meanwhile
 /// (retention removed one); the output is then discarded.
-pub async fn compact(
-    lake: &Lake,
-    table: &Table,
-    plan: &Plan,
-    policy: &CompactionPolicy,
-) -> Result<bool, CompactionError> {
+pub async fn compact(lake: &Lake, table: &Table, plan: &Plan) -> Result<bool, CompactionError> {
     let spec = table.spec();
     let first = plan
         .inputs
@@ -189,52 +208,13 @@ pub async fn compact(
     create_dir_durably(&tmp_dir)?;
     let tmp = tmp_dir.join(format!("{}-{name}", spec.name));
 
-    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
-        .with_memory_pool(Arc::new(
-            datafusion::execution::memory_pool::FairSpillPool::new(policy.memory_bytes),
-        ))
-        .build_arc()?;
-    // One partition: the sort spills sorted runs and merges them within its own reservation.
-    // With two, each partition's sort can take the whole pool and the merge of the partitions
-    // then finds none left: merges of ~400 MB of input failed that way, and were retried forever.
-    let ctx =
-        SessionContext::new_with_config_rt(SessionConfig::new().with_target_partitions(1), runtime);
-    let paths: Vec<String> = plan
-        .inputs
-        .iter()
-        .map(|f| f.path.to_string_lossy().into_owned())
-        .collect();
-    let frame = ctx
-        .read_parquet(paths, ParquetReadOptions::default().schema(&table.schema()))
-        .await?
-        .sort(spec.sort.iter().map(|c| col(*c).sort(true, true)).collect())?;
-    let mut stream = frame.execute_stream().await?;
-    // Bloom filters are sized per row group.
-    let rows_hint: usize = 32 * 1024;
-    let result = async {
-        let file = File::create(&tmp).map_err(io_err(&tmp))?;
-        let mut writer = ArrowWriter::try_new(
-            file,
-            table.schema(),
-            // Row groups of 32 Ki rows, not a flush file's 256 Ki: a trace's spans are spread
-            // over every service's rows of a merged file, and its bloom filters (one per row
-            // group) must still leave few row groups to read for a lookup by trace id.
-            Some(
-                properties(spec, rows_hint, last)
-                    .into_builder()
-                    .set_max_row_group_row_count(Some(32 * 1024))
-                    .build(),
-            ),
-        )
-        .map_err(WriteError::from)?;
-        while let Some(batch) = stream.next().await {
-            writer.write(&batch?).map_err(WriteError::from)?;
-        }
-        let file = writer.into_inner().map_err(WriteError::from)?;
-        file.sync_all().map_err(io_err(&tmp))?;
-        Ok::<_, CompactionError>(file.metadata().map_err(io_err(&tmp))?.len())
-    }
-    .await;
+    let paths: Vec<PathBuf> = plan.inputs.iter().map(|f| f.path.clone()).collect();
+    let schema = table.schema();
+    let out = tmp.clone();
+    let result =
+        tokio::task::spawn_blocking(move || merge_sorted(&paths, &schema, spec, last, &out))
+            .await
+            .unwrap_or_else(|e| Err(CompactionError::Task(e.to_string())));
     let size = match result {
         Ok(size) => size,
         Err(e) => {
@@ -258,6 +238,129 @@ pub async fn compact(
         let _ = fs::remove_file(&path);
         Ok(false)
     }
+}
+
+/// Rows per batch a merge reads from each input and writes: each input holds one or two such
+/// batches at a time (~1–2 MB of spans).
+const MERGE_BATCH_ROWS: usize = 4096;
+
+/// Merges `paths`, each sorted by the table's sort key (flush files are written sorted, merged
+/// files are merges of them), into one sorted file at `out`; returns its size. A streaming
+/// k-way merge: each input is read page by page, a batch at a time, so memory is about
+/// inputs × batch, whatever the inputs' total size, and nothing is sorted or spilled again.
+/// Runs on a blocking thread (the Parquet reads and writes are synchronous).
+fn merge_sorted(
+    paths: &[PathBuf],
+    schema: &SchemaRef,
+    spec: &'static TableSpec,
+    last: u64,
+    out: &Path,
+) -> Result<u64, CompactionError> {
+    let readers = paths
+        .iter()
+        .map(|path| {
+            let file = File::open(path).map_err(io_err(path))?;
+            Ok(ParquetRecordBatchReaderBuilder::try_new(file).map_err(WriteError::from)?)
+        })
+        .collect::<Result<Vec<_>, CompactionError>>()?;
+    let streams = readers
+        .into_iter()
+        .map(|builder| {
+            let reader = builder
+                .with_batch_size(MERGE_BATCH_ROWS)
+                .build()
+                .map_err(WriteError::from)?;
+            let target = Arc::clone(schema);
+            let batches = reader.map(move |batch| {
+                batch
+                    .and_then(|batch| conform(&batch, &target))
+                    .map_err(DataFusionError::from)
+            });
+            Ok(Box::pin(RecordBatchStreamAdapter::new(
+                Arc::clone(schema),
+                futures::stream::iter(batches),
+            )) as SendableRecordBatchStream)
+        })
+        .collect::<Result<Vec<_>, CompactionError>>()?;
+    let ordering = LexOrdering::new(
+        spec.sort
+            .iter()
+            .map(|name| {
+                Ok(PhysicalSortExpr::new(
+                    physical_col(name, schema)?,
+                    SortOptions::default(),
+                ))
+            })
+            .collect::<Result<Vec<_>, DataFusionError>>()?,
+    )
+    .ok_or(CompactionError::NoSortKey(spec.name))?;
+    // Memory is bounded by the number of inputs (`CompactionPolicy::max_input_files`), not by
+    // a pool: a merge that failed for want of memory would be retried forever.
+    let pool: Arc<dyn MemoryPool> = Arc::new(UnboundedMemoryPool::default());
+    let mut merged = StreamingMergeBuilder::new()
+        .with_streams(streams)
+        .with_schema(Arc::clone(schema))
+        .with_expressions(&ordering)
+        .with_metrics(BaselineMetrics::new(&ExecutionPlanMetricsSet::new(), 0))
+        .with_batch_size(MERGE_BATCH_ROWS)
+        .with_reservation(MemoryConsumer::new("compaction merge").register(&pool))
+        .build()?;
+    let file = File::create(out).map_err(io_err(out))?;
+    let mut writer = ArrowWriter::try_new(
+        file,
+        Arc::clone(schema),
+        // Row groups of 32 Ki rows, not a flush file's 256 Ki: a trace's spans are spread over
+        // every service's rows of a merged file, and its bloom filters (one per row group) must
+        // still leave few row groups to read for a lookup by trace id.
+        Some(
+            properties(spec, 32 * 1024, last)
+                .into_builder()
+                .set_max_row_group_row_count(Some(32 * 1024))
+                .set_key_value_metadata(Some(vec![
+                    KeyValue::new(SEQ_KEY.into(), last.to_string()),
+                    KeyValue::new(INPUTS_KEY.into(), input_names(paths)),
+                ]))
+                .build(),
+        ),
+    )
+    .map_err(WriteError::from)?;
+    // The merge's streams are plain iterators: polling them never waits on I/O readiness.
+    futures::executor::block_on(async {
+        while let Some(batch) = merged.next().await {
+            writer.write(&batch?).map_err(WriteError::from)?;
+        }
+        Ok::<_, CompactionError>(())
+    })?;
+    let file = writer.into_inner().map_err(WriteError::from)?;
+    file.sync_all().map_err(io_err(out))?;
+    Ok(file.metadata().map_err(io_err(out))?.len())
+}
+
+/// The inputs' file names, comma-separated (see [`INPUTS_KEY`]).
+fn input_names(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .filter_map(|p| p.file_name().and_then(|n| n.to_str()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `batch` with the table's columns, in the table's order: a file written before a column
+/// existed gets nulls for it, and a column stored with an older type is cast.
+fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
+    if batch.schema().fields() == schema.fields() {
+        return RecordBatch::try_new(Arc::clone(schema), batch.columns().to_vec());
+    }
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| match batch.column_by_name(field.name()) {
+            Some(column) if column.data_type() == field.data_type() => Ok(Arc::clone(column)),
+            Some(column) => cast(column, field.data_type()),
+            None => Ok(new_null_array(field.data_type(), batch.num_rows())),
+        })
+        .collect::<Result<Vec<_>, ArrowError>>()?;
+    RecordBatch::try_new(Arc::clone(schema), columns)
 }
 
 fn now_nanos() -> i64 {
@@ -289,7 +392,7 @@ pub async fn run(
                     input_bytes,
                     "compacting a partition"
                 );
-                match compact(&lake, &table, &plan, &policy).await {
+                match compact(&lake, &table, &plan).await {
                     Ok(true) => {
                         stats
                             .compaction_seconds
@@ -358,7 +461,7 @@ pub(crate) mod tests {
             min_files: 2,
             max_input_bytes: 25,
             large_file_bytes: 1000,
-            memory_bytes: 1 << 20,
+            max_input_files: 100,
             live_min_files: 0,
         };
         // 12:30: hours 10 and 11 ended; 12 is still being written.
@@ -410,7 +513,7 @@ pub(crate) mod tests {
             min_files: 2,
             max_input_bytes: 1000,
             large_file_bytes: 1000,
-            memory_bytes: 1 << 20,
+            max_input_files: 100,
             live_min_files: 3,
         };
         let seqs = |files: &[Arc<LakeFile>]| -> Vec<Vec<u64>> {
@@ -457,7 +560,7 @@ pub(crate) mod tests {
             min_files: 2,
             max_input_bytes: 1 << 30,
             large_file_bytes: 100,
-            memory_bytes: 1 << 20,
+            max_input_files: 100,
             live_min_files: 0,
         };
         // A large merged file, then late data: only the small files merge.
@@ -530,13 +633,17 @@ pub(crate) mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_merge_that_must_spill_completes_within_a_small_sort_pool() {
+    async fn a_merge_keeps_every_row_in_the_flush_order_and_fills_columns_older_files_lack() {
+        use datafusion::arrow::array::AsArray;
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::open(dir.path()).unwrap();
         let table = Arc::clone(&lake.spans);
         let hour = 10;
+        let mut span_ids = Vec::new();
         for tag in 1..=4u8 {
             let batch = spans_batch(tag, 40_000, hour);
+            let ids = batch.column_by_name("span_id").unwrap().as_binary::<i32>();
+            span_ids.extend(ids.iter().map(|id| (tag, id.unwrap().to_vec())));
             let rows = batch.num_rows();
             let job = crate::lake::table::FlushJob {
                 batches: vec![batch],
@@ -546,34 +653,58 @@ pub(crate) mod tests {
             let files = super::super::writer::write_flush(dir.path(), table.spec(), &job).unwrap();
             table.commit_flush(files);
         }
-        // Far less sort memory than the ~100 MB of Arrow data the merge sorts: it must spill.
-        let policy = CompactionPolicy {
-            memory_bytes: 24 << 20,
-            ..CompactionPolicy::default()
-        };
+        // The third file as a build before `http_route` existed would have written it.
+        let third = table.files()[2].path.clone();
+        let old = ParquetRecordBatchReaderBuilder::try_new(File::open(&third).unwrap())
+            .unwrap()
+            .build()
+            .unwrap()
+            .map(|b| {
+                let b = b.unwrap();
+                let keep: Vec<usize> = (0..b.num_columns())
+                    .filter(|&i| b.schema().field(i).name() != "http_route")
+                    .collect();
+                b.project(&keep).unwrap()
+            })
+            .collect::<Vec<_>>();
+        let mut writer =
+            ArrowWriter::try_new(File::create(&third).unwrap(), old[0].schema(), None).unwrap();
+        for b in &old {
+            writer.write(b).unwrap();
+        }
+        writer.close().unwrap();
+
         let plan = Plan {
             partition_start: hour * HOUR,
             inputs: table.files().to_vec(),
         };
         assert_eq!(plan.inputs.len(), 4);
-        assert!(compact(&lake, &table, &plan, &policy).await.unwrap());
+        assert!(compact(&lake, &table, &plan).await.unwrap());
         let files = table.files();
         assert_eq!(files.len(), 1);
-        let file = File::open(&files[0].path).unwrap();
-        let reader =
-            datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-                file,
-            )
-            .unwrap()
-            .build()
-            .unwrap();
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new(File::open(&files[0].path).unwrap()).unwrap();
+        // The merged file names its inputs.
+        let inputs = builder
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kv| kv.iter().find(|kv| kv.key == INPUTS_KEY))
+            .and_then(|kv| kv.value.clone());
+        let names: Vec<String> = plan
+            .inputs
+            .iter()
+            .map(|f| f.path.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(inputs, Some(names.join(",")));
+        let reader = builder.build().unwrap();
         // Sorted like a flush file: service, kind, status, start time.
-        let mut rows = 0;
+        let mut merged_ids = Vec::new();
         let mut last: Option<(String, String, String, i64)> = None;
+        let mut null_routes = 0;
         for batch in reader {
-            use datafusion::arrow::array::AsArray;
             let batch = batch.unwrap();
-            rows += batch.num_rows();
+            assert_eq!(batch.schema(), table.schema());
             let text = |name: &str| {
                 batch
                     .column_by_name(name)
@@ -588,7 +719,11 @@ pub(crate) mod tests {
                 .unwrap()
                 .as_primitive::<datafusion::arrow::datatypes::TimestampNanosecondType>()
                 .clone();
+            let traces = batch.column_by_name("trace_id").unwrap().as_binary::<i32>();
+            let ids = batch.column_by_name("span_id").unwrap().as_binary::<i32>();
+            null_routes += batch.column_by_name("http_route").unwrap().null_count();
             for i in 0..batch.num_rows() {
+                merged_ids.push((traces.value(i)[15], ids.value(i).to_vec()));
                 let key = (
                     services.value(i).to_owned(),
                     kinds.value(i).to_owned(),
@@ -601,6 +736,43 @@ pub(crate) mod tests {
                 last = Some(key);
             }
         }
-        assert_eq!(rows, 160_000);
+        span_ids.sort();
+        merged_ids.sort();
+        assert_eq!(merged_ids.len(), 160_000);
+        assert_eq!(merged_ids, span_ids);
+        // Every span has a route, except the old file's, which read as nulls.
+        assert_eq!(null_routes, 40_000);
+    }
+
+    #[test]
+    fn a_merge_reads_at_most_max_input_files() {
+        let policy = CompactionPolicy {
+            delay: Duration::from_secs(60),
+            min_files: 2,
+            max_input_bytes: 1 << 30,
+            large_file_bytes: 1 << 30,
+            max_input_files: 3,
+            live_min_files: 2,
+        };
+        let files: Vec<_> = (1..=8).map(|seq| file(12, seq, 10)).collect();
+        let seqs = |now| -> Vec<Vec<u64>> {
+            plan(&files, &policy, now)
+                .iter()
+                .map(|p| p.inputs.iter().map(|f| f.seq).collect())
+                .collect()
+        };
+        // While the hour is written and after it: the first three files, the rest later.
+        assert_eq!(seqs(12 * HOUR + HOUR / 2), vec![vec![1, 2, 3]]);
+        assert_eq!(seqs(14 * HOUR), vec![vec![1, 2, 3]]);
+        // A live run is never cut below the files it waits for.
+        let wide = CompactionPolicy {
+            live_min_files: 5,
+            ..policy.clone()
+        };
+        let live: Vec<usize> = plan(&files, &wide, 12 * HOUR + HOUR / 2)
+            .iter()
+            .map(|p| p.inputs.len())
+            .collect();
+        assert_eq!(live, vec![5]);
     }
 }

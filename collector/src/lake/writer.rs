@@ -24,6 +24,11 @@ use crate::schema::TableSpec;
 /// Parquet key-value metadata key holding the flush's WAL sequence number.
 pub const SEQ_KEY: &str = "lakescope.wal_seq";
 
+/// Parquet key-value metadata key of a merged file: the names of the files it was merged from
+/// (in its partition directory), comma-separated, so that summaries of the inputs can be
+/// combined into the merged file's instead of reading its rows again.
+pub const INPUTS_KEY: &str = "lakescope.inputs";
+
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     #[error("arrow: {0}")]

@@ -157,6 +157,13 @@ pub struct SpanMetrics;
 impl Kind for SpanMetrics {
     type Row = MetricRow;
     const NAME: &'static str = "spanmetrics";
+    const KEYS: &'static [&'static str] = &[
+        "service_name",
+        "span_name",
+        "span_kind",
+        "status_code",
+        "bin",
+    ];
 
     fn cache(engine: &QueryEngine) -> &Arc<SummaryCache<Rollup<MetricRow>>> {
         &engine.span_rollups

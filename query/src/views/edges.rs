@@ -551,9 +551,13 @@ pub async fn warm(engine: QueryEngine, stop: tokio_util::sync::CancellationToken
     crate::summaries::warm(
         engine,
         cache,
-        "spans",
-        CLOCK_SKEW,
-        &stored::KINDS,
+        crate::summaries::Warming {
+            table: "spans",
+            reach_back: CLOCK_SKEW,
+            stored: &stored::KINDS,
+            // Summarised on request only: the graph's summaries are not combined from inputs'.
+            follow: None,
+        },
         stop,
         |engine, file| async move { summary(&engine, &file).await },
     )

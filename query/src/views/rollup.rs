@@ -17,9 +17,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{BinaryArray, Int64Array, RecordBatch};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
 use lakescope_collector::lake::LakeFile;
-use lakescope_collector::lake::layout::PARTITION_NANOS;
+use lakescope_collector::lake::layout::{self, PARTITION_NANOS};
 
 use super::red::{ENTRY, Measure, ROOT};
 use super::rows;
@@ -107,6 +108,9 @@ pub trait Kind: 'static {
     type Row: Send + Sync + 'static;
     /// The name its summaries are kept under on disk (see [`crate::summary_store`]).
     const NAME: &'static str;
+    /// The columns [`Self::sql`] groups by: summaries of several files are combined by
+    /// regrouping their rows on these (see [`crate::summaries::combine`]).
+    const KEYS: &'static [&'static str];
     /// The cache of this kind's per-file summaries.
     fn cache(engine: &QueryEngine) -> &Arc<SummaryCache<Rollup<Self::Row>>>;
     /// The summarising query over `spans`, narrowed by `filter` (`AND …`, which may use `$1`…`$5`).
@@ -146,6 +150,7 @@ pub type RollupCache = SummaryCache<Rollup<Row>>;
 impl Kind for Red {
     type Row = Row;
     const NAME: &'static str = "red";
+    const KEYS: &'static [&'static str] = &["slot", "service_name", "operation"];
 
     fn cache(engine: &QueryEngine) -> &Arc<RollupCache> {
         &engine.rollups
@@ -279,22 +284,94 @@ async fn summary<K: Kind>(
     let batches = match kept {
         Some(batches) => batches,
         None => {
-            let rows = engine
-                .query_pinned("spans", vec![Arc::clone(file)], Vec::new(), false, &sql)
-                .await?;
+            let (schema, batches) = match combined::<K>(engine, file, &sql).await {
+                Some(combined) => combined,
+                None => {
+                    let rows = engine
+                        .query_pinned("spans", vec![Arc::clone(file)], Vec::new(), false, &sql)
+                        .await?;
+                    made::<K>("spans");
+                    (rows.schema, rows.batches)
+                }
+            };
             // Not kept (a full disk, the file merged away meanwhile): made again next time.
             if let Err(e) = store
-                .write(K::NAME, &file.path, &sql, &rows.schema, &rows.batches)
+                .write(K::NAME, &file.path, &sql, &schema, &batches)
                 .await
             {
                 tracing::debug!(error = %e, "storing a summary");
             }
-            rows.batches
+            batches
         }
     };
     let summary = Arc::new(Rollup::of::<K>(K::decode(&batches)?));
     K::cache(engine).put(file.path.clone(), Arc::clone(&summary));
     Ok(summary)
+}
+
+/// Counts a summary of kind `K` made `from` spans or inputs (`lakescope_query_file_summaries_total`).
+fn made<K: Kind>(from: &'static str) {
+    let label = lakescope_collector::stats::SummaryLabel {
+        kind: K::NAME,
+        from,
+    };
+    lakescope_collector::stats::stats()
+        .query_file_summaries
+        .get_or_create(&label)
+        .inc();
+}
+
+/// A merged file's summary of kind `K` combined from the summaries its inputs left on disk, or
+/// `None` when one of them is missing (then its spans are summarised instead).
+async fn combined<K: Kind>(
+    engine: &QueryEngine,
+    file: &LakeFile,
+    sql: &str,
+) -> Option<(SchemaRef, Vec<RecordBatch>)> {
+    let inputs = crate::summaries::merged_inputs(file).await?;
+    let store = engine.summary_store();
+    let mut schema = None;
+    let mut parts = Vec::new();
+    for input in &inputs {
+        let (kept, batches) = store.read_kept(K::NAME, input, sql).await.ok()??;
+        schema.get_or_insert(kept);
+        parts.extend(batches);
+    }
+    match crate::summaries::combine(K::KEYS, &schema?, parts).await {
+        Ok(combined) => {
+            made::<K>("inputs");
+            Some(combined)
+        }
+        Err(e) => {
+            tracing::debug!(file = %file.path.display(), error = %e, "combining summaries");
+            None
+        }
+    }
+}
+
+/// Summarises a file new in the lake if that is cheap: a flush file (a few seconds of spans),
+/// or a merged file whose inputs' summaries are on disk (combined). Other files are summarised
+/// when a request needs them.
+async fn follow<K: Kind>(engine: QueryEngine, file: Arc<LakeFile>) -> Result<(), QueryError> {
+    if K::cache(&engine).get(&file.path).is_some()
+        || engine.summary_store().has(K::NAME, &file.path)
+    {
+        return Ok(());
+    }
+    let merged = layout::first_seq(&file.path, file.seq) != file.seq;
+    if !merged {
+        return summary::<K>(&engine, &file).await.map(|_| ());
+    }
+    let sql = K::sql("");
+    if let Some((schema, batches)) = combined::<K>(&engine, &file, &sql).await
+        && let Err(e) = engine
+            .summary_store()
+            .write(K::NAME, &file.path, &sql, &schema, &batches)
+            .await
+    {
+        tracing::debug!(error = %e, "storing a summary");
+    }
+    Ok(())
 }
 
 /// Summarises every file of the lake (what [`warm`] does in the background), for tests.
@@ -316,9 +393,12 @@ pub async fn warm_kind<K: Kind>(engine: QueryEngine, stop: tokio_util::sync::Can
     crate::summaries::warm(
         engine,
         cache,
-        "spans",
-        0,
-        &[K::NAME],
+        crate::summaries::Warming {
+            table: "spans",
+            reach_back: 0,
+            stored: &[K::NAME],
+            follow: Some(Arc::new(|engine, file| Box::pin(follow::<K>(engine, file)))),
+        },
         stop,
         |engine, file| async move { summary::<K>(&engine, &file).await },
     )
@@ -644,6 +724,137 @@ mod tests {
         let restarted = engine(&lake, 64 << 20);
         assert_eq!(services(&restarted, range).await.unwrap(), expected);
         assert!(services(&reference, range).await.is_err());
+    }
+
+    /// Every row of `batches`, each as text, sorted: equal for equal answers in any order.
+    fn rows_as_text(batches: &[RecordBatch]) -> Vec<String> {
+        use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+        let mut out = Vec::new();
+        for batch in batches {
+            let columns: Vec<ArrayFormatter> = batch
+                .columns()
+                .iter()
+                .map(|c| ArrayFormatter::try_new(c.as_ref(), &FormatOptions::default()).unwrap())
+                .collect();
+            for row in 0..batch.num_rows() {
+                let cells: Vec<String> = columns.iter().map(|c| c.value(row).to_string()).collect();
+                out.push(cells.join("|"));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Summaries of files that were then merged are combined into the merged file's, equal to
+    /// what summarising its spans gives (both kinds), and the views answer from them as before.
+    /// A merged file whose inputs left no summary is summarised from its spans.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_merged_files_rollups_combine_its_inputs_and_equal_its_spans() {
+        use crate::promql::spanmetrics::SpanMetrics;
+        use lakescope_collector::lake::compaction::{Plan, compact};
+        let dir = tempfile::tempdir().unwrap();
+        write_parts(dir.path(), spans(), 3);
+        // As flushes 1, 2 and 3 would have named them (a merge covers a range of flushes).
+        for path in walk(&dir.path().join("spans")) {
+            let name = path.file_name().unwrap().to_str().unwrap();
+            let n: u64 = name
+                .trim_end_matches(".parquet")
+                .rsplit('-')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let flush = lakescope_collector::lake::layout::file_name(n + 1, 0);
+            std::fs::rename(&path, path.with_file_name(flush)).unwrap();
+        }
+        // Flushes up to 3 are committed (else the lake drops their files on opening).
+        let wal = lakescope_collector::lake::layout::wal_dir(dir.path());
+        std::fs::create_dir_all(&wal).unwrap();
+        std::fs::write(wal.join("checkpoint"), "3").unwrap();
+        let lake = lakescope_collector::Lake::open(dir.path()).unwrap();
+        let reference = engine(&lake, 0);
+        let first = engine(&lake, 64 << 20);
+        let table = Arc::clone(&lake.spans);
+        let partitions: Vec<i64> = {
+            let mut p: Vec<i64> = table.files().iter().map(|f| f.partition_start).collect();
+            p.sort();
+            p.dedup();
+            p
+        };
+        assert_eq!(partitions.len(), 3);
+        // Every file followed as it appeared, except the last hour's, which nobody summarised.
+        for file in table.files().iter() {
+            if file.partition_start != partitions[2] {
+                follow::<Red>(first.clone(), Arc::clone(file))
+                    .await
+                    .unwrap();
+                follow::<SpanMetrics>(first.clone(), Arc::clone(file))
+                    .await
+                    .unwrap();
+            }
+        }
+        for &partition_start in &partitions {
+            let inputs: Vec<_> = table
+                .files()
+                .iter()
+                .filter(|f| f.partition_start == partition_start)
+                .cloned()
+                .collect();
+            let plan = Plan {
+                partition_start,
+                inputs,
+            };
+            assert!(compact(&lake, &table, &plan).await.unwrap());
+        }
+        let merged = table.files().to_vec();
+        assert_eq!(merged.len(), 3);
+
+        let stats = lakescope_collector::stats::stats();
+        let combined_before = |kind| {
+            stats
+                .query_file_summaries
+                .get_or_create(&lakescope_collector::stats::SummaryLabel {
+                    kind,
+                    from: "inputs",
+                })
+                .get()
+        };
+        let (red_before, metrics_before) = (combined_before("red"), combined_before("spanmetrics"));
+        let store = first.summary_store();
+        for file in &merged {
+            follow::<Red>(first.clone(), Arc::clone(file))
+                .await
+                .unwrap();
+            follow::<SpanMetrics>(first.clone(), Arc::clone(file))
+                .await
+                .unwrap();
+            let summarised = file.partition_start != partitions[2];
+            assert_eq!(store.has(Red::NAME, &file.path), summarised);
+            assert_eq!(store.has(SpanMetrics::NAME, &file.path), summarised);
+        }
+        assert!(combined_before("red") >= red_before + 2);
+        assert!(combined_before("spanmetrics") >= metrics_before + 2);
+
+        // Each combined summary equals its file's spans summarised, row by row.
+        for file in &merged[..2] {
+            for (name, sql) in [
+                (Red::NAME, Red::sql("")),
+                (SpanMetrics::NAME, SpanMetrics::sql("")),
+            ] {
+                let kept = store.read(name, &file.path, &sql).await.unwrap().unwrap();
+                let spans = reference
+                    .query_pinned("spans", vec![Arc::clone(file)], Vec::new(), false, &sql)
+                    .await
+                    .unwrap();
+                let (kept, spans) = (rows_as_text(&kept), rows_as_text(&spans.batches));
+                assert!(kept.len() > 50, "{name}: {} rows", kept.len());
+                assert_eq!(kept, spans, "{name} of {}", file.path.display());
+            }
+        }
+        // A restarted server answers from them; the last hour is summarised from its spans.
+        let restarted = engine(&lake, 64 << 20);
+        summarise_all(&restarted).await;
+        assert_same_answers(&restarted, &reference).await;
     }
 
     fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
