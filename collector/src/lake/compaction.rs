@@ -367,7 +367,8 @@ fn now_nanos() -> i64 {
     chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
-/// Compacts every due partition of every table, checking every `every`, until `stop`.
+/// Compacts every due partition of every table, checking every `every` (at once again after a
+/// round that merged something), until `stop`.
 pub async fn run(
     lake: Arc<Lake>,
     policy: CompactionPolicy,
@@ -375,6 +376,7 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     loop {
+        let mut merged = false;
         for table in lake.tables() {
             for plan in plan(&table.files(), &policy, now_nanos()) {
                 if stop.is_cancelled() {
@@ -394,6 +396,7 @@ pub async fn run(
                 );
                 match compact(&lake, &table, &plan).await {
                     Ok(true) => {
+                        merged = true;
                         stats
                             .compaction_seconds
                             .get_or_create(&label)
@@ -422,6 +425,12 @@ pub async fn run(
                     }
                 }
             }
+        }
+        // A merge reads at most `max_input_files`: while flush files arrive faster than one
+        // merge per interval takes them, merge again at once instead of letting them pile up.
+        if merged {
+            tokio::task::yield_now().await;
+            continue;
         }
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -742,6 +751,49 @@ pub(crate) mod tests {
         assert_eq!(merged_ids, span_ids);
         // Every span has a route, except the old file's, which read as nulls.
         assert_eq!(null_routes, 40_000);
+    }
+
+    /// Twelve files, at most three per merge, and an hour between rounds: the rounds that
+    /// merged something are followed at once by the next, so all of them end in one file.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn merges_follow_each_other_while_files_are_due() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Arc::new(Lake::open(dir.path()).unwrap());
+        let table = Arc::clone(&lake.spans);
+        for seq in 1..=12u8 {
+            let batch = spans_batch(seq, 400, 10);
+            let rows = batch.num_rows();
+            let job = crate::lake::table::FlushJob {
+                batches: vec![batch],
+                last_seq: u64::from(seq),
+                rows,
+            };
+            let files = super::super::writer::write_flush(dir.path(), table.spec(), &job).unwrap();
+            table.commit_flush(files);
+        }
+        let policy = CompactionPolicy {
+            delay: Duration::ZERO,
+            max_input_files: 3,
+            live_min_files: 0,
+            ..CompactionPolicy::default()
+        };
+        let stop = CancellationToken::new();
+        let merging = tokio::spawn(run(
+            Arc::clone(&lake),
+            policy,
+            Duration::from_secs(3600),
+            stop.clone(),
+        ));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while table.files().len() > 1 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        stop.cancel();
+        merging.await.unwrap();
+        let files = table.files();
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert_eq!(layout::first_seq(&files[0].path, files[0].seq), 1);
+        assert_eq!(files[0].seq, 12);
     }
 
     #[test]
