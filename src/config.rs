@@ -165,7 +165,8 @@ pub struct ServeConfig {
         value_parser = clap::value_parser!(u64).range(2..=4096))]
     pub compaction_max_input_files: u64,
 
-    /// How often compaction looks for partitions to merge.
+    /// How often compaction looks for partitions to merge (at once again after a round that
+    /// merged something).
     #[arg(long, env = "LAKESCOPE_COMPACTION_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub compaction_interval: Duration,
 
