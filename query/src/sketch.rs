@@ -171,6 +171,9 @@ impl Accumulator for SketchAccumulator {
             ints.iter().flatten().for_each(|v| self.0.add(v as f64));
         } else if let Some(floats) = values.as_primitive_opt::<Float64Type>() {
             floats.iter().flatten().for_each(|v| self.0.add(v));
+        } else if values.as_binary_opt::<i32>().is_some() {
+            // Sketches (`sketch_merge`): merged like partial states.
+            return self.merge_batch(std::slice::from_ref(values));
         }
         Ok(())
     }
@@ -352,40 +355,6 @@ pub fn latency_sketch(input: DataType) -> AggregateUDF {
     })
 }
 
-/// Merges sketches (Binary) into one, for summaries combined from other summaries.
-#[derive(Debug, Default)]
-struct MergeAccumulator(Sketch);
-
-impl Accumulator for MergeAccumulator {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        self.merge_batch(values)
-    }
-
-    fn evaluate(&mut self) -> Result<ScalarValue> {
-        Ok(ScalarValue::Binary(Some(self.0.to_bytes())))
-    }
-
-    fn size(&self) -> usize {
-        std::mem::size_of::<Self>() + self.0.counts.capacity() * 8
-    }
-
-    fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        Ok(vec![self.evaluate()?])
-    }
-
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let Some(states) = states.first() else {
-            return Ok(());
-        };
-        let binary = states.as_binary_opt::<i32>().ok_or_else(bad_sketch)?;
-        for bytes in binary.iter().flatten() {
-            self.0
-                .merge(&Sketch::from_bytes(bytes).ok_or_else(bad_sketch)?);
-        }
-        Ok(())
-    }
-}
-
 /// The `sketch_merge` aggregate.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct SketchMerge {
@@ -405,8 +374,9 @@ impl AggregateUDFImpl for SketchMerge {
         Ok(DataType::Binary)
     }
 
+    /// Its inputs are sketches, as `latency_sketch`'s partial states are.
     fn accumulator(&self, _acc_args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(MergeAccumulator::default()))
+        Ok(Box::new(SketchAccumulator::default()))
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {

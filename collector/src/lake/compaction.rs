@@ -641,6 +641,18 @@ pub(crate) mod tests {
             .batch
     }
 
+    /// Writes `batch` as flush `seq` would and adds its files to `table`.
+    fn flush(lake: &Lake, table: &Table, seq: u64, batch: datafusion::arrow::array::RecordBatch) {
+        let rows = batch.num_rows();
+        let job = crate::lake::table::FlushJob {
+            batches: vec![batch],
+            last_seq: seq,
+            rows,
+        };
+        let files = super::super::writer::write_flush(lake.data_dir(), table.spec(), &job).unwrap();
+        table.commit_flush(files);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_merge_keeps_every_row_in_the_flush_order_and_fills_columns_older_files_lack() {
         use datafusion::arrow::array::AsArray;
@@ -653,14 +665,7 @@ pub(crate) mod tests {
             let batch = spans_batch(tag, 40_000, hour);
             let ids = batch.column_by_name("span_id").unwrap().as_binary::<i32>();
             span_ids.extend(ids.iter().map(|id| (tag, id.unwrap().to_vec())));
-            let rows = batch.num_rows();
-            let job = crate::lake::table::FlushJob {
-                batches: vec![batch],
-                last_seq: u64::from(tag),
-                rows,
-            };
-            let files = super::super::writer::write_flush(dir.path(), table.spec(), &job).unwrap();
-            table.commit_flush(files);
+            flush(&lake, &table, u64::from(tag), batch);
         }
         // The third file as a build before `http_route` existed would have written it.
         let third = table.files()[2].path.clone();
@@ -761,15 +766,7 @@ pub(crate) mod tests {
         let lake = Arc::new(Lake::open(dir.path()).unwrap());
         let table = Arc::clone(&lake.spans);
         for seq in 1..=12u8 {
-            let batch = spans_batch(seq, 400, 10);
-            let rows = batch.num_rows();
-            let job = crate::lake::table::FlushJob {
-                batches: vec![batch],
-                last_seq: u64::from(seq),
-                rows,
-            };
-            let files = super::super::writer::write_flush(dir.path(), table.spec(), &job).unwrap();
-            table.commit_flush(files);
+            flush(&lake, &table, u64::from(seq), spans_batch(seq, 400, 10));
         }
         let policy = CompactionPolicy {
             delay: Duration::ZERO,

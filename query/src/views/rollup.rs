@@ -782,15 +782,19 @@ mod tests {
             p
         };
         assert_eq!(partitions.len(), 3);
+        let follow_both = |file: &Arc<LakeFile>| {
+            let (engine, file) = (first.clone(), Arc::clone(file));
+            async move {
+                follow::<Red>(engine.clone(), Arc::clone(&file))
+                    .await
+                    .unwrap();
+                follow::<SpanMetrics>(engine, file).await.unwrap();
+            }
+        };
         // Every file followed as it appeared, except the last hour's, which nobody summarised.
         for file in table.files().iter() {
             if file.partition_start != partitions[2] {
-                follow::<Red>(first.clone(), Arc::clone(file))
-                    .await
-                    .unwrap();
-                follow::<SpanMetrics>(first.clone(), Arc::clone(file))
-                    .await
-                    .unwrap();
+                follow_both(file).await;
             }
         }
         for &partition_start in &partitions {
@@ -822,12 +826,7 @@ mod tests {
         let (red_before, metrics_before) = (combined_before("red"), combined_before("spanmetrics"));
         let store = first.summary_store();
         for file in &merged {
-            follow::<Red>(first.clone(), Arc::clone(file))
-                .await
-                .unwrap();
-            follow::<SpanMetrics>(first.clone(), Arc::clone(file))
-                .await
-                .unwrap();
+            follow_both(file).await;
             let summarised = file.partition_start != partitions[2];
             assert_eq!(store.has(Red::NAME, &file.path), summarised);
             assert_eq!(store.has(SpanMetrics::NAME, &file.path), summarised);
