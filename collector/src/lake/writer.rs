@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
-use datafusion::arrow::array::{AsArray, RecordBatch, UInt32Array};
-use datafusion::arrow::compute::{SortColumn, concat_batches, lexsort_to_indices};
-use datafusion::arrow::datatypes::TimestampNanosecondType;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take};
+use datafusion::arrow::datatypes::{SchemaRef, TimestampNanosecondType};
 use datafusion::arrow::error::ArrowError;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, Encoding, ZstdLevel};
@@ -54,10 +56,22 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
 pub(crate) fn properties(spec: &TableSpec, rows: usize, seq: u64) -> WriterProperties {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_statistics_enabled(EnabledStatistics::None)
         .set_max_row_group_row_count(Some(256 * 1024))
         .set_data_page_row_count_limit(4096)
         .set_key_value_metadata(Some(vec![KeyValue::new(SEQ_KEY.into(), seq.to_string())]));
+    // Page statistics (min/max per page, and the column index built from them) only where a
+    // filter can prune with them: the top-level values. Min/max of random ids and of attribute,
+    // event and link leaves never exclude a page, yet comparing every string for them was a
+    // sixth of a flush's CPU, and their column indexes swelled every footer a query loads.
+    for field in (spec.schema)().fields() {
+        if !field.data_type().is_nested() && !spec.ids.contains(&field.name().as_str()) {
+            builder = builder.set_column_statistics_enabled(
+                ColumnPath::from(field.name().as_str()),
+                EnabledStatistics::Page,
+            );
+        }
+    }
     for column in spec.bloom {
         let path = ColumnPath::from(*column);
         builder = builder
@@ -83,14 +97,13 @@ pub(crate) fn properties(spec: &TableSpec, rows: usize, seq: u64) -> WriterPrope
     builder.build()
 }
 
-/// Row indices of `batch` by hour partition of `time_column`.
+/// Row indices of `times` (the table's `time_column`) by hour partition.
 fn split_by_partition(
-    batch: &RecordBatch,
+    times: &dyn Array,
     time_column: &'static str,
 ) -> Result<BTreeMap<i64, Vec<u32>>, WriteError> {
-    let times = batch
-        .column_by_name(time_column)
-        .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
+    let times = times
+        .as_primitive_opt::<TimestampNanosecondType>()
         .ok_or(WriteError::MissingColumn(time_column))?;
     let mut parts: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
     for (i, t) in times.values().iter().enumerate() {
@@ -102,23 +115,48 @@ fn split_by_partition(
     Ok(parts)
 }
 
-/// Orders rows (by service, then time) so that files prune well on the common filters.
-fn sort_for_storage(spec: &TableSpec, batch: &RecordBatch) -> Result<RecordBatch, WriteError> {
-    let keys = spec
-        .sort
-        .iter()
-        .map(|name| {
-            Ok(SortColumn {
-                values: batch
-                    .column_by_name(name)
-                    .cloned()
-                    .ok_or(WriteError::MissingColumn(name))?,
-                options: None,
+/// Rows a flush reorders into one batch at a time while it writes them in storage order.
+const FLUSH_CHUNK_ROWS: usize = 8192;
+
+/// Each hour partition's rows of `batch`, in storage order (by service, then time, so that
+/// files prune well on the common filters). Only the sort columns are copied to find it.
+fn storage_order(
+    spec: &TableSpec,
+    batch: &RecordBatch,
+) -> Result<BTreeMap<i64, UInt32Array>, WriteError> {
+    let column = |name: &'static str| {
+        batch
+            .column_by_name(name)
+            .ok_or(WriteError::MissingColumn(name))
+    };
+    let times = column(spec.time_column)?;
+    let parts = split_by_partition(times.as_ref(), spec.time_column)?;
+    let single = parts.len() == 1;
+    let mut ordered = BTreeMap::new();
+    for (partition_start, rows) in parts {
+        let rows = (!single).then(|| UInt32Array::from(rows));
+        let sort_columns = spec
+            .sort
+            .iter()
+            .map(|name| {
+                let values = column(name)?;
+                Ok(SortColumn {
+                    values: match &rows {
+                        Some(rows) => take(values.as_ref(), rows, None)?,
+                        None => Arc::clone(values),
+                    },
+                    options: None,
+                })
             })
-        })
-        .collect::<Result<Vec<_>, WriteError>>()?;
-    let indices = lexsort_to_indices(&keys, None)?;
-    Ok(super::take::take_batch(batch, &indices)?)
+            .collect::<Result<Vec<_>, WriteError>>()?;
+        let order = lexsort_to_indices(&sort_columns, None)?;
+        let order = match &rows {
+            Some(rows) => take(rows, &order, None)?.as_primitive().clone(),
+            None => order,
+        };
+        ordered.insert(partition_start, order);
+    }
+    Ok(ordered)
 }
 
 /// Creates `dir` and fsyncs every directory it had to create, so the new entries survive a crash.
@@ -146,14 +184,17 @@ pub(crate) fn create_dir_durably(dir: &Path) -> Result<(), WriteError> {
     Ok(())
 }
 
-/// Writes one file atomically and returns it.
+/// Writes one file of `rows` rows atomically and returns it: `fill` writes the rows.
+#[allow(clippy::too_many_arguments)]
 fn write_file(
     data_dir: &Path,
     spec: &TableSpec,
     partition_start: i64,
     seq: u64,
     n: usize,
-    batch: &RecordBatch,
+    schema: &SchemaRef,
+    rows: usize,
+    fill: impl FnOnce(&mut ArrowWriter<File>) -> Result<(), WriteError>,
 ) -> Result<LakeFile, WriteError> {
     let tmp_dir = layout::tmp_dir(data_dir);
     create_dir_durably(&tmp_dir)?;
@@ -161,12 +202,9 @@ fn write_file(
     let tmp = tmp_dir.join(format!("{table}-{}", layout::file_name(seq, n)));
     let written = (|| {
         let file = File::create(&tmp).map_err(io_err(&tmp))?;
-        let mut writer = ArrowWriter::try_new(
-            file,
-            batch.schema(),
-            Some(properties(spec, batch.num_rows(), seq)),
-        )?;
-        writer.write(batch)?;
+        let mut writer =
+            ArrowWriter::try_new(file, Arc::clone(schema), Some(properties(spec, rows, seq)))?;
+        fill(&mut writer)?;
         let file = writer.into_inner()?;
         file.sync_all().map_err(io_err(&tmp))?;
         Ok::<_, WriteError>(file.metadata().map_err(io_err(&tmp))?.len())
@@ -201,19 +239,30 @@ pub fn write_flush(
         return Ok(Vec::new());
     };
     let all = concat_batches(&first.schema(), &job.batches)?;
-    let parts = split_by_partition(&all, spec.time_column)?;
+    // The rows are reordered a chunk at a time as they are written: a sorted copy of the whole
+    // flush, next to the concatenated one and the buffered batches that stay readable until
+    // the files land, was a quarter of the server's peak heap under load (heaptrack,
+    // docs/benchmarks.md). Gathering straight from the batches (arrow's `interleave`) would
+    // spare the concatenation too, but cost 10 % more CPU per flush.
+    let parts = storage_order(spec, &all)?;
     let mut written = Vec::with_capacity(parts.len());
-    let single = parts.len() == 1;
-    for (n, (partition_start, rows)) in parts.into_iter().enumerate() {
-        let result = (|| {
-            let part = if single {
-                all.clone()
-            } else {
-                super::take::take_batch(&all, &UInt32Array::from(rows))?
-            };
-            let sorted = sort_for_storage(spec, &part)?;
-            write_file(data_dir, spec, partition_start, job.last_seq, n, &sorted)
-        })();
+    for (n, (partition_start, order)) in parts.into_iter().enumerate() {
+        let result = write_file(
+            data_dir,
+            spec,
+            partition_start,
+            job.last_seq,
+            n,
+            &all.schema(),
+            order.len(),
+            |writer| {
+                for start in (0..order.len()).step_by(FLUSH_CHUNK_ROWS) {
+                    let chunk = order.slice(start, FLUSH_CHUNK_ROWS.min(order.len() - start));
+                    writer.write(&super::take::take_batch(&all, &chunk)?)?;
+                }
+                Ok(())
+            },
+        );
         match result {
             Ok(file) => written.push(file),
             Err(e) => {
@@ -233,8 +282,12 @@ pub fn write_flush(
 mod tests {
     use std::collections::BTreeMap;
 
-    use datafusion::arrow::array::{AsArray, RecordBatch};
+    use std::collections::HashMap;
+
+    use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch};
+    use datafusion::arrow::compute::concat_batches;
     use datafusion::arrow::datatypes::{Int64Type, TimestampNanosecondType};
+    use datafusion::arrow::row::{RowConverter, SortField};
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use datafusion::parquet::basic::Encoding;
 
@@ -300,6 +353,9 @@ mod tests {
                     // Columns of few values keep their dictionary.
                     assert!(column.dictionary_page_offset().is_some(), "{name}");
                 }
+                // Statistics where they can prune: top-level values, not ids or nested leaves.
+                let pruning = !name.contains('.') && !TABLE.ids.contains(&name.as_str());
+                assert_eq!(column.statistics().is_some(), pruning, "{name}");
             }
         }
 
@@ -308,5 +364,85 @@ mod tests {
             read.extend(times_by_span(&batch.unwrap()));
         }
         assert_eq!(read, sent);
+    }
+
+    /// Every row of `batch`, by (trace id, span id).
+    fn rows_by_id(batch: &RecordBatch) -> HashMap<(Vec<u8>, Vec<u8>), RecordBatch> {
+        let id = |name| {
+            batch
+                .column_by_name(name)
+                .unwrap()
+                .as_binary::<i32>()
+                .clone()
+        };
+        let (traces, spans) = (id(col::TRACE_ID), id(col::SPAN_ID));
+        (0..batch.num_rows())
+            .map(|i| {
+                let key = (traces.value(i).to_vec(), spans.value(i).to_vec());
+                (key, batch.slice(i, 1))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_flush_writes_each_hours_rows_in_storage_order_gathered_from_every_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let hour = layout::PARTITION_NANOS;
+        // Three batches over two hours; the first hour's 16,000 rows span two gathered chunks.
+        let batches = vec![
+            spans_batch(1, 4_000, 5),
+            spans_batch(2, 4_000, 6),
+            spans_batch(3, 12_000, 5),
+        ];
+        let all = concat_batches(&batches[0].schema(), &batches).unwrap();
+        let sent = rows_by_id(&all);
+        assert_eq!(sent.len(), 20_000);
+        let job = FlushJob {
+            rows: all.num_rows(),
+            batches,
+            last_seq: 3,
+        };
+        let files = write_flush(dir.path(), &TABLE, &job).unwrap();
+        let starts: Vec<i64> = files.iter().map(|f| f.partition_start).collect();
+        assert_eq!(starts, vec![5 * hour, 6 * hour]);
+
+        let keys: Vec<SortField> = TABLE
+            .sort
+            .iter()
+            .map(|c| SortField::new(all.column_by_name(c).unwrap().data_type().clone()))
+            .collect();
+        let converter = RowConverter::new(keys).unwrap();
+        let mut seen = 0;
+        for (file, expected_rows) in files.iter().zip([16_000, 4_000]) {
+            let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&file.path).unwrap())
+                .unwrap()
+                .build()
+                .unwrap();
+            let read: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+            let read = concat_batches(&read[0].schema(), &read).unwrap();
+            assert_eq!(read.num_rows(), expected_rows);
+            // In storage order: service, kind, status, start time never decrease.
+            let key_columns: Vec<ArrayRef> = TABLE
+                .sort
+                .iter()
+                .map(|c| Arc::clone(read.column_by_name(c).unwrap()))
+                .collect();
+            let ordered = converter.convert_columns(&key_columns).unwrap();
+            for i in 1..ordered.num_rows() {
+                assert!(ordered.row(i - 1) <= ordered.row(i), "row {i} of {file:?}");
+            }
+            // Every row is the row sent, attributes and all, in its own hour's file.
+            for (key, row) in rows_by_id(&read) {
+                assert_eq!(sent[&key], row, "{key:?}");
+                let start = row
+                    .column_by_name(col::START_TIME)
+                    .unwrap()
+                    .as_primitive::<TimestampNanosecondType>()
+                    .value(0);
+                assert_eq!(layout::partition_of(start), file.partition_start);
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 20_000);
     }
 }
