@@ -28,7 +28,7 @@ bin="${LAKESCOPE_BIN:-${CARGO_TARGET_DIR:-target}/release/lakescope}"
 loadgen_bin="${LOADGEN_BIN:-${CARGO_TARGET_DIR:-target}/release/lakescope}"
 data="$(mktemp -d)"
 server=""
-trap 'kill "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
+trap 'kill "$server" 2>/dev/null && wait "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
 
 serve() {
   taskset -c 1 "$bin" serve --data-dir "$data" --otlp-grpc 127.0.0.1:24317 \

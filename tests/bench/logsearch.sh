@@ -19,7 +19,7 @@ bin="${LAKESCOPE_BIN:-${CARGO_TARGET_DIR:-target}/release/lakescope}"
 python="${LAKESCOPE_PYTHON:-$HOME/.cache/lakescope/venv/bin/python}"
 data="$(mktemp -d)"
 server=""
-trap 'kill "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
+trap 'kill "$server" 2>/dev/null && wait "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
 
 serve() {
   "$bin" serve --data-dir "$data" --otlp-grpc 127.0.0.1:34317 --otlp-http 127.0.0.1:34318 \

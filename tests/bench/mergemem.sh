@@ -13,7 +13,7 @@ duration="${1:-90s}"
 bin="${LAKESCOPE_BIN:-${CARGO_TARGET_DIR:-target}/release/lakescope}"
 data="$(mktemp -d)"
 server=""
-trap 'kill "$server" 2>/dev/null || true; rm -rf "$data" "$data.log"' EXIT
+trap 'kill "$server" 2>/dev/null && wait "$server" 2>/dev/null || true; rm -rf "$data" "$data.log"' EXIT
 "$bin" serve --data-dir "$data" --otlp-grpc 127.0.0.1:36317 --otlp-http 127.0.0.1:36318 \
   --http 127.0.0.1:36080 --compaction-interval 5s 2>>"$data.log" &
 server=$!

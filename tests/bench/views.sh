@@ -36,7 +36,7 @@ range="now-1h"
 [ -n "$backdate" ] && range="now-3h"
 bin="${LAKESCOPE_BIN:-${CARGO_TARGET_DIR:-target}/release/lakescope}"
 data="$(mktemp -d)"
-trap 'kill "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
+trap 'kill "$server" 2>/dev/null && wait "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
 
 serve() {
   "$bin" serve --data-dir "$data" --otlp-grpc 127.0.0.1:34317 --otlp-http 127.0.0.1:34318 \
