@@ -61,6 +61,9 @@ mod tests {
     fn the_option_set_at_start_is_mimallocs_purge_delay() {
         // mimalloc 3's default purge delay is 1,000 ms; a renumbered option would read else.
         let delay = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
-        assert_eq!(delay, 1000);
+        assert_eq!(
+            delay, 1000,
+            "unless MIMALLOC_PURGE_DELAY is set for the test run"
+        );
     }
 }

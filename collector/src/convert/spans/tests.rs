@@ -108,10 +108,9 @@ fn request(spans: Vec<Span>) -> ExportTraceServiceRequest {
     }
 }
 
-#[test]
-fn the_storage_sort_reorders_nested_columns_as_arrows_take_does() {
-    // Spans with and without events, links, attributes and parents, so lists, maps and
-    // nulls of every column are reordered.
+/// A full span, one without events, links, attributes or parent, and one with two events: so
+/// that lists, maps and nulls of every column are reordered.
+fn varied_spans() -> [Span; 3] {
     let mut bare = full_span();
     bare.events.clear();
     bare.links.clear();
@@ -120,7 +119,13 @@ fn the_storage_sort_reorders_nested_columns_as_arrows_take_does() {
     let mut other = full_span();
     other.span_id = vec![7; 8];
     other.events.push(other.events[0].clone());
-    let batch = convert(&request(vec![full_span(), bare, other]), &Limits::default())
+    [full_span(), bare, other]
+}
+
+#[test]
+fn the_storage_sort_reorders_nested_columns_as_arrows_take_does() {
+    let [full, bare, other] = varied_spans();
+    let batch = convert(&request(vec![full, bare, other]), &Limits::default())
         .unwrap()
         .batch;
     // Reversed, with a repeat: every row moves, and one list range is copied twice.
@@ -132,22 +137,10 @@ fn the_storage_sort_reorders_nested_columns_as_arrows_take_does() {
 
 #[test]
 fn a_flush_reorders_nested_columns_of_several_batches_exactly() {
-    // Spans with and without events, links, attributes and parents, so lists, maps and nulls
-    // of every column are put in storage order across batches.
-    let mut bare = full_span();
-    bare.events.clear();
-    bare.links.clear();
-    bare.attributes.clear();
-    bare.parent_span_id.clear();
-    let mut other = full_span();
-    other.span_id = vec![7; 8];
-    other.events.push(other.events[0].clone());
-    let first = convert(
-        &request(vec![full_span(), bare.clone()]),
-        &Limits::default(),
-    )
-    .unwrap()
-    .batch;
+    let [full, bare, other] = varied_spans();
+    let first = convert(&request(vec![full, bare.clone()]), &Limits::default())
+        .unwrap()
+        .batch;
     let second = convert(&request(vec![other, bare]), &Limits::default())
         .unwrap()
         .batch;
