@@ -14,8 +14,15 @@ use tracing_subscriber::EnvFilter;
 /// mimalloc returns freed memory to the system and keeps per-thread heaps from fragmenting: with
 /// the system allocator, concurrent flushes, merges and queries left resident memory far above
 /// what they held (tests/bench/overload.sh).
+#[cfg(not(feature = "heap-stages"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[cfg(feature = "heap-stages")]
+mod heapstages;
+#[cfg(feature = "heap-stages")]
+#[global_allocator]
+static ALLOCATOR: heapstages::Counting = heapstages::Counting;
 
 /// `mi_option_purge_delay` in mimalloc 3's option enumeration (not among the crate's constants).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
@@ -46,7 +53,12 @@ async fn main() -> anyhow::Result<()> {
         // SAFETY: an option may be set at any time; it is read each time memory is freed.
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
     }
-    match Cli::parse().command {
+    let command = Cli::parse().command;
+    #[cfg(feature = "heap-stages")]
+    if !matches!(command, Command::Loadgen(_)) {
+        heapstages::start_sampler();
+    }
+    match command {
         Command::Serve(config) => serve::run(config, None).await,
         Command::Demo(config) => serve::run(config.serve, Some(config.rate)).await,
         Command::Loadgen(config) => loadgen::run(config).await,

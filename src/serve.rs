@@ -129,17 +129,17 @@ pub async fn run(config: ServeConfig, demo_rate: Option<f64>) -> anyhow::Result<
         stop.child_token(),
     ));
 
-    let graph_warmer = tokio::spawn(lakescope_query::views::edges::warm(
-        engine.clone(),
-        stop.child_token(),
+    let graph_warmer = tokio::spawn(lakescope_collector::memtag::tagged(
+        lakescope_collector::memtag::Stage::Summaries,
+        lakescope_query::views::edges::warm(engine.clone(), stop.child_token()),
     ));
-    let rollup_warmer = tokio::spawn(lakescope_query::views::rollup::warm(
-        engine.clone(),
-        stop.child_token(),
+    let rollup_warmer = tokio::spawn(lakescope_collector::memtag::tagged(
+        lakescope_collector::memtag::Stage::Summaries,
+        lakescope_query::views::rollup::warm(engine.clone(), stop.child_token()),
     ));
-    let trace_indexer = tokio::spawn(lakescope_query::trace_index::warm(
-        engine.clone(),
-        stop.child_token(),
+    let trace_indexer = tokio::spawn(lakescope_collector::memtag::tagged(
+        lakescope_collector::memtag::Stage::TraceIndex,
+        lakescope_query::trace_index::warm(engine.clone(), stop.child_token()),
     ));
 
     let retention = tokio::spawn(retention::run(
@@ -149,18 +149,21 @@ pub async fn run(config: ServeConfig, demo_rate: Option<f64>) -> anyhow::Result<
         stop.child_token(),
     ));
 
-    let compaction = tokio::spawn(compaction::run(
-        Arc::clone(&lake),
-        CompactionPolicy {
-            delay: config.compaction_delay,
-            live_min_files: config.compaction_live_files,
-            max_input_bytes: config.compaction_max_input_bytes,
-            max_input_files: usize::try_from(config.compaction_max_input_files)
-                .unwrap_or(usize::MAX),
-            ..CompactionPolicy::default()
-        },
-        config.compaction_interval,
-        stop.child_token(),
+    let compaction = tokio::spawn(lakescope_collector::memtag::tagged(
+        lakescope_collector::memtag::Stage::Merge,
+        compaction::run(
+            Arc::clone(&lake),
+            CompactionPolicy {
+                delay: config.compaction_delay,
+                live_min_files: config.compaction_live_files,
+                max_input_bytes: config.compaction_max_input_bytes,
+                max_input_files: usize::try_from(config.compaction_max_input_files)
+                    .unwrap_or(usize::MAX),
+                ..CompactionPolicy::default()
+            },
+            config.compaction_interval,
+            stop.child_token(),
+        ),
     ));
 
     let servers = CancellationToken::new();

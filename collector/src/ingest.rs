@@ -184,7 +184,10 @@ impl Ingest {
             let lake = Arc::clone(&lake);
             std::thread::Builder::new()
                 .name("lakescope-wal".into())
-                .spawn(move || log_thread(writer, rx, lake, high_water, failing))
+                .spawn(move || {
+                    let _stage = crate::memtag::enter(crate::memtag::Stage::Wal);
+                    log_thread(writer, rx, lake, high_water, failing)
+                })
                 .map_err(|source| WalError::Io {
                     path: dir.clone(),
                     source,
@@ -282,6 +285,7 @@ impl Ingest {
         self.check_capacity()?;
         let limits = Arc::clone(&self.limits);
         let (payload, batch, outcome) = tokio::task::spawn_blocking(move || {
+            let _stage = crate::memtag::enter(crate::memtag::Stage::Decode);
             let mut request = request;
             let changed = normalise(&mut request);
             let converted =

@@ -11,6 +11,7 @@ pub mod convert;
 pub mod ingest;
 pub mod lake;
 pub mod limits;
+pub mod memtag;
 pub mod otlp;
 pub mod schema;
 pub mod stats;

@@ -436,7 +436,14 @@ pub async fn warm(engine: crate::QueryEngine, stop: tokio_util::sync::Cancellati
                 let index = Arc::clone(&index);
                 // The task holds the file, so it is not deleted while read.
                 let held = Arc::clone(&file);
-                match tokio::task::spawn_blocking(move || index.build(&held.path)).await {
+                match tokio::task::spawn_blocking(move || {
+                    let _stage = lakescope_collector::memtag::enter(
+                        lakescope_collector::memtag::Stage::TraceIndex,
+                    );
+                    index.build(&held.path)
+                })
+                .await
+                {
                     Ok(Ok(entries)) => {
                         tracing::debug!(file = %file.path.display(), entries, "trace index made")
                     }

@@ -55,6 +55,7 @@ pub async fn flush_all<C: Checkpoint>(lake: &Arc<Lake>, log: &C) -> Result<usize
         let spec = table.spec();
         let started = std::time::Instant::now();
         let result = tokio::task::spawn_blocking(move || {
+            let _stage = crate::memtag::enter(crate::memtag::Stage::Flush);
             let files = writer::write_flush(&data_dir, spec, &job);
             (job, files)
         })

@@ -172,20 +172,23 @@ impl Rules {
                     stop.clone(),
                     client.clone(),
                 );
-                tokio::spawn(async move {
-                    let interval = lock(&rules.state)[index].group.interval;
-                    let mut ticker = tokio::time::interval(interval);
-                    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-                    loop {
-                        tokio::select! {
-                            _ = stop.cancelled() => return,
-                            _ = ticker.tick() => {}
+                tokio::spawn(lakescope_collector::memtag::tagged(
+                    lakescope_collector::memtag::Stage::Rules,
+                    async move {
+                        let interval = lock(&rules.state)[index].group.interval;
+                        let mut ticker = tokio::time::interval(interval);
+                        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                        loop {
+                            tokio::select! {
+                                _ = stop.cancelled() => return,
+                                _ = ticker.tick() => {}
+                            }
+                            let t = now_ms();
+                            rules.evaluate_group(index, &engine, &sink, t).await;
+                            rules.notify(index, &config, &client, t).await;
                         }
-                        let t = now_ms();
-                        rules.evaluate_group(index, &engine, &sink, t).await;
-                        rules.notify(index, &config, &client, t).await;
-                    }
-                })
+                    },
+                ))
             })
             .collect()
     }
