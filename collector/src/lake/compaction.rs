@@ -35,7 +35,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::layout::{self, PARTITION_NANOS};
 use super::table::LakeFile;
-use super::writer::{INPUTS_KEY, SEQ_KEY, WriteError, create_dir_durably, properties};
+use super::writer::{
+    INPUTS_KEY, MERGED_ROW_GROUP_ROWS, SEQ_KEY, WriteError, create_dir_durably, properties,
+};
 use super::{Lake, Table};
 use crate::schema::TableSpec;
 
@@ -211,10 +213,12 @@ pub async fn compact(lake: &Lake, table: &Table, plan: &Plan) -> Result<bool, Co
     let paths: Vec<PathBuf> = plan.inputs.iter().map(|f| f.path.clone()).collect();
     let schema = table.schema();
     let out = tmp.clone();
-    let result =
-        tokio::task::spawn_blocking(move || merge_sorted(&paths, &schema, spec, last, &out))
-            .await
-            .unwrap_or_else(|e| Err(CompactionError::Task(e.to_string())));
+    let result = tokio::task::spawn_blocking(move || {
+        let _stage = crate::memtag::enter(crate::memtag::Stage::Merge);
+        merge_sorted(&paths, &schema, spec, last, &out)
+    })
+    .await
+    .unwrap_or_else(|e| Err(CompactionError::Task(e.to_string())));
     let size = match result {
         Ok(size) => size,
         Err(e) => {
@@ -240,9 +244,14 @@ pub async fn compact(lake: &Lake, table: &Table, plan: &Plan) -> Result<bool, Co
     }
 }
 
-/// Rows per batch a merge reads from each input and writes: each input holds one or two such
-/// batches at a time (~1–2 MB of spans).
-const MERGE_BATCH_ROWS: usize = 4096;
+/// Rows per batch a merge reads from each input: each input holds one or two such batches at a
+/// time. At 4,096 rows a merge of 32 flush files held ~205 MB, ~6.4 MB per input; at 1,024,
+/// ~77 MB (docs/benchmarks.md, "Footers and merges under one GiB").
+const MERGE_READ_ROWS: usize = 1024;
+
+/// Rows per batch a merge writes: the merge interleaves and the writer encodes per batch, and
+/// the output batch only refers to the inputs' rows until it is built.
+const MERGE_WRITE_ROWS: usize = 4096;
 
 /// Merges `paths`, each sorted by the table's sort key (flush files are written sorted, merged
 /// files are merges of them), into one sorted file at `out`; returns its size. A streaming
@@ -267,7 +276,7 @@ fn merge_sorted(
         .into_iter()
         .map(|builder| {
             let reader = builder
-                .with_batch_size(MERGE_BATCH_ROWS)
+                .with_batch_size(MERGE_READ_ROWS)
                 .build()
                 .map_err(WriteError::from)?;
             let target = Arc::clone(schema);
@@ -302,20 +311,17 @@ fn merge_sorted(
         .with_schema(Arc::clone(schema))
         .with_expressions(&ordering)
         .with_metrics(BaselineMetrics::new(&ExecutionPlanMetricsSet::new(), 0))
-        .with_batch_size(MERGE_BATCH_ROWS)
+        .with_batch_size(MERGE_WRITE_ROWS)
         .with_reservation(MemoryConsumer::new("compaction merge").register(&pool))
         .build()?;
     let file = File::create(out).map_err(io_err(out))?;
     let mut writer = ArrowWriter::try_new(
         file,
         Arc::clone(schema),
-        // Row groups of 32 Ki rows, not a flush file's 256 Ki: a trace's spans are spread over
-        // every service's rows of a merged file, and its bloom filters (one per row group) must
-        // still leave few row groups to read for a lookup by trace id.
         Some(
-            properties(spec, 32 * 1024, last)
+            properties(spec, MERGED_ROW_GROUP_ROWS, last)
                 .into_builder()
-                .set_max_row_group_row_count(Some(32 * 1024))
+                .set_max_row_group_row_count(Some(MERGED_ROW_GROUP_ROWS))
                 .set_key_value_metadata(Some(vec![
                     KeyValue::new(SEQ_KEY.into(), last.to_string()),
                     KeyValue::new(INPUTS_KEY.into(), input_names(paths)),
@@ -711,6 +717,21 @@ pub(crate) mod tests {
             .map(|f| f.path.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
         assert_eq!(inputs, Some(names.join(",")));
+        // Row groups of 64 Ki rows (footers stay small in memory), zstd-compressed.
+        let metadata = Arc::clone(builder.metadata());
+        let groups: Vec<i64> = metadata.row_groups().iter().map(|g| g.num_rows()).collect();
+        assert_eq!(groups, [65_536, 65_536, 28_928]);
+        for column in metadata.row_groups().iter().flat_map(|g| g.columns()) {
+            assert!(
+                matches!(
+                    column.compression(),
+                    datafusion::parquet::basic::Compression::ZSTD(_)
+                ),
+                "{}: {:?}",
+                column.column_path(),
+                column.compression()
+            );
+        }
         let reader = builder.build().unwrap();
         // Sorted like a flush file: service, kind, status, start time.
         let mut merged_ids = Vec::new();

@@ -52,11 +52,22 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
     }
 }
 
+/// Rows per row group of a flush file (a flush is rarely larger).
+const FLUSH_ROW_GROUP_ROWS: usize = 256 * 1024;
+
+/// Rows per row group of a merged file. Queries keep each file's footer and page index in
+/// memory (`--query-metadata-cache`), ~700 B per column chunk: 32 Ki-row groups held 4.6 MB
+/// per 2.1 M spans (3.2 MB with 64 Ki), ~200 MB of a 20-minute fill's live heap. Larger
+/// groups have larger dictionaries, which a lookup by trace id decodes whole for every row
+/// group it touches: 256 Ki-row groups made those lookups 1.6–2× slower (docs/benchmarks.md,
+/// "Footers and merges under one GiB").
+pub(crate) const MERGED_ROW_GROUP_ROWS: usize = 64 * 1024;
+
 pub(crate) fn properties(spec: &TableSpec, rows: usize, seq: u64) -> WriterProperties {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_statistics_enabled(EnabledStatistics::None)
-        .set_max_row_group_row_count(Some(256 * 1024))
+        .set_max_row_group_row_count(Some(FLUSH_ROW_GROUP_ROWS))
         .set_data_page_row_count_limit(4096)
         .set_key_value_metadata(Some(vec![KeyValue::new(SEQ_KEY.into(), seq.to_string())]));
     // Page statistics (min/max per page, and the column index built from them) only where a
