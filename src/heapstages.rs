@@ -113,3 +113,39 @@ pub fn start_sampler() {
             }
         });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lakescope_collector::memtag::Stage;
+
+    fn live(stage: Stage) -> isize {
+        LIVE[stage as usize].load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn an_allocation_counts_for_the_stage_that_made_it_until_freed_anywhere() {
+        let before = live(Stage::Flush);
+        let block = {
+            let _flush = memtag::enter(Stage::Flush);
+            vec![1u8; 1 << 20]
+        };
+        assert!(live(Stage::Flush) - before >= 1 << 20);
+        // Freed outside the stage: still taken off the stage that made it.
+        drop(block);
+        assert!(live(Stage::Flush) - before < 1 << 20);
+
+        let before = live(Stage::Merge);
+        let mut grown = {
+            let _merge = memtag::enter(Stage::Merge);
+            let mut v: Vec<u8> = Vec::with_capacity(16);
+            v.resize(1 << 20, 7);
+            v
+        };
+        assert!(live(Stage::Merge) - before >= 1 << 20, "realloc counted");
+        grown.truncate(1);
+        grown.shrink_to_fit();
+        assert!(live(Stage::Merge) - before < 1 << 10);
+        assert_eq!(grown, [7]);
+    }
+}
