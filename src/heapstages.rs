@@ -20,35 +20,34 @@ fn outer(layout: &Layout) -> Option<Layout> {
     Layout::from_size_align(layout.size() + header(layout), layout.align()).ok()
 }
 
+/// Allocates `layout` plus its header with `inner`, tags the header with the current stage
+/// and counts the bytes for it.
+///
+/// # Safety
+/// `inner` must return null or a block valid for `outer(layout)`, as `GlobalAlloc` requires.
+unsafe fn tagged_alloc(layout: Layout, inner: impl FnOnce(Layout) -> *mut u8) -> *mut u8 {
+    let Some(o) = outer(&layout) else {
+        return std::ptr::null_mut();
+    };
+    let base = inner(o);
+    if base.is_null() {
+        return base;
+    }
+    let tag = memtag::current();
+    unsafe { *base = tag };
+    LIVE[tag as usize & 7].fetch_add(layout.size() as isize, Ordering::Relaxed);
+    unsafe { base.add(header(&layout)) }
+}
+
 // SAFETY: forwards to mimalloc with room for a header in front of each block; the pointer
 // handed out is `header` bytes into mimalloc's block, aligned as asked since `header` is a
 // multiple of the alignment.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let Some(o) = outer(&layout) else {
-            return std::ptr::null_mut();
-        };
-        let base = unsafe { mimalloc::MiMalloc.alloc(o) };
-        if base.is_null() {
-            return base;
-        }
-        let tag = memtag::current();
-        unsafe { *base = tag };
-        LIVE[tag as usize & 7].fetch_add(layout.size() as isize, Ordering::Relaxed);
-        unsafe { base.add(header(&layout)) }
+        unsafe { tagged_alloc(layout, |o| mimalloc::MiMalloc.alloc(o)) }
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let Some(o) = outer(&layout) else {
-            return std::ptr::null_mut();
-        };
-        let base = unsafe { mimalloc::MiMalloc.alloc_zeroed(o) };
-        if base.is_null() {
-            return base;
-        }
-        let tag = memtag::current();
-        unsafe { *base = tag };
-        LIVE[tag as usize & 7].fetch_add(layout.size() as isize, Ordering::Relaxed);
-        unsafe { base.add(header(&layout)) }
+        unsafe { tagged_alloc(layout, |o| mimalloc::MiMalloc.alloc_zeroed(o)) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         let base = unsafe { ptr.sub(header(&layout)) };

@@ -610,6 +610,43 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn more_services_than_the_masks_tell_apart_are_counted_by_the_join() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut dice = Dice(0x9e37_79b9_7f4a_7c15);
+        let mut spans = fleet(&mut dice);
+        // Five services become 80 names, the callers and their children drawn independently.
+        for (service, _) in &mut spans {
+            *service = format!("{service}-{}", dice.below(16));
+        }
+        write(dir.path(), spans);
+        let lake = lakescope_collector::Lake::open(dir.path()).unwrap();
+        let engine = QueryEngine::new(&lake, crate::QueryLimits::default()).unwrap();
+        let entry = "start_time >= $1 AND start_time < $2 AND span_kind IN ('SERVER', 'CONSUMER')";
+        let params = vec![
+            timestamp(T),
+            timestamp(T + 10 * MINUTE),
+            ScalarValue::Int64(Some(200_000_000)),
+            ScalarValue::Int64(Some(400_000_000)),
+            timestamp(T - CLOCK_SKEW),
+            timestamp(T + 10 * MINUTE + CLOCK_SKEW),
+        ];
+
+        let found = sorted(
+            services_in_traces(&engine, None, entry, params.clone(), 5)
+                .await
+                .unwrap(),
+        );
+        let reference = counts(&engine, &reference_sql(false, entry, 5), params).await;
+        // More services in traces than the masks hold: only the join can have answered.
+        assert!(reference.len() > MASK_SERVICES, "{}", reference.len());
+        assert!(
+            reference.iter().map(|(_, s, _)| s).sum::<u64>() > 100,
+            "{reference:?}"
+        );
+        assert_eq!(found, reference);
+    }
+
     fn sorted(mut rows: Vec<(String, u64, u64)>) -> Vec<(String, u64, u64)> {
         rows.sort();
         rows

@@ -123,16 +123,6 @@ pub fn write(dir: &std::path::Path, spans: Vec<(String, Span)>) {
 
 /// Writes spans to a lake as `parts` files per hour partition, consecutive spans (a caller and
 /// its children) in different files.
-/// Overwrites a lake file with zeros of the same size and keeps its modification time: its
-/// spans can no longer be read, while a summary stamped with its size and time still matches.
-pub fn garble(path: &std::path::Path) {
-    let modified = std::fs::metadata(path).unwrap().modified().unwrap();
-    let size = std::fs::metadata(path).unwrap().len() as usize;
-    std::fs::write(path, vec![0u8; size]).unwrap();
-    let f = std::fs::File::options().write(true).open(path).unwrap();
-    f.set_modified(modified).unwrap();
-}
-
 pub fn write_parts(dir: &std::path::Path, spans: Vec<(String, Span)>, parts: usize) {
     let mut by_file: BTreeMap<(i64, usize), Vec<(String, Span)>> = BTreeMap::new();
     for (i, (service, span)) in spans.into_iter().enumerate() {
@@ -153,6 +143,16 @@ pub fn write_parts(dir: &std::path::Path, spans: Vec<(String, Span)>, parts: usi
         writer.write(&batch).unwrap();
         writer.close().unwrap();
     }
+}
+
+/// Overwrites a lake file with zeros of the same size and keeps its modification time: its
+/// spans can no longer be read, while a summary stamped with its size and time still matches.
+pub fn garble(path: &std::path::Path) {
+    let modified = std::fs::metadata(path).unwrap().modified().unwrap();
+    let size = std::fs::metadata(path).unwrap().len() as usize;
+    std::fs::write(path, vec![0u8; size]).unwrap();
+    let f = std::fs::File::options().write(true).open(path).unwrap();
+    f.set_modified(modified).unwrap();
 }
 
 /// The spans as the write path converts them.
