@@ -37,6 +37,7 @@ serve() {
 
 serve
 load=$("$bin" loadgen --otlp-grpc 127.0.0.1:35317 --duration "$duration" --connections 4)
+fill_end=$(date +%s)
 # Each figure also goes to stderr as soon as it is known, so a late failure loses none.
 echo "bigfill: load $load" >&2
 # Longer than the default --compaction-interval (30 s): merges run in rounds.
@@ -58,9 +59,11 @@ times() {
     curl -s -o /dev/null -w '%{time_total}\n' "127.0.0.1:39080/api/v1/$1"
   done | awk '{printf "%s%.0f", (NR > 1 ? ", " : ""), $1 * 1000}'
 }
-# The series as the dashboard asks it (ui/assets/app.js, seriesParams): on 15-second boundaries.
-now=$(date +%s)
-series_q="services/frontend/series?start=$(date -u -d "@$(( (now - 3600) / 15 * 15 ))" +%Y-%m-%dT%H:%M:%SZ)&end=$(date -u -d "@$now" +%Y-%m-%dT%H:%M:%SZ)&step=30s"
+# The series as the dashboard asks it (ui/assets/app.js, seriesParams: start on a 15-second
+# boundary) over the fill's own hour: ending at the restart's "now" would make the answer depend
+# on whether the clock has left the fill's last hour partition by then.
+series_end=$(( (fill_end + 14) / 15 * 15 ))
+series_q="services/frontend/series?start=$(date -u -d "@$(( (series_end - 3600) / 15 * 15 ))" +%Y-%m-%dT%H:%M:%SZ)&end=$(date -u -d "@$series_end" +%Y-%m-%dT%H:%M:%SZ)&step=30s"
 # The first request of each after the restart aggregates the spans unless the per-file
 # summaries are on disk already; the server then makes them in the background (SETTLE s).
 services_first=$(runs=1 times "services?start=now-1h")
