@@ -85,8 +85,10 @@ impl Needle {
 
 /// Every position in each data buffer of `text` where `matcher`'s needle of `n` bytes starts,
 /// in order, searched over the bytes the non-null rows use; `None` for an empty needle, a
-/// view outside its buffers, or more occurrences than rows (a needle like "e": then a search
-/// per row, which stops at a row's first occurrence, costs less).
+/// view outside its buffers, more occurrences than rows (a needle like "e": then a search per
+/// row, which stops at a row's first occurrence, costs less), or rows scattered thinly over
+/// their buffers (what a filter leaves, e.g. one service's rows when the query also asks for
+/// a service: the buffers still hold every row's text).
 fn occurrences(text: &StringViewArray, matcher: &AhoCorasick, n: usize) -> Option<Vec<Vec<u32>>> {
     if n == 0 {
         return None;
@@ -94,6 +96,7 @@ fn occurrences(text: &StringViewArray, matcher: &AhoCorasick, n: usize) -> Optio
     let buffers = text.data_buffers();
     // Per buffer, the span of bytes the rows use.
     let mut used = vec![(usize::MAX, 0usize); buffers.len()];
+    let mut row_bytes = 0;
     for (row, &raw) in text.views().iter().enumerate() {
         let len = raw as u32;
         if len <= MAX_INLINE_VIEW_LEN || text.is_null(row) {
@@ -103,6 +106,14 @@ fn occurrences(text: &StringViewArray, matcher: &AhoCorasick, n: usize) -> Optio
         let span = used.get_mut(view.buffer_index as usize)?;
         span.0 = span.0.min(view.offset as usize);
         span.1 = span.1.max(view.offset as usize + len as usize);
+        row_bytes += len as usize;
+    }
+    let span_bytes: usize = used
+        .iter()
+        .map(|(start, end)| end.saturating_sub(*start))
+        .sum();
+    if span_bytes > 4 * row_bytes {
+        return None;
     }
     let mut found = vec![Vec::new(); buffers.len()];
     let mut total = 0;
@@ -220,7 +231,17 @@ mod tests {
         .unwrap();
         let reversed = reversed.as_string_view().clone();
         let sliced = plain.slice(700, 1500);
-        let arrays = [&plain, &shared, &reversed, &sliced];
+        // One row in ten, as a filter leaves them: the buffers keep every row's text, so the
+        // search goes row by row; whole arrays are searched buffer by buffer.
+        let mask: BooleanArray = (0..texts.len()).map(|i| Some(i % 10 == 0)).collect();
+        let sparse = datafusion::arrow::compute::filter(&plain, &mask).unwrap();
+        let sparse = sparse.as_string_view().clone();
+        let declined = AhoCorasick::new(["declined"]).unwrap();
+        assert_eq!(occurrences(&sparse, &declined, 8), None);
+        for whole in [&plain, &shared, &reversed, &sliced] {
+            assert!(occurrences(whole, &declined, 8).is_some());
+        }
+        let arrays = [&plain, &shared, &reversed, &sliced, &sparse];
         assert!(shared.data_buffers()[0].len() < plain.data_buffers()[0].len() / 4);
 
         for needle in ["declined", "DecLined", "zebra", "ab", "a", "cardok", "x"] {
