@@ -717,21 +717,31 @@ pub(crate) mod tests {
             .map(|f| f.path.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
         assert_eq!(inputs, Some(names.join(",")));
-        // Row groups of 64 Ki rows (footers stay small in memory), zstd-compressed.
+        // Row groups of 64 Ki rows (footers stay small in memory), zstd-compressed where the
+        // table says (the attributes, not the span ids).
         let metadata = Arc::clone(builder.metadata());
         let groups: Vec<i64> = metadata.row_groups().iter().map(|g| g.num_rows()).collect();
         assert_eq!(groups, [65_536, 65_536, 28_928]);
+        let compressed = crate::lake::writer::compressed_leaves(table.spec());
+        let mut zstd = 0;
         for column in metadata.row_groups().iter().flat_map(|g| g.columns()) {
-            assert!(
-                matches!(
-                    column.compression(),
-                    datafusion::parquet::basic::Compression::ZSTD(_)
-                ),
+            let is_zstd = matches!(
+                column.compression(),
+                datafusion::parquet::basic::Compression::ZSTD(_)
+            );
+            assert_eq!(
+                is_zstd,
+                compressed.contains(column.column_path()),
                 "{}: {:?}",
                 column.column_path(),
                 column.compression()
             );
+            zstd += usize::from(is_zstd);
         }
+        assert_eq!(zstd, 3 * compressed.len());
+        let names: Vec<String> = compressed.iter().map(|p| p.string()).collect();
+        assert!(names.iter().any(|n| n == "attributes.entries.value"));
+        assert!(!names.iter().any(|n| n == "span_id"));
         let reader = builder.build().unwrap();
         // Sorted like a flush file: service, kind, status, start time.
         let mut merged_ids = Vec::new();

@@ -11,7 +11,7 @@ use datafusion::arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take};
 use datafusion::arrow::datatypes::{SchemaRef, TimestampNanosecondType};
 use datafusion::arrow::error::ArrowError;
-use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use datafusion::parquet::basic::{Compression, Encoding, ZstdLevel};
 use datafusion::parquet::errors::ParquetError;
 use datafusion::parquet::file::metadata::KeyValue;
@@ -65,7 +65,7 @@ pub(crate) const MERGED_ROW_GROUP_ROWS: usize = 64 * 1024;
 
 pub(crate) fn properties(spec: &TableSpec, rows: usize, seq: u64) -> WriterProperties {
     let mut builder = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_compression(Compression::UNCOMPRESSED)
         .set_statistics_enabled(EnabledStatistics::None)
         .set_max_row_group_row_count(Some(FLUSH_ROW_GROUP_ROWS))
         .set_data_page_row_count_limit(4096)
@@ -104,7 +104,31 @@ pub(crate) fn properties(spec: &TableSpec, rows: usize, seq: u64) -> WriterPrope
             .set_column_dictionary_enabled(ColumnPath::from(*column), false)
             .set_column_encoding(ColumnPath::from(*column), Encoding::DELTA_BINARY_PACKED);
     }
+    for leaf in compressed_leaves(spec) {
+        builder = builder.set_column_compression(leaf, Compression::ZSTD(ZstdLevel::default()));
+    }
     builder.build()
+}
+
+/// The leaf columns of `spec`'s files that are written zstd-compressed (see
+/// [`TableSpec::compressed`]).
+pub(crate) fn compressed_leaves(spec: &TableSpec) -> Vec<ColumnPath> {
+    // The writer converts the schema the same way; if it could not, it fails the write anyway.
+    let Ok(descriptor) = ArrowSchemaConverter::new().convert(&(spec.schema)()) else {
+        return Vec::new();
+    };
+    descriptor
+        .columns()
+        .iter()
+        .map(|column| column.path().clone())
+        .filter(|path| {
+            let leaf = path.string();
+            spec.compressed.iter().any(|name| {
+                leaf.strip_prefix(name)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+            })
+        })
+        .collect()
 }
 
 /// Row indices of `times` (the table's `time_column`) by hour partition.
@@ -364,6 +388,26 @@ mod tests {
                 // Statistics where they can prune: top-level values, not ids or nested leaves.
                 let pruning = !name.contains('.') && !TABLE.ids.contains(&name.as_str());
                 assert_eq!(column.statistics().is_some(), pruning, "{name}");
+                // zstd only where it finds something: text and attributes, not the span id.
+                let zstd = matches!(column.compression(), Compression::ZSTD(_));
+                let expected = name == col::NAME
+                    || name == col::TRACE_ID
+                    || name.starts_with("attributes.")
+                    || name.starts_with("events.list.item.attributes.");
+                let plain = name == col::SPAN_ID
+                    || name == col::DURATION_NS
+                    || name == col::SERVICE_NAME
+                    || name.starts_with("links.list.item.trace_id")
+                    || name == "events.list.item.name";
+                assert!(!(expected && plain), "{name}");
+                if expected || plain {
+                    assert_eq!(zstd, expected, "{name}");
+                }
+                assert_eq!(
+                    zstd,
+                    compressed_leaves(&TABLE).contains(column.column_path()),
+                    "{name}"
+                );
             }
         }
 
@@ -372,6 +416,35 @@ mod tests {
             read.extend(times_by_span(&batch.unwrap()));
         }
         assert_eq!(read, sent);
+    }
+
+    #[test]
+    fn every_name_a_table_compresses_is_one_of_its_columns() {
+        for spec in [
+            &TABLE,
+            &crate::schema::logs::TABLE,
+            &crate::schema::metrics::TABLE,
+        ] {
+            let leaves = compressed_leaves(spec);
+            for name in spec.compressed {
+                let found = leaves.iter().any(|leaf| {
+                    let leaf = leaf.string();
+                    leaf == *name || leaf.starts_with(&format!("{name}."))
+                });
+                assert!(found, "{}: {name} names no column", spec.name);
+            }
+            // Not every leaf: the point is to leave the incompressible ones plain.
+            let all = ArrowSchemaConverter::new()
+                .convert(&(spec.schema)())
+                .unwrap()
+                .num_columns();
+            assert!(
+                leaves.len() < all / 2,
+                "{}: {} of {all}",
+                spec.name,
+                leaves.len()
+            );
+        }
     }
 
     /// Every row of `batch`, by (trace id, span id).

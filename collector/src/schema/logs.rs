@@ -231,6 +231,15 @@ pub const TABLE: super::TableSpec = super::TableSpec {
     bloom: &[col::TRACE_ID],
     ids: &[col::TRACE_ID, col::SPAN_ID],
     deltas: &[col::TIMESTAMP, col::OBSERVED_TIMESTAMP],
+    compressed: &[
+        col::BODY,
+        col::TIMESTAMP,
+        col::OBSERVED_TIMESTAMP,
+        col::TIMESTAMP_FROM_OBSERVED,
+        col::ATTRIBUTES,
+        col::RESOURCE_ATTRIBUTES,
+        col::SCOPE_ATTRIBUTES,
+    ],
 };
 
 /// Severity ranges by name, as OpenTelemetry defines them.

@@ -372,6 +372,30 @@ pub const TABLE: super::TableSpec = super::TableSpec {
     ids: &[],
     // The points of one export share their times, so a dictionary of them pays here.
     deltas: &[],
+    // The values and times, bucket lists and attribute maps; not the names, enums and flags.
+    compressed: &[
+        col::TIME,
+        col::START_TIME,
+        col::IS_MONOTONIC,
+        col::VALUE,
+        col::VALUE_INT,
+        col::COUNT,
+        col::SUM,
+        col::MIN,
+        col::MAX,
+        col::BUCKET_COUNTS,
+        col::EXPLICIT_BOUNDS,
+        col::EXP_ZERO_COUNT,
+        col::EXP_POSITIVE_BUCKET_COUNTS,
+        col::EXP_NEGATIVE_BUCKET_COUNTS,
+        col::QUANTILES,
+        "exemplars.list.item.filtered_attributes",
+        col::SERVICE_INSTANCE_ID,
+        col::ATTRIBUTES,
+        col::METRIC_METADATA,
+        col::RESOURCE_ATTRIBUTES,
+        col::SCOPE_ATTRIBUTES,
+    ],
 };
 
 #[cfg(test)]

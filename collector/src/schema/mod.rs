@@ -28,4 +28,10 @@ pub struct TableSpec {
     /// Integer columns nearly unique per row (times, durations): written without a dictionary,
     /// delta-encoded.
     pub deltas: &'static [&'static str],
+    /// Columns written zstd-compressed: a top-level name (all its leaves) or a leaf's dotted
+    /// path (`events.list.item.attributes`, and the leaves under it). Every other leaf's pages
+    /// are stored as encoded: zstd finds nothing in random ids, bit-packed deltas, or the
+    /// dictionary indexes of enums and names, and every compressed column chunk a query opens
+    /// costs it two zstd contexts.
+    pub compressed: &'static [&'static str],
 }
