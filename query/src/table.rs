@@ -525,8 +525,8 @@ mod tests {
                     "startTimeUnixNano":"{}","endTimeUnixNano":"{}"}}"#,
                     trace(t),
                     s + 1,
-                    start + i as i64,
-                    start + i as i64 + 1_000,
+                    start - i as i64,
+                    start - i as i64 + 1_000,
                 )
             })
             .collect();
@@ -600,8 +600,8 @@ mod tests {
                     "startTimeUnixNano":"{}","endTimeUnixNano":"{}"}}"#,
                     trace(i % 1_500),
                     i + 1,
-                    start + i as i64,
-                    start + i as i64 + 1_000,
+                    start - i as i64,
+                    start - i as i64 + 1_000,
                 )
             })
             .collect();
@@ -662,7 +662,8 @@ mod tests {
         .await;
         assert_eq!(absent, 0);
 
-        // The trace view's own query: its spans, the rows 777 + 1,500 k, in order.
+        // The trace view's own query: its spans, the rows 777 + 1,500 k, in start order (the
+        // file holds them the other way round).
         let id = crate::views::traces::TraceId::parse(&trace(777)).unwrap();
         let found = crate::views::traces::trace(&engine, &id).await.unwrap();
         let span_ids: Vec<String> = found
@@ -670,6 +671,7 @@ mod tests {
             .map(|s| const_hex::encode(&s.span.span_id))
             .collect();
         let expected: Vec<String> = (0..8)
+            .rev()
             .map(|k| format!("{:016x}", 777 + 1_500 * k + 1))
             .collect();
         assert_eq!(span_ids, expected);

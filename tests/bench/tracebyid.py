@@ -1,11 +1,15 @@
 """Trace-by-id latency: picks N random root spans' trace ids with one SQL query, then fetches
 each trace with GET /api/v1/traces/{id}, one after the other, and prints the percentiles as JSON.
+After each lookup it also times a fixed piece of CPU work in this process (SHA-256 of 4 MiB,
+~10 ms): its percentiles ("reference_ms") show how much of the lookups' tail this machine's own
+jitter explains, measured in the same run.
 
 Usage: python3 tests/bench/tracebyid.py HTTP_PORT N
 
 With IDS=FILE, the ids are read from FILE when it exists (one per line) and written to it when it
 does not, so that runs against several builds over one lake look up the same traces.
 """
+import hashlib
 import json
 import os
 import statistics
@@ -48,18 +52,23 @@ else:
             f.write("".join(i + "\n" for i in ids))
 if not ids:
     sys.exit("tracebyid.py: the lake holds no root spans to look up")
-times, sizes = [], []
+times, sizes, reference = [], [], []
+work = bytes(4 << 20)
 for trace in ids:
     started = time.perf_counter()
     with urllib.request.urlopen(base + "traces/" + trace) as res:
         body = json.load(res)
     times.append((time.perf_counter() - started) * 1000)
     sizes.append(len(body.get("spans", [])))
+    started = time.perf_counter()
+    hashlib.sha256(work).digest()
+    reference.append((time.perf_counter() - started) * 1000)
 times.sort()
+reference.sort()
 
 
-def at(q):
-    return round(times[min(len(times) - 1, int(q * len(times)))], 1)
+def at(q, values=times):
+    return round(values[min(len(values) - 1, int(q * len(values)))], 1)
 
 
 print(
@@ -69,6 +78,12 @@ print(
             "lookups": len(times),
             "spans_per_trace_median": statistics.median(sizes) if sizes else None,
             "ms": {"p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "max": round(times[-1], 1)},
+            "reference_ms": {
+                "p50": at(0.5, reference),
+                "p90": at(0.9, reference),
+                "p99": at(0.99, reference),
+                "max": round(reference[-1], 1),
+            },
         }
     )
 )
