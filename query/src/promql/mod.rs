@@ -132,8 +132,22 @@ fn check_selector(vs: &VectorSelector) -> Result<(), PromError> {
     }
 }
 
-/// Loads the series of every selector of `expr` for evaluations in `[start, end]` (ms).
+/// Loads the series of every selector of `expr` for evaluations in `[start, end]` (ms), within
+/// the engine's query time limit (like every SQL query): a selector over a great many series
+/// is cancelled rather than holding a worker.
 pub async fn load(
+    engine: &QueryEngine,
+    expr: &Expr,
+    start: i64,
+    end: i64,
+) -> Result<HashMap<usize, Vec<Series>>, PromError> {
+    let limit = engine.limits().timeout;
+    tokio::time::timeout(limit, load_series(engine, expr, start, end))
+        .await
+        .map_err(|_| PromError::from(QueryError::Timeout(limit)))?
+}
+
+async fn load_series(
     engine: &QueryEngine,
     expr: &Expr,
     start: i64,

@@ -218,6 +218,9 @@ impl Kind for SpanMetrics {
     }
 }
 
+/// The series of one label set a selector asks for, each with the field it reads.
+type Wanted = Vec<(Labels, usize)>;
+
 /// Samples at every tick of each hour that has spans, for the families a selector asks for.
 struct Emitter<'a> {
     vs: &'a VectorSelector,
@@ -226,28 +229,20 @@ struct Emitter<'a> {
 }
 
 impl Emitter<'_> {
-    fn emit(
+    /// The series of one label set the selector asks for, each with what it reads from a
+    /// running total: 0 count, 1 failed, 2 sum, 3+i bucket i (the `+Inf` bucket is the count).
+    fn wanted(
         &self,
-        out: &mut Collector,
         labels: &Labels,
-        bins: &BTreeMap<i64, Bin>,
         counter_names: &[(&str, bool)],
         histogram: Option<&str>,
-    ) -> Result<(), QueryError> {
-        // Per hour with data: ticks H+15 s … H+1 h, each the running total from H.
-        let mut hours: Vec<i64> = bins
-            .keys()
-            .map(|b| b.div_euclid(HOUR_MS) * HOUR_MS)
-            .collect();
-        hours.dedup();
+    ) -> Wanted {
         let named = |name: String| {
             let mut l = labels.clone();
             l.insert(NAME.into(), name);
             l
         };
-        let mut wanted: Vec<(Labels, usize)> = Vec::new();
-        // What each series reads from a running total: 0 count, 1 failed, 2 sum, 3+i bucket i,
-        // 3+14 the +Inf bucket (the count).
+        let mut wanted = Wanted::new();
         for (name, failed) in counter_names {
             let l = named((*name).to_owned());
             if selects(self.vs, &l) {
@@ -270,10 +265,36 @@ impl Emitter<'_> {
                 }
             }
         }
+        wanted
+    }
+
+    /// How many samples [`Self::emit`] gives each series over `bins`: the ticks within
+    /// `[from, to]` of every hour with data. Counted first so a query over too many series
+    /// is refused before any sample is built.
+    fn ticks(&self, bins: &BTreeMap<i64, Bin>) -> usize {
+        hours(bins)
+            .into_iter()
+            .map(|hour| {
+                let lo = (hour + TICK_MS).max(self.from);
+                let hi = (hour + HOUR_MS).min(self.to);
+                let first = lo.div_euclid(TICK_MS) + i64::from(lo.rem_euclid(TICK_MS) != 0);
+                usize::try_from(hi.div_euclid(TICK_MS) - first + 1).unwrap_or(0)
+            })
+            .sum()
+    }
+
+    /// Per hour with data: ticks H+15 s … H+1 h, each the running total from H.
+    fn emit(
+        &self,
+        out: &mut Collector,
+        wanted: Wanted,
+        bins: &BTreeMap<i64, Bin>,
+    ) -> Result<(), QueryError> {
         if wanted.is_empty() {
             return Ok(());
         }
-        for hour in hours {
+        let mut samples: Vec<Vec<(i64, f64)>> = vec![Vec::new(); wanted.len()];
+        for hour in hours(bins) {
             let mut total = Bin::default();
             let mut in_hour = bins.range(hour..hour + HOUR_MS).peekable();
             let mut tick = hour + TICK_MS;
@@ -282,30 +303,58 @@ impl Emitter<'_> {
                     if **start >= tick {
                         break;
                     }
-                    total.count += bin.count;
-                    total.failed += bin.failed;
-                    total.sum_ns += bin.sum_ns;
-                    for (t, b) in total.buckets.iter_mut().zip(bin.buckets) {
-                        *t += b;
-                    }
+                    total.add(bin);
                     in_hour.next();
                 }
                 if tick >= self.from {
-                    for (l, field) in &wanted {
+                    for ((_, field), series) in wanted.iter().zip(&mut samples) {
                         let v = match field {
                             0 => total.count,
                             1 => total.failed,
                             2 => total.sum_ns / 1e9,
                             i => total.buckets[i - 3],
                         };
-                        out.push(l.clone(), tick, v)?;
+                        series.push((tick, v));
                     }
                 }
                 tick += TICK_MS;
             }
         }
+        for ((labels, _), series) in wanted.into_iter().zip(samples) {
+            out.extend(labels, series)?;
+        }
         Ok(())
     }
+}
+
+/// The hours (their starts, ms) `bins` has data in, ascending.
+fn hours(bins: &BTreeMap<i64, Bin>) -> Vec<i64> {
+    let mut hours: Vec<i64> = bins
+        .keys()
+        .map(|b| b.div_euclid(HOUR_MS) * HOUR_MS)
+        .collect();
+    hours.dedup();
+    hours
+}
+
+/// Emits every planned series once all of them are known to fit: a selector over tens of
+/// thousands of span names is refused at once instead of after building millions of samples.
+async fn emit_all(
+    emitter: &Emitter<'_>,
+    out: &mut Collector,
+    plans: Vec<(Wanted, &BTreeMap<i64, Bin>)>,
+) -> Result<(), QueryError> {
+    let needed = plans
+        .iter()
+        .map(|(wanted, bins)| wanted.len().saturating_mul(emitter.ticks(bins)))
+        .fold(0usize, usize::saturating_add);
+    out.fits(needed)?;
+    for (wanted, bins) in plans {
+        emitter.emit(out, wanted, bins)?;
+        // Many series are CPU work without an await: let a shutdown or a timeout in between.
+        tokio::task::coop::consume_budget().await;
+    }
+    Ok(())
 }
 
 fn tempo_kind(kind: &str) -> String {
@@ -420,6 +469,7 @@ pub async fn load(
                 .iter()
                 .for_each(&mut add);
         }
+        let mut plans = Vec::new();
         for ([service, name, kind, status], bins) in &series {
             let labels = Labels::from([
                 ("service".to_owned(), service.to_string()),
@@ -427,8 +477,12 @@ pub async fn load(
                 ("span_kind".to_owned(), tempo_kind(kind)),
                 ("status_code".to_owned(), tempo_status(status)),
             ]);
-            emitter.emit(out, &labels, bins, &[(CALLS, false)], Some(LATENCY))?;
+            plans.push((
+                emitter.wanted(&labels, &[(CALLS, false)], Some(LATENCY)),
+                bins,
+            ));
         }
+        emit_all(&emitter, out, plans).await?;
     }
     let graph: Vec<String> = [GRAPH_TOTAL, GRAPH_FAILED]
         .into_iter()
@@ -491,24 +545,22 @@ pub async fn load(
                 }
             }
         }
+        let mut plans = Vec::new();
         for (labels, bins) in &client {
-            emitter.emit(
-                out,
-                labels,
-                bins,
-                &[(GRAPH_TOTAL, false), (GRAPH_FAILED, true)],
-                Some(GRAPH_CLIENT),
-            )?;
+            let counters = [(GRAPH_TOTAL, false), (GRAPH_FAILED, true)];
+            plans.push((emitter.wanted(labels, &counters, Some(GRAPH_CLIENT)), bins));
         }
         for (labels, bins) in &server {
-            emitter.emit(out, labels, bins, &[], Some(GRAPH_SERVER))?;
+            plans.push((emitter.wanted(labels, &[], Some(GRAPH_SERVER)), bins));
         }
+        emit_all(&emitter, out, plans).await?;
     }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::store::MAX_SAMPLES;
     use super::*;
     use crate::QueryLimits;
     use crate::views::rollup::{summarise_all, visit_kind};
@@ -520,6 +572,116 @@ mod tests {
             ..QueryLimits::default()
         };
         QueryEngine::new(lake, limits).unwrap()
+    }
+
+    fn selector(query: &str) -> VectorSelector {
+        match promql_parser::parser::parse(query).unwrap() {
+            promql_parser::parser::Expr::VectorSelector(vs) => vs,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Bins at 0:00:07, 0:59:59 and 2:00:00 of some day: two hours with data, one without.
+    fn bins_over_two_hours() -> BTreeMap<i64, Bin> {
+        let day = 1_780_000_000_000i64.div_euclid(24 * HOUR_MS) * 24 * HOUR_MS;
+        // One span of under 2 ms: in every bucket.
+        let one = Bin {
+            count: 1.0,
+            buckets: [1.0; 14],
+            ..Bin::default()
+        };
+        [7_000, HOUR_MS - 1_000, 2 * HOUR_MS]
+            .into_iter()
+            .map(|t| (day + t, one.clone()))
+            .collect()
+    }
+
+    /// The count taken before emitting is the number of samples emitted, for windows that
+    /// start and end on and off ticks, before, inside and across the hours with data.
+    #[test]
+    fn the_samples_counted_ahead_are_those_emitted() {
+        let bins = bins_over_two_hours();
+        let day = *bins.keys().next().unwrap() - 7_000;
+        let vs = selector("traces_spanmetrics_calls_total");
+        let labels = Labels::from([("service".to_owned(), "a".to_owned())]);
+        let mut checked = 0;
+        for from in [
+            -HOUR_MS,
+            0,
+            1,
+            14_999,
+            15_000,
+            1_800_001,
+            HOUR_MS,
+            2 * HOUR_MS + 3,
+        ] {
+            for to in [
+                0,
+                15_000,
+                29_999,
+                HOUR_MS,
+                HOUR_MS + 1,
+                3 * HOUR_MS,
+                9 * HOUR_MS,
+            ] {
+                let emitter = Emitter {
+                    vs: &vs,
+                    from: day + from,
+                    to: day + to,
+                };
+                let wanted = emitter.wanted(&labels, &[(CALLS, false)], None);
+                assert_eq!(wanted.len(), 1);
+                let mut out = Collector::default();
+                emitter.emit(&mut out, wanted, &bins).unwrap();
+                assert_eq!(out.samples, emitter.ticks(&bins), "from {from} to {to}");
+                checked += usize::from(out.samples > 0);
+            }
+        }
+        assert!(checked > 20, "{checked} windows had samples");
+        // The whole first hour (240 ticks) and the third up to its end.
+        let emitter = Emitter {
+            vs: &vs,
+            from: day,
+            to: day + 9 * HOUR_MS,
+        };
+        assert_eq!(emitter.ticks(&bins), 480);
+    }
+
+    /// A selector whose series would pass the sample limit is refused before any is built.
+    #[tokio::test]
+    async fn too_many_samples_are_refused_before_any_is_built() {
+        let bins = bins_over_two_hours();
+        let day = *bins.keys().next().unwrap() - 7_000;
+        let vs = selector("traces_spanmetrics_latency_bucket");
+        let emitter = Emitter {
+            vs: &vs,
+            from: day,
+            to: day + HOUR_MS,
+        };
+        let plans = |n: usize| -> Vec<_> {
+            (0..n)
+                .map(|i| {
+                    let labels = Labels::from([("span_name".to_owned(), format!("op {i}"))]);
+                    (emitter.wanted(&labels, &[], Some(LATENCY)), &bins)
+                })
+                .collect()
+        };
+        // 15 buckets × 240 ticks per series.
+        let per_series = 15 * 240;
+        let mut out = Collector {
+            samples: MAX_SAMPLES - 3 * per_series,
+            ..Collector::default()
+        };
+        let err = emit_all(&emitter, &mut out, plans(4)).await.unwrap_err();
+        assert!(err.to_string().contains("too many samples"), "{err}");
+        assert!(out.series.is_empty(), "{} series built", out.series.len());
+        assert_eq!(out.samples, MAX_SAMPLES - 3 * per_series);
+        emit_all(&emitter, &mut out, plans(3)).await.unwrap();
+        assert_eq!(out.samples, MAX_SAMPLES);
+        assert_eq!(out.series.len(), 45);
+        // Each bucket's series counts the spans up to its tick: the last one both bins.
+        let last = out.series.values().map(|s| s[s.len() - 1].1);
+        assert!(last.into_iter().all(|v| v == 2.0));
     }
 
     /// The span-derived series summed from per-file rollups equal those aggregated from the

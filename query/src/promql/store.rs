@@ -115,6 +115,28 @@ impl Collector {
         Ok(())
     }
 
+    /// Whether `more` samples still fit: lets a producer that knows its count refuse before it
+    /// builds them.
+    pub fn fits(&self, more: usize) -> Result<(), QueryError> {
+        if self.samples.saturating_add(more) > MAX_SAMPLES {
+            return Err(too_many_samples());
+        }
+        Ok(())
+    }
+
+    /// Adds many samples to one series (one label set, not one per sample).
+    pub fn extend(
+        &mut self,
+        mut labels: Labels,
+        samples: Vec<(i64, f64)>,
+    ) -> Result<(), QueryError> {
+        self.fits(samples.len())?;
+        labels.retain(|_, v| !v.is_empty());
+        self.samples += samples.len();
+        self.series.entry(labels).or_default().extend(samples);
+        Ok(())
+    }
+
     /// The series, each in time order with one sample per timestamp (the last one sent), sorted
     /// by labels as Prometheus returns them.
     pub fn finish(self) -> Vec<Series> {

@@ -184,7 +184,11 @@ impl Rules {
                                 _ = ticker.tick() => {}
                             }
                             let t = now_ms();
-                            rules.evaluate_group(index, &engine, &sink, t).await;
+                            // A shutdown does not wait for a long evaluation to end.
+                            tokio::select! {
+                                _ = stop.cancelled() => return,
+                                _ = rules.evaluate_group(index, &engine, &sink, t) => {}
+                            }
                             rules.notify(index, &config, &client, t).await;
                         }
                     },
