@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{DFSchema, DataFusionError, Result, ScalarValue};
@@ -21,10 +21,14 @@ use datafusion::logical_expr::{
     BinaryExpr, Expr, Operator, TableProviderFilterPushDown, TableType,
 };
 use datafusion::parquet::arrow::arrow_reader::RowSelection;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::{self as phys, CastExpr};
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::union::UnionExec;
 use lakescope_collector::lake::layout::PARTITION_NANOS;
 use lakescope_collector::lake::{LakeFile, Snapshot, Table};
+use lakescope_collector::schema::DerivedEnd;
 
 use crate::bloom_probe::BloomProbe;
 use crate::page_index::PageIndexedReaderFactory;
@@ -49,6 +53,86 @@ pub fn query_schema(schema: &SchemaRef) -> SchemaRef {
         })
         .collect();
     Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// `schema` with the table's derived column (see [`DerivedEnd`]) after the column it starts
+/// from, typed like it: what the table offers to queries.
+fn with_derived(schema: &SchemaRef, derived: Option<DerivedEnd>) -> SchemaRef {
+    let Some(d) = derived else {
+        return Arc::clone(schema);
+    };
+    let Ok(at) = schema.index_of(d.start) else {
+        return Arc::clone(schema);
+    };
+    let start = schema.field(at);
+    let mut fields: Vec<FieldRef> = schema.fields().iter().cloned().collect();
+    let end = Field::new(d.name, start.data_type().clone(), start.is_nullable());
+    fields.insert(at + 1, Arc::new(end));
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// What a scan reads for `projection` (indices into `offered`, the stored columns plus the
+/// derived one): the stored columns to read (indices into `stored`), and, when the derived
+/// column is asked for, the expressions that make the asked columns from what is read.
+type ReadPlan = (
+    Option<Vec<usize>>,
+    Option<Vec<(Arc<dyn PhysicalExpr>, String)>>,
+);
+
+fn read_plan(
+    stored: &SchemaRef,
+    offered: &SchemaRef,
+    derived: Option<DerivedEnd>,
+    projection: Option<&Vec<usize>>,
+) -> Result<ReadPlan> {
+    let Some(d) = derived.filter(|d| offered.index_of(d.name).is_ok()) else {
+        return Ok((projection.cloned(), None));
+    };
+    let asked: Vec<usize> = projection
+        .cloned()
+        .unwrap_or_else(|| (0..offered.fields().len()).collect());
+    let name = |i: usize| offered.field(i).name().as_str();
+    let mut read: Vec<usize> = asked
+        .iter()
+        .filter(|&&i| name(i) != d.name)
+        .map(|&i| stored.index_of(name(i)))
+        .collect::<std::result::Result<_, _>>()?;
+    if asked.iter().all(|&i| name(i) != d.name) {
+        return Ok((Some(read), None));
+    }
+    for column in [d.start, d.duration] {
+        let i = stored.index_of(column)?;
+        if !read.contains(&i) {
+            read.push(i);
+        }
+    }
+    let column = |wanted: &str| -> Result<Arc<dyn PhysicalExpr>> {
+        let at = read
+            .iter()
+            .position(|&i| stored.field(i).name() == wanted)
+            .ok_or_else(|| DataFusionError::Internal(format!("{wanted} is not read")))?;
+        Ok(Arc::new(phys::Column::new(wanted, at)))
+    };
+    let end_type = offered.field_with_name(d.name)?.data_type().clone();
+    let sum = phys::BinaryExpr::new(
+        Arc::new(CastExpr::new(column(d.start)?, DataType::Int64, None)),
+        Operator::Plus,
+        column(d.duration)?,
+    );
+    let end: Arc<dyn PhysicalExpr> = Arc::new(CastExpr::new(Arc::new(sum), end_type, None));
+    let exprs = asked
+        .iter()
+        .map(|&i| {
+            let n = name(i);
+            let expr = if n == d.name {
+                Arc::clone(&end)
+            } else {
+                column(n)?
+            };
+            Ok((expr, n.to_owned()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((Some(read), Some(exprs)))
 }
 
 /// Casts the recent buffer's batches to [`query_schema`].
@@ -77,6 +161,8 @@ pub struct LakeTable {
     table: Arc<Table>,
     /// The column whose value decides a row's hour partition.
     time_column: &'static str,
+    /// A column offered to queries but not stored (spans' `end_time`).
+    derived_end: Option<DerivedEnd>,
     /// For tables with a `trace_id` bloom filter: which row groups may hold a trace.
     trace_probe: Option<Arc<BloomProbe>>,
     /// For the spans: which rows may hold a trace, in the files that have an index.
@@ -94,6 +180,7 @@ impl LakeTable {
             .then(|| Arc::new(BloomProbe::new(TRACE_ID)));
         Self {
             time_column: spec.time_column,
+            derived_end: spec.derived_end,
             table,
             trace_probe,
             trace_index,
@@ -113,6 +200,7 @@ impl LakeTable {
         let schema = table.snapshot().schema;
         Self {
             time_column: spec.time_column,
+            derived_end: spec.derived_end,
             table,
             trace_probe: probe,
             trace_index,
@@ -287,7 +375,7 @@ fn row_groups_holding(
 #[async_trait]
 impl TableProvider for LakeTable {
     fn schema(&self) -> SchemaRef {
-        query_schema(&self.table.schema())
+        with_derived(&query_schema(&self.table.schema()), self.derived_end)
     }
 
     fn table_type(&self) -> TableType {
@@ -299,7 +387,22 @@ impl TableProvider for LakeTable {
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
         // Used to prune files and row groups; DataFusion still applies every filter to the rows.
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+        // A filter on the derived column stays above the scan: the files do not hold it, and
+        // the reader would prune with it as if it were all null.
+        let derived = self.derived_end.map(|d| d.name);
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if f.column_refs()
+                    .iter()
+                    .any(|c| Some(c.name.as_str()) == derived)
+                {
+                    TableProviderFilterPushDown::Unsupported
+                } else {
+                    TableProviderFilterPushDown::Inexact
+                }
+            })
+            .collect())
     }
 
     async fn scan(
@@ -314,6 +417,9 @@ impl TableProvider for LakeTable {
             None => self.table.snapshot(),
         };
         let schema = query_schema(&snapshot.schema);
+        let offered = with_derived(&schema, self.derived_end);
+        let (projection, derive) = read_plan(&schema, &offered, self.derived_end, projection)?;
+        let projection = projection.as_ref();
         let (lo, hi) = time_bounds(filters, self.time_column);
         let in_range: Vec<Arc<LakeFile>> = snapshot
             .files
@@ -390,7 +496,11 @@ impl TableProvider for LakeTable {
                 projection.cloned(),
             )?);
         }
-        UnionExec::try_new(plans)
+        let union = UnionExec::try_new(plans)?;
+        match derive {
+            Some(exprs) => Ok(Arc::new(ProjectionExec::try_new(exprs, union)?)),
+            None => Ok(union),
+        }
     }
 }
 
@@ -503,6 +613,122 @@ mod tests {
             Some("old")
         );
         assert!(batch.column(1).is_null(0));
+    }
+
+    /// `end_time` is not stored but offered: `start_time + duration_ns`, after `start_time`, in
+    /// files written with it (before it was derived) and without it alike; a filter on it
+    /// selects rows by the computed value (the files' pages are not pruned by it).
+    #[tokio::test]
+    async fn the_end_time_is_the_start_plus_the_duration_in_old_and_new_files() {
+        use datafusion::arrow::array::{Array, AsArray, TimestampNanosecondArray};
+        use datafusion::arrow::datatypes::{Int64Type, TimestampNanosecondType};
+        use lakescope_collector::schema::spans;
+
+        let hour = 3_600_000_000_000_i64;
+        let start = 1_795_550_400_000_000_000_i64;
+        let span = |id: u32, at: i64, ns: i64| {
+            format!(
+                r#"{{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"{id:016x}",
+                "name":"op{id}","kind":2,"startTimeUnixNano":"{at}","endTimeUnixNano":"{}"}}"#,
+                at + ns
+            )
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let props = || datafusion::parquet::file::properties::WriterProperties::builder().build();
+        let new = converted(
+            &[
+                span(1, start, 1_000_000),
+                span(2, start + 5, 2_500_000),
+                span(3, start + 9, 0),
+            ]
+            .join(","),
+        );
+        assert!(new.schema().index_of(spans::col::END_TIME).is_err());
+        write_spans_file(dir.path(), start, &new, props());
+        // A file of the format before: `end_time` stored after `start_time`.
+        let old =
+            converted(&[span(4, start + hour, 7_000), span(5, start + hour + 1, 40)].join(","));
+        let at = old.schema().index_of(spans::col::START_TIME).unwrap() + 1;
+        let begin = old.column(at - 1).as_primitive::<TimestampNanosecondType>();
+        let ns = old.column(at).as_primitive::<Int64Type>();
+        let end: TimestampNanosecondArray = (0..old.num_rows())
+            .map(|i| Some(begin.value(i) + ns.value(i)))
+            .collect::<TimestampNanosecondArray>()
+            .with_timezone("UTC");
+        let mut fields: Vec<FieldRef> = old.schema().fields().iter().cloned().collect();
+        fields.insert(
+            at,
+            Arc::new(Field::new(
+                spans::col::END_TIME,
+                end.data_type().clone(),
+                false,
+            )),
+        );
+        let mut columns = old.columns().to_vec();
+        columns.insert(at, Arc::new(end));
+        let old = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+        write_spans_file(dir.path(), start + hour, &old, props());
+
+        let lake = lakescope_collector::Lake::open(dir.path()).unwrap();
+        let engine = crate::QueryEngine::new(&lake, crate::QueryLimits::default()).unwrap();
+        let rows = engine
+            .user_query(
+                "SELECT CAST(end_time AS BIGINT) - CAST(start_time AS BIGINT) AS ns, duration_ns, \
+                 CAST(end_time AS BIGINT) AS e FROM spans ORDER BY span_id",
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        for b in &rows.batches {
+            let (ns, d, e) = (
+                b.column(0).as_primitive::<Int64Type>(),
+                b.column(1).as_primitive::<Int64Type>(),
+                b.column(2).as_primitive::<Int64Type>(),
+            );
+            got.extend((0..b.num_rows()).map(|i| (ns.value(i), d.value(i), e.value(i))));
+        }
+        assert_eq!(
+            got,
+            [
+                (1_000_000, 1_000_000, start + 1_000_000),
+                (2_500_000, 2_500_000, start + 5 + 2_500_000),
+                (0, 0, start + 9),
+                (7_000, 7_000, start + hour + 7_000),
+                (40, 40, start + hour + 41),
+            ]
+        );
+        // A filter on the end: the rows whose computed end is past it (spans 2, 4 and 5; then
+        // only span 4: span 5 ends at +41 ns).
+        let past = format!(
+            "SELECT count(*) FROM spans WHERE end_time > to_timestamp_nanos({})",
+            start + 2_000_000
+        );
+        assert_eq!(count_of(&engine, &past).await, 3);
+        let late = format!(
+            "SELECT count(*) FROM spans WHERE end_time >= to_timestamp_nanos({})",
+            start + hour + 42
+        );
+        assert_eq!(count_of(&engine, &late).await, 1);
+        // `SELECT *` has it where the stored column was.
+        let all = engine
+            .user_query("SELECT * FROM spans LIMIT 1", Vec::new())
+            .await
+            .unwrap();
+        let schema = all.batches[0].schema();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let i = names
+            .iter()
+            .position(|n| *n == spans::col::START_TIME)
+            .unwrap();
+        assert_eq!(
+            &names[i..i + 3],
+            [
+                spans::col::START_TIME,
+                spans::col::END_TIME,
+                spans::col::DURATION_NS
+            ]
+        );
     }
 
     /// A lookup by trace id reads only the row groups whose bloom filter admits the id, and still

@@ -299,7 +299,7 @@ SELECT lower(hex(trace_id)) AS id,
   first(service_name ORDER BY parent_span_id IS NULL DESC, start_time) AS root_service,
   first(name ORDER BY parent_span_id IS NULL DESC, start_time) AS root_operation,
   min(start_time) AS start,
-  epoch_ns(max(end_time)) - epoch_ns(min(start_time)) AS duration_ns,
+  max(epoch_ns(start_time) + duration_ns) - epoch_ns(min(start_time)) AS duration_ns,
   count(*) AS spans,
   bool_or(status_code = 'ERROR') AS error
 FROM spans WHERE trace_id IN ({', '.join(f"unhex('{i}')" for i in ids)})

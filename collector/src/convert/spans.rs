@@ -250,7 +250,6 @@ struct SpanColumns {
     name: StringBuilder,
     kind: StringBuilder,
     start: TimestampNanosecondBuilder,
-    end: TimestampNanosecondBuilder,
     duration: Int64Builder,
     status_code: StringBuilder,
     status_message: StringBuilder,
@@ -295,7 +294,6 @@ impl SpanColumns {
             name: s(),
             kind: s(),
             start: timestamps(rows),
-            end: timestamps(rows),
             duration: Int64Builder::with_capacity(rows),
             status_code: s(),
             status_message: s(),
@@ -343,7 +341,6 @@ impl SpanColumns {
         let start = i64::try_from(span.start_time_unix_nano).unwrap_or(i64::MAX);
         let end = i64::try_from(span.end_time_unix_nano).unwrap_or(i64::MAX);
         self.start.append_value(start);
-        self.end.append_value(end);
         self.duration.append_value(end.saturating_sub(start).max(0));
         let (code, message) = span
             .status
@@ -397,7 +394,6 @@ impl SpanColumns {
         push(Arc::new(self.name.finish()));
         push(Arc::new(self.kind.finish()));
         push(Arc::new(self.start.finish()));
-        push(Arc::new(self.end.finish()));
         push(Arc::new(self.duration.finish()));
         push(Arc::new(self.status_code.finish()));
         push(Arc::new(self.status_message.finish()));

@@ -328,29 +328,22 @@ mod tests {
     use crate::lake::table::FlushJob;
     use crate::schema::spans::{TABLE, col};
 
-    /// span id → (start, end, duration) of every row.
-    fn times_by_span(batch: &RecordBatch) -> BTreeMap<Vec<u8>, (i64, i64, i64)> {
+    /// span id → (start, duration) of every row.
+    fn times_by_span(batch: &RecordBatch) -> BTreeMap<Vec<u8>, (i64, i64)> {
         let ids = batch
             .column_by_name(col::SPAN_ID)
             .unwrap()
             .as_binary::<i32>();
-        let time = |name| {
-            batch
-                .column_by_name(name)
-                .unwrap()
-                .as_primitive::<TimestampNanosecondType>()
-                .clone()
-        };
-        let (start, end) = (time(col::START_TIME), time(col::END_TIME));
+        let start = batch
+            .column_by_name(col::START_TIME)
+            .unwrap()
+            .as_primitive::<TimestampNanosecondType>();
         let duration = batch
             .column_by_name(col::DURATION_NS)
             .unwrap()
             .as_primitive::<Int64Type>();
         (0..batch.num_rows())
-            .map(|i| {
-                let row = (start.value(i), end.value(i), duration.value(i));
-                (ids.value(i).to_vec(), row)
-            })
+            .map(|i| (ids.value(i).to_vec(), (start.value(i), duration.value(i))))
             .collect()
     }
 
@@ -371,11 +364,21 @@ mod tests {
         let builder =
             ParquetRecordBatchReaderBuilder::try_new(File::open(&files[0].path).unwrap()).unwrap();
         let metadata = builder.metadata().clone();
+        // The end is derived when read (start + duration), never stored.
+        let stored: Vec<String> = metadata
+            .file_metadata()
+            .schema_descr()
+            .columns()
+            .iter()
+            .map(|c| c.path().string())
+            .collect();
+        assert!(stored.iter().any(|c| c == col::DURATION_NS));
+        assert!(!stored.iter().any(|c| c == col::END_TIME), "{stored:?}");
         for group in metadata.row_groups() {
             for column in group.columns() {
                 let name = column.column_path().string();
                 let encodings: Vec<Encoding> = column.encodings().collect();
-                if [col::START_TIME, col::END_TIME, col::DURATION_NS].contains(&name.as_str()) {
+                if [col::START_TIME, col::DURATION_NS].contains(&name.as_str()) {
                     assert!(
                         encodings.contains(&Encoding::DELTA_BINARY_PACKED),
                         "{name}: {encodings:?}"

@@ -240,6 +240,7 @@ pub const TABLE: super::TableSpec = super::TableSpec {
         col::RESOURCE_ATTRIBUTES,
         col::SCOPE_ATTRIBUTES,
     ],
+    derived_end: None,
 };
 
 /// Severity ranges by name, as OpenTelemetry defines them.

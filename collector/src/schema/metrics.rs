@@ -396,6 +396,7 @@ pub const TABLE: super::TableSpec = super::TableSpec {
         col::RESOURCE_ATTRIBUTES,
         col::SCOPE_ATTRIBUTES,
     ],
+    derived_end: None,
 };
 
 #[cfg(test)]

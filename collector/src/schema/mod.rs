@@ -34,4 +34,17 @@ pub struct TableSpec {
     /// dictionary indexes of enums and names, and every compressed column chunk a query opens
     /// costs it two zstd contexts.
     pub compressed: &'static [&'static str],
+    /// A timestamp column that the query layer offers but the files do not store, because it is
+    /// another timestamp plus a duration (spans' `end_time`).
+    pub derived_end: Option<DerivedEnd>,
+}
+
+/// `name` = `start` + `duration` (nanoseconds), computed when the table is read.
+#[derive(Debug, Clone, Copy)]
+pub struct DerivedEnd {
+    pub name: &'static str,
+    /// A stored timestamp column; the derived column follows it in the query schema.
+    pub start: &'static str,
+    /// A stored `Int64` column of nanoseconds.
+    pub duration: &'static str,
 }

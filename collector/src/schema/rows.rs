@@ -3,7 +3,7 @@
 use datafusion::arrow::array::{
     Array, AsArray, BinaryArray, ListArray, MapArray, RecordBatch, StringArray,
 };
-use datafusion::arrow::datatypes::{TimestampNanosecondType, UInt32Type};
+use datafusion::arrow::datatypes::{Int64Type, TimestampNanosecondType, UInt32Type};
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 
 use super::attributes::decode_value;
@@ -39,6 +39,16 @@ pub fn times<'a>(
     batch
         .column_by_name(name)
         .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
+        .ok_or(ColumnError(name))
+}
+
+pub fn i64s<'a>(
+    batch: &'a RecordBatch,
+    name: &'static str,
+) -> Result<&'a datafusion::arrow::array::Int64Array, ColumnError> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_primitive_opt::<Int64Type>())
         .ok_or(ColumnError(name))
 }
 

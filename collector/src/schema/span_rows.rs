@@ -10,7 +10,7 @@ use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
 use opentelemetry_proto::tonic::trace::v1::{Span, Status};
 
 pub use super::rows::ColumnError;
-use super::rows::{binaries, id, key_values, lists, maps, strings, times, u32s};
+use super::rows::{binaries, i64s, id, key_values, lists, maps, strings, times, u32s};
 use super::spans::{SPAN_KINDS, STATUS_CODES, col};
 
 /// One stored span with the resource and scope it was sent with.
@@ -102,7 +102,7 @@ fn enum_index(names: &[&str], value: &str) -> i32 {
 }
 
 /// Every row of a batch with the `spans` schema (or a projection that keeps every stored
-/// column), as OTLP spans.
+/// column), as OTLP spans. The end is the start plus the duration (it is not stored).
 pub fn read_spans(batch: &RecordBatch) -> Result<Vec<StoredSpan>, ColumnError> {
     let trace_id = binaries(batch, col::TRACE_ID)?;
     let span_id = binaries(batch, col::SPAN_ID)?;
@@ -112,7 +112,7 @@ pub fn read_spans(batch: &RecordBatch) -> Result<Vec<StoredSpan>, ColumnError> {
     let name = strings(batch, col::NAME)?;
     let kind = strings(batch, col::SPAN_KIND)?;
     let start = times(batch, col::START_TIME)?;
-    let end = times(batch, col::END_TIME)?;
+    let duration = i64s(batch, col::DURATION_NS)?;
     let status_code = strings(batch, col::STATUS_CODE)?;
     let status_message = strings(batch, col::STATUS_MESSAGE)?;
     let attrs = maps(batch, col::ATTRIBUTES)?;
@@ -164,7 +164,7 @@ pub fn read_spans(batch: &RecordBatch) -> Result<Vec<StoredSpan>, ColumnError> {
                 name: name.value(i).to_owned(),
                 kind: enum_index(&SPAN_KINDS, kind.value(i)),
                 start_time_unix_nano: start.value(i) as u64,
-                end_time_unix_nano: end.value(i) as u64,
+                end_time_unix_nano: start.value(i).saturating_add(duration.value(i)) as u64,
                 attributes: key_values(attrs, attr_types, i),
                 dropped_attributes_count: dropped_attrs.value(i),
                 events: events(event_list, i)?,

@@ -113,11 +113,11 @@ pub const COLUMNS: &[Column] = &[
         "Timestamp(ns, UTC)",
         "Span start. Also decides the file's time partition.",
     ),
-    c(col::END_TIME, "Timestamp(ns, UTC)", "Span end."),
     c(
         col::DURATION_NS,
         "Int64",
-        "end_time - start_time in nanoseconds (never negative).",
+        "Span end minus start in nanoseconds (never negative). The end itself is not stored: \
+         queries read it as `end_time`, `start_time + duration_ns`.",
     ),
     c(col::STATUS_CODE, "Utf8", "UNSET, OK or ERROR."),
     c(
@@ -328,7 +328,6 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         text(col::NAME),
         text(col::SPAN_KIND),
         Field::new(col::START_TIME, timestamp_type(), false),
-        Field::new(col::END_TIME, timestamp_type(), false),
         Field::new(col::DURATION_NS, Int64, false),
         text(col::STATUS_CODE),
         text(col::STATUS_MESSAGE),
@@ -390,14 +389,13 @@ pub const TABLE: super::TableSpec = super::TableSpec {
     ],
     bloom: &[col::TRACE_ID],
     ids: &[col::TRACE_ID, col::SPAN_ID, col::PARENT_SPAN_ID],
-    deltas: &[col::START_TIME, col::END_TIME, col::DURATION_NS],
-    // Free text, attribute maps, and the ids and times in which zstd finds something (a trace
-    // id or an end time repeating within a service's run of rows); docs/benchmarks.md,
+    deltas: &[col::START_TIME, col::DURATION_NS],
+    // Free text, attribute maps, and the ids in which zstd finds something (a trace id
+    // repeating within a service's run of rows); docs/benchmarks.md,
     // "Only the columns zstd shrinks".
     compressed: &[
         col::TRACE_ID,
         col::PARENT_SPAN_ID,
-        col::END_TIME,
         col::NAME,
         col::STATUS_MESSAGE,
         col::HTTP_ROUTE,
@@ -413,6 +411,13 @@ pub const TABLE: super::TableSpec = super::TableSpec {
         col::RESOURCE_ATTRIBUTES,
         col::SCOPE_ATTRIBUTES,
     ],
+    // The end is the start plus the duration, exactly (a span ending before it starts is
+    // refused): storing it cost 3.4 B/span (docs/benchmarks.md, "The end time derived").
+    derived_end: Some(super::DerivedEnd {
+        name: col::END_TIME,
+        start: col::START_TIME,
+        duration: col::DURATION_NS,
+    }),
 };
 
 /// The OTLP span kinds by their enum number, as stored in `span_kind`.
