@@ -82,6 +82,9 @@ pub enum QueryError {
     Busy { running: usize },
     #[error("the query needs more memory than the limit for queries ({0}); narrow it")]
     Memory(String),
+    /// The answer is being prepared in the background (summaries); asking again later works.
+    #[error("{0}")]
+    Preparing(String),
 }
 
 impl QueryError {

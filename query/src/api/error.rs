@@ -24,6 +24,9 @@ impl From<TimeError> for ApiError {
     }
 }
 
+/// `Retry-After` of an answer still being prepared ([`QueryError::Preparing`]).
+pub const PREPARING_RETRY_SECONDS: u32 = 30;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {
@@ -33,7 +36,9 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Query(QueryError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Query(QueryError::Execution(_)) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::Query(QueryError::Busy { .. }) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Query(QueryError::Busy { .. } | QueryError::Preparing(_)) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Query(QueryError::Memory(_)) => StatusCode::UNPROCESSABLE_ENTITY,
         };
         if status.is_server_error() {
@@ -41,10 +46,45 @@ impl IntoResponse for ApiError {
         }
         let mut response = (status, Json(json!({ "error": self.to_string() }))).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
+            // A free query slot comes within seconds; summaries of a busy hour take a minute.
+            let seconds: u32 = match &self {
+                ApiError::Query(QueryError::Preparing(_)) => PREPARING_RETRY_SECONDS,
+                _ => 1,
+            };
             response
                 .headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, 1.into());
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status_and_retry(e: QueryError) -> (StatusCode, Option<String>) {
+        let response = ApiError::Query(e).into_response();
+        let retry = response
+            .headers()
+            .get(axum::http::header::RETRY_AFTER)
+            .map(|v| v.to_str().unwrap().to_owned());
+        (response.status(), retry)
+    }
+
+    #[test]
+    fn an_answer_being_prepared_is_503_with_a_longer_retry_than_a_busy_server() {
+        assert_eq!(
+            status_and_retry(QueryError::Preparing("summarising".into())),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("30".into()))
+        );
+        assert_eq!(
+            status_and_retry(QueryError::Busy { running: 8 }),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("1".into()))
+        );
+        assert_eq!(
+            status_and_retry(QueryError::Memory("join".into())),
+            (StatusCode::UNPROCESSABLE_ENTITY, None)
+        );
     }
 }

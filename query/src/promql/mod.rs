@@ -68,7 +68,9 @@ impl From<QueryError> for PromError {
         match e {
             QueryError::Invalid(m) | QueryError::Memory(m) => PromError::Execution(m),
             QueryError::Timeout(_) => PromError::Timeout(format!("query timed out: {e}")),
-            QueryError::Busy { .. } => PromError::Unavailable(e.to_string()),
+            QueryError::Busy { .. } | QueryError::Preparing(_) => {
+                PromError::Unavailable(e.to_string())
+            }
             QueryError::Execution(m) => PromError::Internal(m),
         }
     }

@@ -145,7 +145,20 @@ pub async fn graph(engine: &QueryEngine, range: TimeRange) -> Result<ServiceGrap
     };
     let (edges, services) = match summed {
         Some(summed) => summed,
-        None => joined(engine, range).await?,
+        None => match joined(engine, range).await {
+            // Too many spans to join within the memory for queries (a busy hour whose files
+            // are not summarised yet, as after a restart or a merge): `summed` has asked for
+            // the range's summaries, which the background makes one file at a time and which
+            // then answer in well under a second.
+            Err(QueryError::Memory(e)) if engine.edges.enabled() => {
+                return Err(QueryError::Preparing(format!(
+                    "the service graph of this range has too many spans to join within the \
+                     memory for queries ({e}); its per-file summaries are being made in the \
+                     background: ask again in a minute"
+                )));
+            }
+            joined => joined?,
+        },
     };
     Ok(assemble(edges, services, range.seconds()))
 }

@@ -747,6 +747,50 @@ mod tests {
         (T - 3 * CLOCK_SKEW, T + 3 * CLOCK_SKEW),
     ];
 
+    /// A range whose spans are too many to join within the memory for queries, and whose files
+    /// are not summarised yet, is answered "being prepared, ask again" (HTTP 503), not "narrow
+    /// it"; once the files are summarised the same engine answers from the summaries, equal to
+    /// the join made with enough memory.
+    #[tokio::test]
+    async fn a_graph_too_large_to_join_is_answered_once_its_files_are_summarised() {
+        let dir = tempfile::tempdir().unwrap();
+        write_parts(dir.path(), fleet(&mut Dice(0x9e37_79b9_7f4a_7c15)), 3);
+        let lake = lakescope_collector::Lake::open(dir.path()).unwrap();
+        let small = QueryEngine::new(
+            &lake,
+            QueryLimits {
+                memory_bytes: 1024,
+                graph_cache_bytes: 64 << 20,
+                ..QueryLimits::default()
+            },
+        )
+        .unwrap();
+        let range = TimeRange {
+            start: RANGES[1].0,
+            end: RANGES[1].1,
+        };
+        let refused = graph(&small, range).await.unwrap_err();
+        assert!(matches!(refused, QueryError::Preparing(_)), "{refused:?}");
+        // Without summaries to wait for, the same shortage stays "narrow it".
+        let never = QueryEngine::new(
+            &lake,
+            QueryLimits {
+                memory_bytes: 1024,
+                graph_cache_bytes: 0,
+                ..QueryLimits::default()
+            },
+        )
+        .unwrap();
+        let refused = graph(&never, range).await.unwrap_err();
+        assert!(matches!(refused, QueryError::Memory(_)), "{refused:?}");
+
+        let reference = graph(&engine(&lake, 0), range).await.unwrap();
+        // Summarised (and kept on disk) as the background would.
+        summarise_all(&engine(&lake, 64 << 20)).await;
+        let answered = graph(&small, range).await.unwrap();
+        assert_same(&answered, &reference, "summarised after the refusal");
+    }
+
     /// The fleet's callers and callees spread over three files per hour partition, so that most
     /// pairs cross files, and producers' two consumers often sit in two other files: the summed
     /// graph must equal the join over the same spans, edge by edge, number by number.
