@@ -532,7 +532,6 @@ mod tests {
         .batch
     }
 
-    /// Files written before a nullable column was added stay readable: the column reads as null.
     /// Writes `batch` as the lake's one spans file in the hour of `start`, returning its path.
     fn write_spans_file(
         lake: &std::path::Path,
@@ -565,6 +564,7 @@ mod tests {
             .value(0)
     }
 
+    /// Files written before a nullable column was added stay readable: the column reads as null.
     #[tokio::test]
     async fn files_without_a_newer_column_read_it_as_null() {
         use datafusion::arrow::array::{Array, AsArray};

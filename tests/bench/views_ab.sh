@@ -2,14 +2,15 @@
 # Same-run A/B of the view endpoints: two builds, each over its own copy of a lake (e.g. the same
 # spans before and after a lake-format change), alternating ROUNDS times. Each round restarts the
 # server on the lake (compaction off, so the files stay as they are), asks every view over the last
-# RANGE once to warm up and 5 times more, and prints one JSON line of medians in ms per build.
+# RANGE once to warm up and 5 times more, and prints one JSON line of medians in ms per build
+# (with the HTTP statuses of answers that were errors, as VIEW_refused).
 # The lakes are not modified except by the server's own start (a format upgrade, if any: copy
 # the lake first).
 #
 # Usage: tests/bench/views_ab.sh BIN_A LAKE_A BIN_B LAKE_B [ROUNDS] [RANGE]   (RANGE: e.g. now-4h)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-[ $# -ge 4 ] || { sed -n 2,9p "$0"; exit 2; }
+[ $# -ge 4 ] || { sed -n 2,10p "$0"; exit 2; }
 rounds="${5:-3}"
 range="${6:-now-4h}"
 server=""
@@ -22,7 +23,7 @@ views() { # BIN LAKE
   server=$!
   for _ in $(seq 100); do curl -sf 127.0.0.1:38080/api/v1/services >/dev/null && break; sleep 0.2; done
   python3 - "$range" <<'PY'
-import json, statistics, sys, time, urllib.request
+import json, statistics, sys, time, urllib.error, urllib.request
 r = sys.argv[1]
 base = "http://127.0.0.1:38080/api/v1/"
 endpoints = {
@@ -37,13 +38,19 @@ endpoints = {
 }
 out = {}
 for name, path in endpoints.items():
-    times = []
+    times, refused = [], []
     for _ in range(6):
         t = time.perf_counter()
-        with urllib.request.urlopen(base + path) as res:
-            res.read()
+        try:
+            with urllib.request.urlopen(base + path) as res:
+                res.read()
+        except urllib.error.HTTPError as e:
+            # Recorded, not fatal: e.g. 503 while a view's summaries are being made.
+            refused.append(e.code)
         times.append((time.perf_counter() - t) * 1000)
     out[name] = round(statistics.median(times[1:]))
+    if refused:
+        out[name + "_refused"] = refused
 print(json.dumps(out))
 PY
   kill -TERM "$server"
