@@ -616,8 +616,9 @@ mod tests {
     }
 
     /// `end_time` is not stored but offered: `start_time + duration_ns`, after `start_time`, in
-    /// files written with it (before it was derived) and without it alike; a filter on it
-    /// selects rows by the computed value (the files' pages are not pruned by it).
+    /// files written with it (before it was derived), files without it and the recent batches
+    /// alike; a filter or an ordering on it uses the computed value (the files' pages are not
+    /// pruned by it).
     #[tokio::test]
     async fn the_end_time_is_the_start_plus_the_duration_in_old_and_new_files() {
         use datafusion::arrow::array::{Array, AsArray, TimestampNanosecondArray};
@@ -670,6 +671,9 @@ mod tests {
         write_spans_file(dir.path(), start + hour, &old, props());
 
         let lake = lakescope_collector::Lake::open(dir.path()).unwrap();
+        // One span not flushed yet.
+        lake.spans
+            .push(1, converted(&span(6, start + 2 * hour, 123)));
         let engine = crate::QueryEngine::new(&lake, crate::QueryLimits::default()).unwrap();
         let rows = engine
             .user_query(
@@ -696,20 +700,43 @@ mod tests {
                 (0, 0, start + 9),
                 (7_000, 7_000, start + hour + 7_000),
                 (40, 40, start + hour + 41),
+                (123, 123, start + 2 * hour + 123),
             ]
         );
-        // A filter on the end: the rows whose computed end is past it (spans 2, 4 and 5; then
-        // only span 4: span 5 ends at +41 ns).
+        // A filter on the end: the rows whose computed end is past it (spans 2, 4, 5 and 6;
+        // then spans 4 and 6: span 5 ends at +41 ns).
         let past = format!(
             "SELECT count(*) FROM spans WHERE end_time > to_timestamp_nanos({})",
             start + 2_000_000
         );
-        assert_eq!(count_of(&engine, &past).await, 3);
+        assert_eq!(count_of(&engine, &past).await, 4);
         let late = format!(
             "SELECT count(*) FROM spans WHERE end_time >= to_timestamp_nanos({})",
             start + hour + 42
         );
-        assert_eq!(count_of(&engine, &late).await, 1);
+        assert_eq!(count_of(&engine, &late).await, 2);
+        // The latest ends first (a top-k whose bound may be pushed towards the scan).
+        let last = engine
+            .user_query(
+                "SELECT name FROM spans ORDER BY end_time DESC LIMIT 2",
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+        let names: Vec<String> = last
+            .batches
+            .iter()
+            .flat_map(|b| {
+                let c = b.column(0);
+                (0..b.num_rows()).map(move |i| {
+                    c.as_string_view_opt()
+                        .map(|a| a.value(i).to_owned())
+                        .or_else(|| c.as_string_opt::<i32>().map(|a| a.value(i).to_owned()))
+                        .unwrap()
+                })
+            })
+            .collect();
+        assert_eq!(names, ["op6", "op4"]);
         // `SELECT *` has it where the stored column was.
         let all = engine
             .user_query("SELECT * FROM spans LIMIT 1", Vec::new())
