@@ -71,11 +71,15 @@ pub(crate) fn properties(spec: &TableSpec, rows: usize, seq: u64) -> WriterPrope
         .set_data_page_row_count_limit(4096)
         .set_key_value_metadata(Some(vec![KeyValue::new(SEQ_KEY.into(), seq.to_string())]));
     // Page statistics (min/max per page, and the column index built from them) only where a
-    // filter can prune with them: the top-level values. Min/max of random ids and of attribute,
-    // event and link leaves never exclude a page; they only cost a comparison per value and
-    // made every footer a query loads larger.
+    // filter can prune with them: the top-level values, less free text and bookkeeping
+    // strings. Min/max of random ids and of attribute, event and link leaves never exclude a
+    // page; they only cost comparisons per value and made every footer a query loads larger.
     for field in (spec.schema)().fields() {
-        if !field.data_type().is_nested() && !spec.ids.contains(&field.name().as_str()) {
+        let name = field.name().as_str();
+        if !field.data_type().is_nested()
+            && !spec.ids.contains(&name)
+            && !spec.unpruned.contains(&name)
+        {
             builder = builder.set_column_statistics_enabled(
                 ColumnPath::from(field.name().as_str()),
                 EnabledStatistics::Page,
@@ -388,8 +392,11 @@ mod tests {
                     // Columns of few values keep their dictionary.
                     assert!(column.dictionary_page_offset().is_some(), "{name}");
                 }
-                // Statistics where they can prune: top-level values, not ids or nested leaves.
-                let pruning = !name.contains('.') && !TABLE.ids.contains(&name.as_str());
+                // Statistics where they can prune: top-level values, not ids, nested leaves or
+                // free text.
+                let pruning = !name.contains('.')
+                    && !TABLE.ids.contains(&name.as_str())
+                    && !TABLE.unpruned.contains(&name.as_str());
                 assert_eq!(column.statistics().is_some(), pruning, "{name}");
                 // zstd only where it finds something: text and attributes, not the span id.
                 let zstd = matches!(column.compression(), Compression::ZSTD(_));
