@@ -4,6 +4,7 @@ pub mod compaction;
 pub mod flusher;
 pub mod layout;
 pub mod migrate;
+mod order;
 pub mod retention;
 pub mod table;
 pub mod take;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
-use datafusion::arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take};
+use datafusion::arrow::compute::{concat_batches, take};
 use datafusion::arrow::datatypes::{SchemaRef, TimestampNanosecondType};
 use datafusion::arrow::error::ArrowError;
 use datafusion::parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
@@ -178,16 +178,13 @@ fn storage_order(
             .iter()
             .map(|name| {
                 let values = column(name)?;
-                Ok(SortColumn {
-                    values: match &rows {
-                        Some(rows) => take(values.as_ref(), rows, None)?,
-                        None => Arc::clone(values),
-                    },
-                    options: None,
+                Ok(match &rows {
+                    Some(rows) => take(values.as_ref(), rows, None)?,
+                    None => Arc::clone(values),
                 })
             })
             .collect::<Result<Vec<_>, WriteError>>()?;
-        let order = lexsort_to_indices(&sort_columns, None)?;
+        let order = super::order::sort_to_indices(&sort_columns)?;
         let order = match &rows {
             Some(rows) => take(rows, &order, None)?.as_primitive().clone(),
             None => order,
