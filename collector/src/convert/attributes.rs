@@ -1,9 +1,11 @@
 //! Builders for attribute map columns (`Map(Utf8, Utf8)` plus its type-letter column).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, MapBuilder, MapFieldNames, StringBuilder};
 use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
 
 use crate::schema::attributes::encode_value;
 
@@ -15,8 +17,74 @@ pub struct AttributeColumns {
     letters: String,
 }
 
+/// An attribute set encoded once for the many rows that share it (a resource's or a scope's).
+pub struct EncodedAttributes<'a> {
+    entries: Vec<(&'a str, Cow<'a, str>)>,
+    letters: String,
+}
+
+impl<'a> EncodedAttributes<'a> {
+    pub fn new(attributes: &'a [KeyValue]) -> Self {
+        let mut letters = String::with_capacity(attributes.len());
+        let entries = attributes
+            .iter()
+            .map(|kv| {
+                let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                    Some(Value::StringValue(s)) => {
+                        letters.push('s');
+                        Cow::Borrowed(s.as_str())
+                    }
+                    _ => {
+                        let mut text = String::new();
+                        letters.push(encode_value(kv.value.as_ref(), &mut text));
+                        Cow::Owned(text)
+                    }
+                };
+                (kv.key.as_str(), value)
+            })
+            .collect();
+        Self { entries, letters }
+    }
+
+    /// Bytes of keys and of values per row.
+    pub fn bytes(&self) -> (usize, usize) {
+        let keys = self.entries.iter().map(|(k, _)| k.len()).sum();
+        let values = self.entries.iter().map(|(_, v)| v.len()).sum();
+        (keys, values)
+    }
+}
+
+/// How much an attribute column will hold, to allocate it once.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AttributeSizes {
+    pub entries: usize,
+    pub key_bytes: usize,
+    pub value_bytes: usize,
+}
+
+impl AttributeSizes {
+    /// `rows` rows of `attributes`.
+    pub fn add(&mut self, rows: usize, attributes: &EncodedAttributes<'_>) {
+        let (keys, values) = attributes.bytes();
+        self.entries += rows * attributes.entries.len();
+        self.key_bytes += rows * keys;
+        self.value_bytes += rows * values;
+    }
+}
+
 impl AttributeColumns {
     pub fn with_capacity(rows: usize) -> Self {
+        Self::with_sizes(
+            rows,
+            AttributeSizes {
+                entries: 1024,
+                key_bytes: 1024,
+                value_bytes: 1024,
+            },
+        )
+    }
+
+    pub fn with_sizes(rows: usize, sizes: AttributeSizes) -> Self {
         let names = MapFieldNames {
             entry: "entries".into(),
             key: "key".into(),
@@ -25,8 +93,8 @@ impl AttributeColumns {
         Self {
             map: MapBuilder::with_capacity(
                 Some(names),
-                StringBuilder::new(),
-                StringBuilder::new(),
+                StringBuilder::with_capacity(sizes.entries, sizes.key_bytes),
+                StringBuilder::with_capacity(sizes.entries, sizes.value_bytes),
                 rows,
             ),
             types: StringBuilder::with_capacity(rows, rows * 4),
@@ -38,16 +106,37 @@ impl AttributeColumns {
     pub fn append(&mut self, attributes: &[KeyValue]) {
         self.letters.clear();
         for kv in attributes {
-            self.text.clear();
-            let letter = encode_value(kv.value.as_ref(), &mut self.text);
             self.map.keys().append_value(&kv.key);
-            self.map.values().append_value(&self.text);
+            // Text values go in as they are, without a copy through `text`.
+            let letter = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(Value::StringValue(s)) => {
+                    self.map.values().append_value(s);
+                    's'
+                }
+                _ => {
+                    self.text.clear();
+                    let letter = encode_value(kv.value.as_ref(), &mut self.text);
+                    self.map.values().append_value(&self.text);
+                    letter
+                }
+            };
             self.letters.push(letter);
         }
         // A MapBuilder append only fails when keys and values differ in length, which the loop
         // above rules out.
         let _ = self.map.append(true);
         self.types.append_value(&self.letters);
+    }
+
+    /// Appends a row of an attribute set encoded beforehand.
+    pub fn append_encoded(&mut self, attributes: &EncodedAttributes<'_>) {
+        for (key, value) in &attributes.entries {
+            self.map.keys().append_value(key);
+            self.map.values().append_value(value);
+        }
+        // As in `append`: keys and values are the same length.
+        let _ = self.map.append(true);
+        self.types.append_value(&attributes.letters);
     }
 
     /// The map column and the type-letter column.

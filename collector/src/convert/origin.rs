@@ -8,7 +8,7 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
-use super::attributes::AttributeColumns;
+use super::attributes::{AttributeColumns, AttributeSizes, EncodedAttributes};
 use crate::schema::spans::UNKNOWN_SERVICE;
 
 /// The text of a string value.
@@ -26,11 +26,14 @@ pub struct Origin<'a> {
     pub service_version: Option<&'a str>,
     pub service_instance_id: Option<&'a str>,
     pub resource_attributes: &'a [KeyValue],
+    /// `resource_attributes` encoded once for every record of the block.
+    pub resource_encoded: EncodedAttributes<'a>,
     pub resource_dropped: u32,
     pub resource_schema_url: &'a str,
     pub scope_name: &'a str,
     pub scope_version: &'a str,
     pub scope_attributes: &'a [KeyValue],
+    pub scope_encoded: EncodedAttributes<'a>,
     pub scope_dropped: u32,
     pub scope_schema_url: &'a str,
 }
@@ -50,11 +53,13 @@ impl<'a> Origin<'a> {
             service_version: get("service.version"),
             service_instance_id: get("service.instance.id"),
             resource_attributes: attrs,
+            resource_encoded: EncodedAttributes::new(attrs),
             resource_dropped: resource.map_or(0, |r| r.dropped_attributes_count),
             resource_schema_url,
             scope_name: scope.map_or("", |s| &s.name),
             scope_version: scope.map_or("", |s| &s.version),
             scope_attributes: scope.map_or(&[][..], |s| &s.attributes[..]),
+            scope_encoded: EncodedAttributes::new(scope.map_or(&[][..], |s| &s.attributes[..])),
             scope_dropped: scope.map_or(0, |s| s.dropped_attributes_count),
             scope_schema_url,
         }
@@ -81,6 +86,8 @@ pub struct OriginArrays {
 
 /// Builders of the origin columns, one row per record.
 pub struct OriginColumns {
+    /// The rows allocated for.
+    rows: usize,
     service_name: StringBuilder,
     service_namespace: StringBuilder,
     service_version: StringBuilder,
@@ -97,21 +104,43 @@ pub struct OriginColumns {
 
 impl OriginColumns {
     pub fn with_capacity(rows: usize) -> Self {
+        Self::with_sizes(rows, AttributeSizes::default(), AttributeSizes::default())
+    }
+
+    /// Sized for `blocks`: each block's row count and origin.
+    pub fn for_blocks<'a>(blocks: impl IntoIterator<Item = (usize, &'a Origin<'a>)>) -> Self {
+        let (mut rows, mut resource, mut scope) =
+            (0, AttributeSizes::default(), AttributeSizes::default());
+        for (n, origin) in blocks {
+            rows += n;
+            resource.add(n, &origin.resource_encoded);
+            scope.add(n, &origin.scope_encoded);
+        }
+        Self::with_sizes(rows, resource, scope)
+    }
+
+    fn with_sizes(rows: usize, resource: AttributeSizes, scope: AttributeSizes) -> Self {
         let s = || StringBuilder::with_capacity(rows, rows * 8);
         Self {
+            rows,
             service_name: s(),
             service_namespace: s(),
             service_version: s(),
             service_instance_id: s(),
-            resource_attributes: AttributeColumns::with_capacity(rows),
+            resource_attributes: AttributeColumns::with_sizes(rows, resource),
             resource_dropped: UInt32Builder::with_capacity(rows),
             resource_schema_url: s(),
             scope_name: s(),
             scope_version: s(),
-            scope_attributes: AttributeColumns::with_capacity(rows),
+            scope_attributes: AttributeColumns::with_sizes(rows, scope),
             scope_dropped: UInt32Builder::with_capacity(rows),
             scope_schema_url: s(),
         }
+    }
+
+    /// The rows allocated for.
+    pub fn rows(&self) -> usize {
+        self.rows
     }
 
     pub fn append(&mut self, o: &Origin<'_>) {
@@ -120,12 +149,12 @@ impl OriginColumns {
         self.service_version.append_option(o.service_version);
         self.service_instance_id
             .append_option(o.service_instance_id);
-        self.resource_attributes.append(o.resource_attributes);
+        self.resource_attributes.append_encoded(&o.resource_encoded);
         self.resource_dropped.append_value(o.resource_dropped);
         self.resource_schema_url.append_value(o.resource_schema_url);
         self.scope_name.append_value(o.scope_name);
         self.scope_version.append_value(o.scope_version);
-        self.scope_attributes.append(o.scope_attributes);
+        self.scope_attributes.append_encoded(&o.scope_encoded);
         self.scope_dropped.append_value(o.scope_dropped);
         self.scope_schema_url.append_value(o.scope_schema_url);
     }

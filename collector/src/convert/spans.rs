@@ -16,7 +16,7 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::Span;
 
-use super::attributes::AttributeColumns;
+use super::attributes::{AttributeColumns, AttributeSizes};
 use super::origin::{Origin, OriginColumns, as_str};
 use super::rejections::Rejections;
 use crate::limits::Limits;
@@ -283,7 +283,9 @@ fn timestamps(rows: usize) -> TimestampNanosecondBuilder {
 }
 
 impl SpanColumns {
-    fn with_capacity(rows: usize) -> Self {
+    /// For the rows `origin` is sized for, with span attributes of `attributes`' size.
+    fn with_capacity(origin: OriginColumns, attributes: AttributeSizes) -> Self {
+        let rows = origin.rows();
         let s = || StringBuilder::with_capacity(rows, rows * 8);
         Self {
             trace_id: BinaryBuilder::with_capacity(rows, rows * 16),
@@ -297,7 +299,7 @@ impl SpanColumns {
             duration: Int64Builder::with_capacity(rows),
             status_code: s(),
             status_message: s(),
-            origin: OriginColumns::with_capacity(rows),
+            origin,
             http_method: s(),
             http_route: s(),
             http_status_code: Int64Builder::with_capacity(rows),
@@ -314,7 +316,7 @@ impl SpanColumns {
             exception_type: s(),
             exception_message: s(),
             exception_stacktrace: s(),
-            attributes: AttributeColumns::with_capacity(rows),
+            attributes: AttributeColumns::with_sizes(rows, attributes),
             dropped_attributes: UInt32Builder::with_capacity(rows),
             events: EventColumns::default(),
             dropped_events: UInt32Builder::with_capacity(rows),
@@ -553,30 +555,56 @@ pub fn convert(
     request: &ExportTraceServiceRequest,
     limits: &Limits,
 ) -> Result<super::Converted, ArrowError> {
-    let total: usize = request
+    // Each scope block's origin, encoded once; with them every column is allocated at its
+    // full size up front instead of growing (and copying) as spans are appended.
+    let origins: Vec<Vec<Origin<'_>>> = request
         .resource_spans
         .iter()
-        .flat_map(|rs| &rs.scope_spans)
-        .map(|ss| ss.spans.len())
-        .sum();
-    let mut columns = SpanColumns::with_capacity(total);
+        .map(|rs| {
+            rs.scope_spans
+                .iter()
+                .map(|ss| {
+                    Origin::new(
+                        rs.resource.as_ref(),
+                        &rs.schema_url,
+                        ss.scope.as_ref(),
+                        &ss.schema_url,
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    let blocks = || {
+        request
+            .resource_spans
+            .iter()
+            .zip(&origins)
+            .flat_map(|(rs, origins)| rs.scope_spans.iter().zip(origins))
+    };
+    let mut attributes = AttributeSizes::default();
+    for span in blocks().flat_map(|(ss, _)| &ss.spans) {
+        attributes.entries += span.attributes.len();
+        for kv in &span.attributes {
+            attributes.key_bytes += kv.key.len();
+            attributes.value_bytes += match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(Value::StringValue(s)) => s.len(),
+                _ => 8,
+            };
+        }
+    }
+    let origin_columns = OriginColumns::for_blocks(blocks().map(|(ss, o)| (ss.spans.len(), o)));
+    let mut columns = SpanColumns::with_capacity(origin_columns, attributes);
     let mut rejected = Rejections::new("span", "spans");
-    for rs in &request.resource_spans {
+    for (rs, origins) in request.resource_spans.iter().zip(&origins) {
         let resource_attributes = rs.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
         let resource_ok = validate_shared("resource", resource_attributes, limits);
-        for ss in &rs.scope_spans {
-            let origin = Origin::new(
-                rs.resource.as_ref(),
-                &rs.schema_url,
-                ss.scope.as_ref(),
-                &ss.schema_url,
-            );
+        for (ss, origin) in rs.scope_spans.iter().zip(origins) {
             let shared = resource_ok
                 .clone()
                 .and_then(|_| validate_shared("scope", origin.scope_attributes, limits));
             for span in &ss.spans {
                 match shared.clone().and_then(|_| validate_span(span, limits)) {
-                    Ok(()) => columns.append(span, &origin),
+                    Ok(()) => columns.append(span, origin),
                     Err(e) => rejected.add(e),
                 }
             }

@@ -390,3 +390,57 @@ proptest! {
         prop_assert_eq!(back, spans);
     }
 }
+
+/// Resources and scopes of any attributes, several to a request: each span comes back with its
+/// own block's, although a block's attributes are encoded once for all its spans.
+fn arb_request() -> impl Strategy<Value = ExportTraceServiceRequest> {
+    let scope = (attributes(), proptest::collection::vec(arb_span(), 0..4)).prop_map(
+        |(attributes, spans)| ScopeSpans {
+            scope: Some(InstrumentationScope {
+                name: "scope".into(),
+                version: "1".into(),
+                attributes,
+                dropped_attributes_count: 0,
+            }),
+            spans,
+            schema_url: String::new(),
+        },
+    );
+    let resource = (attributes(), proptest::collection::vec(scope, 1..3)).prop_map(
+        |(mut attributes, scope_spans)| {
+            attributes.push(kv("service.name", s("svc")));
+            ResourceSpans {
+                resource: Some(Resource {
+                    attributes,
+                    dropped_attributes_count: 0,
+                    entity_refs: vec![],
+                }),
+                scope_spans,
+                schema_url: String::new(),
+            }
+        },
+    );
+    proptest::collection::vec(resource, 1..4)
+        .prop_map(|resource_spans| ExportTraceServiceRequest { resource_spans })
+}
+
+proptest! {
+    #[test]
+    fn every_span_keeps_its_own_resource_and_scope(req in arb_request()) {
+        let converted = convert(&req, &Limits::default()).unwrap();
+        prop_assert_eq!(converted.rejected, 0);
+        let back = read_spans(&converted.batch).unwrap();
+        let sent: Vec<_> = req
+            .resource_spans
+            .iter()
+            .flat_map(|rs| rs.scope_spans.iter().map(move |ss| (rs, ss)))
+            .flat_map(|(rs, ss)| ss.spans.iter().map(move |span| (rs, ss, span)))
+            .collect();
+        prop_assert_eq!(back.len(), sent.len());
+        for (row, (rs, ss, span)) in back.iter().zip(sent) {
+            prop_assert_eq!(&row.span, span);
+            prop_assert_eq!(Some(&row.resource), rs.resource.as_ref());
+            prop_assert_eq!(Some(&row.scope), ss.scope.as_ref());
+        }
+    }
+}
