@@ -5,9 +5,14 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, MapBuilder, MapFieldNames, StringBuilder};
 use opentelemetry_proto::tonic::common::v1::KeyValue;
-use opentelemetry_proto::tonic::common::v1::any_value::Value;
 
+use super::origin::as_str;
 use crate::schema::attributes::encode_value;
+
+/// The most bytes (and entries) an attribute column allocates before its first append; past
+/// it the column grows as it fills. A resource's attributes are stored once per span, so a
+/// request's own size does not bound the estimate.
+const MAX_PRESIZED: usize = 64 << 20;
 
 /// Appends one attribute set per row.
 pub struct AttributeColumns {
@@ -29,12 +34,12 @@ impl<'a> EncodedAttributes<'a> {
         let entries = attributes
             .iter()
             .map(|kv| {
-                let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-                    Some(Value::StringValue(s)) => {
+                let value = match as_str(kv.value.as_ref()) {
+                    Some(text) => {
                         letters.push('s');
-                        Cow::Borrowed(s.as_str())
+                        Cow::Borrowed(text)
                     }
-                    _ => {
+                    None => {
                         let mut text = String::new();
                         letters.push(encode_value(kv.value.as_ref(), &mut text));
                         Cow::Owned(text)
@@ -85,6 +90,7 @@ impl AttributeColumns {
     }
 
     pub fn with_sizes(rows: usize, sizes: AttributeSizes) -> Self {
+        let entries = sizes.entries.min(MAX_PRESIZED / size_of::<i32>());
         let names = MapFieldNames {
             entry: "entries".into(),
             key: "key".into(),
@@ -93,8 +99,8 @@ impl AttributeColumns {
         Self {
             map: MapBuilder::with_capacity(
                 Some(names),
-                StringBuilder::with_capacity(sizes.entries, sizes.key_bytes),
-                StringBuilder::with_capacity(sizes.entries, sizes.value_bytes),
+                StringBuilder::with_capacity(entries, sizes.key_bytes.min(MAX_PRESIZED)),
+                StringBuilder::with_capacity(entries, sizes.value_bytes.min(MAX_PRESIZED)),
                 rows,
             ),
             types: StringBuilder::with_capacity(rows, rows * 4),
@@ -108,12 +114,12 @@ impl AttributeColumns {
         for kv in attributes {
             self.map.keys().append_value(&kv.key);
             // Text values go in as they are, without a copy through `text`.
-            let letter = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-                Some(Value::StringValue(s)) => {
-                    self.map.values().append_value(s);
+            let letter = match as_str(kv.value.as_ref()) {
+                Some(text) => {
+                    self.map.values().append_value(text);
                     's'
                 }
-                _ => {
+                None => {
                     self.text.clear();
                     let letter = encode_value(kv.value.as_ref(), &mut self.text);
                     self.map.values().append_value(&self.text);
@@ -142,5 +148,31 @@ impl AttributeColumns {
     /// The map column and the type-letter column.
     pub fn finish(mut self) -> (ArrayRef, ArrayRef) {
         (Arc::new(self.map.finish()), Arc::new(self.types.finish()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request can claim more than memory holds (a large resource times many spans): the
+    /// columns then start at the cap and grow as rows arrive, rather than failing to allocate.
+    #[test]
+    fn an_estimate_beyond_memory_allocates_only_up_to_the_cap() {
+        let huge = usize::MAX / 64;
+        let sizes = AttributeSizes {
+            entries: huge,
+            key_bytes: huge,
+            value_bytes: huge,
+        };
+        let mut columns = AttributeColumns::with_sizes(4, sizes);
+        let attributes = vec![KeyValue {
+            key: "k".into(),
+            key_strindex: 0,
+            value: None,
+        }];
+        columns.append(&attributes);
+        let (map, types) = columns.finish();
+        assert_eq!((map.len(), types.len()), (1, 1));
     }
 }

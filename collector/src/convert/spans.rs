@@ -555,58 +555,43 @@ pub fn convert(
     request: &ExportTraceServiceRequest,
     limits: &Limits,
 ) -> Result<super::Converted, ArrowError> {
-    // Each scope block's origin, encoded once; with them every column is allocated at its
-    // full size up front instead of growing (and copying) as spans are appended.
-    let origins: Vec<Vec<Origin<'_>>> = request
-        .resource_spans
-        .iter()
-        .map(|rs| {
-            rs.scope_spans
-                .iter()
-                .map(|ss| {
-                    Origin::new(
-                        rs.resource.as_ref(),
-                        &rs.schema_url,
-                        ss.scope.as_ref(),
-                        &ss.schema_url,
-                    )
-                })
-                .collect()
-        })
-        .collect();
-    let blocks = || {
-        request
-            .resource_spans
-            .iter()
-            .zip(&origins)
-            .flat_map(|(rs, origins)| rs.scope_spans.iter().zip(origins))
-    };
-    let mut attributes = AttributeSizes::default();
-    for span in blocks().flat_map(|(ss, _)| &ss.spans) {
-        attributes.entries += span.attributes.len();
-        for kv in &span.attributes {
-            attributes.key_bytes += kv.key.len();
-            attributes.value_bytes += match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-                Some(Value::StringValue(s)) => s.len(),
-                _ => 8,
-            };
-        }
-    }
-    let origin_columns = OriginColumns::for_blocks(blocks().map(|(ss, o)| (ss.spans.len(), o)));
-    let mut columns = SpanColumns::with_capacity(origin_columns, attributes);
-    let mut rejected = Rejections::new("span", "spans");
-    for (rs, origins) in request.resource_spans.iter().zip(&origins) {
+    // Each scope block's origin, encoded once, and whether its resource and scope are within
+    // the limits. The blocks accepted size every column up front, so that none grows (and is
+    // copied) as spans are appended.
+    let mut blocks = Vec::new();
+    for rs in &request.resource_spans {
         let resource_attributes = rs.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
         let resource_ok = validate_shared("resource", resource_attributes, limits);
-        for (ss, origin) in rs.scope_spans.iter().zip(origins) {
+        for ss in &rs.scope_spans {
+            let origin = Origin::new(
+                rs.resource.as_ref(),
+                &rs.schema_url,
+                ss.scope.as_ref(),
+                &ss.schema_url,
+            );
             let shared = resource_ok
                 .clone()
                 .and_then(|_| validate_shared("scope", origin.scope_attributes, limits));
-            for span in &ss.spans {
-                match shared.clone().and_then(|_| validate_span(span, limits)) {
-                    Ok(()) => columns.append(span, origin),
-                    Err(e) => rejected.add(e),
-                }
+            blocks.push((ss, origin, shared));
+        }
+    }
+    let accepted = || blocks.iter().filter(|(_, _, shared)| shared.is_ok());
+    let mut attributes = AttributeSizes::default();
+    for span in accepted().flat_map(|(ss, _, _)| &ss.spans) {
+        attributes.entries += span.attributes.len();
+        for kv in &span.attributes {
+            attributes.key_bytes += kv.key.len();
+            attributes.value_bytes += as_str(kv.value.as_ref()).map_or(8, str::len);
+        }
+    }
+    let origin = OriginColumns::for_blocks(accepted().map(|(ss, o, _)| (ss.spans.len(), o)));
+    let mut columns = SpanColumns::with_capacity(origin, attributes);
+    let mut rejected = Rejections::new("span", "spans");
+    for (ss, origin, shared) in &blocks {
+        for span in &ss.spans {
+            match shared.clone().and_then(|_| validate_span(span, limits)) {
+                Ok(()) => columns.append(span, origin),
+                Err(e) => rejected.add(e),
             }
         }
     }

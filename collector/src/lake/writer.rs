@@ -76,10 +76,7 @@ pub(crate) fn properties(spec: &TableSpec, rows: usize, seq: u64) -> WriterPrope
     // page; they only cost comparisons per value and made every footer a query loads larger.
     for field in (spec.schema)().fields() {
         let name = field.name().as_str();
-        if !field.data_type().is_nested()
-            && !spec.ids.contains(&name)
-            && !spec.unpruned.contains(&name)
-        {
+        if !field.data_type().is_nested() && !spec.ids.contains(&name) && !spec.is_unpruned(name) {
             builder = builder.set_column_statistics_enabled(
                 ColumnPath::from(field.name().as_str()),
                 EnabledStatistics::Page,
@@ -393,8 +390,14 @@ mod tests {
                 // free text.
                 let pruning = !name.contains('.')
                     && !TABLE.ids.contains(&name.as_str())
-                    && !TABLE.unpruned.contains(&name.as_str());
+                    && !TABLE.is_unpruned(&name);
                 assert_eq!(column.statistics().is_some(), pruning, "{name}");
+                if [col::STATUS_MESSAGE, col::RESOURCE_SCHEMA_URL].contains(&name.as_str()) {
+                    assert!(column.statistics().is_none(), "{name}");
+                }
+                if [col::SERVICE_NAME, col::NAME, col::STATUS_CODE].contains(&name.as_str()) {
+                    assert!(column.statistics().is_some(), "{name}");
+                }
                 // zstd only where it finds something: text and attributes, not the span id.
                 let zstd = matches!(column.compression(), Compression::ZSTD(_));
                 let expected = name == col::NAME

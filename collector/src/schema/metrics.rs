@@ -396,16 +396,7 @@ pub const TABLE: super::TableSpec = super::TableSpec {
         col::RESOURCE_ATTRIBUTES,
         col::SCOPE_ATTRIBUTES,
     ],
-    unpruned: &[
-        col::METRIC_DESCRIPTION,
-        col::METRIC_METADATA_TYPES,
-        col::ATTRIBUTE_TYPES,
-        col::RESOURCE_ATTRIBUTE_TYPES,
-        col::RESOURCE_SCHEMA_URL,
-        col::SCOPE_VERSION,
-        col::SCOPE_ATTRIBUTE_TYPES,
-        col::SCOPE_SCHEMA_URL,
-    ],
+    unpruned: &[col::METRIC_DESCRIPTION, col::METRIC_METADATA_TYPES],
     derived_end: None,
 };
 

@@ -34,13 +34,32 @@ pub struct TableSpec {
     /// dictionary indexes of enums and names, and every compressed column chunk a query opens
     /// costs it two zstd contexts.
     pub compressed: &'static [&'static str],
-    /// Top-level columns written without page statistics: free text, type strings and schema
-    /// URLs, which no filter prunes pages by. The writer compares every value with its page's
-    /// min and max, which for these columns was ~20 % of encoding a flush file.
+    /// Top-level columns of this table written without page statistics (besides
+    /// [`UNPRUNED_IN_EVERY_TABLE`]): free text, which no filter prunes pages by. The writer
+    /// compares every value with its page's min and max, which for such columns was ~20 % of
+    /// encoding a flush file.
     pub unpruned: &'static [&'static str],
     /// A timestamp column that the query layer offers but the files do not store, because it is
     /// another timestamp plus a duration (spans' `end_time`).
     pub derived_end: Option<DerivedEnd>,
+}
+
+/// Columns every table stores for its records' attributes and origin that no filter prunes
+/// pages by (type strings, schema URLs, the scope's version): written without page statistics.
+pub const UNPRUNED_IN_EVERY_TABLE: &[&str] = &[
+    "attribute_types",
+    "resource_attribute_types",
+    "resource_schema_url",
+    "scope_version",
+    "scope_attribute_types",
+    "scope_schema_url",
+];
+
+impl TableSpec {
+    /// Whether `column` is written without page statistics.
+    pub fn is_unpruned(&self, column: &str) -> bool {
+        UNPRUNED_IN_EVERY_TABLE.contains(&column) || self.unpruned.contains(&column)
+    }
 }
 
 /// `name` = `start` + `duration` (nanoseconds), computed when the table is read.
@@ -62,12 +81,19 @@ mod tests {
     fn every_column_a_table_spec_names_is_a_top_level_column_of_its_schema() {
         for spec in [&spans::TABLE, &logs::TABLE, &metrics::TABLE] {
             let schema = (spec.schema)();
-            let lists = [spec.sort, spec.bloom, spec.ids, spec.deltas, spec.unpruned];
+            let lists = [
+                spec.sort,
+                spec.bloom,
+                spec.ids,
+                spec.deltas,
+                spec.unpruned,
+                UNPRUNED_IN_EVERY_TABLE,
+            ];
             for name in lists.into_iter().flatten().chain([&spec.time_column]) {
                 let field = schema.field_with_name(name);
                 assert!(field.is_ok(), "{}: no column {name}", spec.name);
             }
-            for name in spec.unpruned {
+            for name in spec.unpruned.iter().chain(UNPRUNED_IN_EVERY_TABLE) {
                 let nested = schema
                     .field_with_name(name)
                     .map(|f| f.data_type().is_nested());

@@ -416,12 +416,6 @@ pub const TABLE: super::TableSpec = super::TableSpec {
         col::STATUS_MESSAGE,
         col::EXCEPTION_MESSAGE,
         col::EXCEPTION_STACKTRACE,
-        col::ATTRIBUTE_TYPES,
-        col::RESOURCE_ATTRIBUTE_TYPES,
-        col::RESOURCE_SCHEMA_URL,
-        col::SCOPE_VERSION,
-        col::SCOPE_ATTRIBUTE_TYPES,
-        col::SCOPE_SCHEMA_URL,
     ],
     // The end is the start plus the duration, exactly (a span ending before it starts is
     // refused): storing it cost 3.4 B/span (docs/benchmarks.md, "The end time derived").
