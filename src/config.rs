@@ -64,6 +64,12 @@ pub struct ServeConfig {
     #[arg(long, env = "LAKESCOPE_MAX_EVENTS_OR_LINKS", default_value_t = 1024)]
     pub max_events_or_links: usize,
 
+    /// Most bytes one request's records may repeat between them: each record stores its
+    /// resource and scope, each metric data point its metric's name, description, unit and
+    /// metadata. Beyond it the request is refused whole (HTTP 413 / gRPC RESOURCE_EXHAUSTED).
+    #[arg(long, env = "LAKESCOPE_MAX_REPEATED_BYTES", default_value_t = 128 * 1024 * 1024)]
+    pub max_repeated_bytes: usize,
+
     /// A query running longer than this is cancelled.
     #[arg(long, env = "LAKESCOPE_QUERY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub query_timeout: Duration,

@@ -5,11 +5,20 @@
 mod common;
 
 use common::Server;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, KeyValueList, any_value};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use opentelemetry_proto::tonic::metrics::v1::{
+    Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, number_data_point,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 
@@ -166,6 +175,154 @@ async fn hostile_requests_get_clear_answers_and_bounded_memory() {
         grown < 300 * 1024 * 1024,
         "peak RSS grew by {} MiB",
         grown / (1024 * 1024)
+    );
+    server.stop();
+}
+
+/// `google.rpc.Status` as the OTLP/HTTP error bodies carry it.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+async fn post_to(server: &Server, path: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
+    let res = reqwest::Client::new()
+        .post(server.otlp_url(path))
+        .header("content-type", "application/x-protobuf")
+        .body(body)
+        .send()
+        .await
+        .expect("the server answers");
+    let code = res.status().as_u16();
+    (code, res.bytes().await.unwrap().to_vec())
+}
+
+/// A resource carrying `bytes` of attribute text besides the service name.
+fn heavy_resource(service: &str, bytes: usize) -> Resource {
+    Resource {
+        attributes: vec![
+            kv("service.name", text(service.into())),
+            kv("k8s.annotations", text("a".repeat(bytes))),
+        ],
+        dropped_attributes_count: 0,
+        entity_refs: vec![],
+    }
+}
+
+/// Every span, log record and data point stores its resource and scope, so a request well within
+/// the size limit can ask for far more memory than it takes on the wire: 1 MiB of resource
+/// attributes over 250 spans is 250 MiB of columns. Such requests are refused whole, in each
+/// protocol's form, before anything is converted; a heavy resource over a few spans is kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn records_repeating_a_huge_resource_are_refused_before_conversion() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let now = now_nanos() - 1_000_000_000;
+    let baseline = server.peak_rss();
+    let mib = 1024 * 1024;
+
+    // Traces over HTTP: 413 with a google.rpc.Status saying what to change.
+    let mut traces = request((0..250).map(|i| span(i as u8 + 1, now)).collect());
+    traces.resource_spans[0].resource = Some(heavy_resource("heavy", mib));
+    let wire = traces.encoded_len();
+    assert!(wire < 2 * mib, "the request itself is small: {wire}");
+    let (code, body) = post_to(&server, "/v1/traces", traces.encode_to_vec()).await;
+    assert_eq!(code, 413);
+    let status = RpcStatus::decode(body.as_slice()).expect("a google.rpc.Status body");
+    assert_eq!(status.code, 8);
+    assert!(
+        status.message.contains("--max-repeated-bytes")
+            && status.message.contains("send fewer records per request"),
+        "{}",
+        status.message
+    );
+
+    // Logs over gRPC: RESOURCE_EXHAUSTED.
+    let logs = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(heavy_resource("heavy", mib)),
+            scope_logs: vec![ScopeLogs {
+                log_records: (0..200)
+                    .map(|i| LogRecord {
+                        time_unix_nano: now + i,
+                        observed_time_unix_nano: now + i,
+                        body: text(format!("line {i}")),
+                        ..LogRecord::default()
+                    })
+                    .collect(),
+                ..ScopeLogs::default()
+            }],
+            schema_url: String::new(),
+        }],
+    };
+    let mut client = LogsServiceClient::connect(format!("http://{}", server.grpc))
+        .await
+        .unwrap();
+    let err = client.export(logs).await.expect_err("refused");
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("repeat"), "{err:?}");
+
+    // Metrics over HTTP: a 1 MiB description is stored with each of 200 points.
+    let metrics = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(heavy_resource("heavy", 0)),
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "queue.depth".into(),
+                    description: "d".repeat(mib),
+                    data: Some(Data::Gauge(Gauge {
+                        data_points: (0..200)
+                            .map(|i| NumberDataPoint {
+                                time_unix_nano: now + i,
+                                value: Some(number_data_point::Value::AsInt(i as i64)),
+                                ..NumberDataPoint::default()
+                            })
+                            .collect(),
+                    })),
+                    ..Metric::default()
+                }],
+                ..ScopeMetrics::default()
+            }],
+            schema_url: String::new(),
+        }],
+    };
+    let (code, _) = post_to(&server, "/v1/metrics", metrics.encode_to_vec()).await;
+    assert_eq!(code, 413);
+
+    // A heavy resource over a few spans (64 KiB × 100 = 6.4 MiB) is an ordinary request: kept,
+    // with its resource on every span.
+    let mut kept = request((0..100).map(|i| span(i as u8 + 1, now)).collect());
+    kept.resource_spans[0].resource = Some(heavy_resource("kept", 64 * 1024));
+    let (code, _) = post_to(&server, "/v1/traces", kept.encode_to_vec()).await;
+    assert_eq!(code, 200);
+    assert_eq!(server.count("SELECT count(*) FROM spans").await, 100);
+    assert_eq!(
+        server
+            .count(
+                "SELECT count(*) FROM spans WHERE service_name = 'kept' \
+                 AND length(resource_attributes['k8s.annotations']) = 65536"
+            )
+            .await,
+        100
+    );
+    assert_eq!(server.count("SELECT count(*) FROM logs").await, 0);
+    assert_eq!(server.count("SELECT count(*) FROM metrics").await, 0);
+
+    for (signal, protocol) in [("traces", "http"), ("logs", "grpc"), ("metrics", "http")] {
+        let series = format!(
+            r#"lakescope_requests_refused_total{{signal="{signal}",protocol="{protocol}",reason="repeats_too_much"}}"#
+        );
+        assert_eq!(server.metric(&series).await, 1.0, "{series}");
+    }
+    let grown = server.peak_rss().saturating_sub(baseline);
+    eprintln!("peak RSS grew by {} MiB", grown / mib as u64);
+    assert!(
+        grown < 150 * mib as u64,
+        "peak RSS grew by {} MiB",
+        grown / mib as u64
     );
     server.stop();
 }

@@ -48,6 +48,14 @@ pub enum IngestError {
          kept in reserve (--min-free-disk); retry after a back-off"
     )]
     DiskLow { free: u64, limit: u64 },
+    /// The request's records repeat more bytes than the limit (each stores its resource and
+    /// scope): refused whole, as too large; retrying it unchanged cannot succeed.
+    #[error(
+        "request too large once stored: its records repeat {bytes} bytes of resource, scope and \
+         metric fields between them (limit {limit}, --max-repeated-bytes); send fewer records per \
+         request"
+    )]
+    RepeatsTooMuch { bytes: usize, limit: usize },
     /// Lakescope is shutting down.
     #[error("shutting down")]
     ShuttingDown,
@@ -222,6 +230,7 @@ impl Ingest {
             request,
             raw,
             |_| false,
+            convert_spans::repeated_bytes,
             convert_spans::convert,
             convert_spans::retain_valid,
         )
@@ -247,6 +256,7 @@ impl Ingest {
             request,
             raw,
             normalise,
+            convert_logs::repeated_bytes,
             convert_logs::convert,
             convert_logs::retain_valid,
         )
@@ -264,6 +274,7 @@ impl Ingest {
             request,
             raw,
             |_| false,
+            convert_metrics::repeated_bytes,
             convert_metrics::convert,
             convert_metrics::retain_valid,
         )
@@ -273,16 +284,23 @@ impl Ingest {
     /// Normalises, converts (off the async workers) and logs one request. What is logged is
     /// exactly what was accepted: the original bytes when nothing changed, else the re-encoded
     /// valid part.
+    #[allow(clippy::too_many_arguments)]
     async fn export<R: Message + Send + 'static>(
         &self,
         signal: Signal,
         request: R,
         raw: Option<Bytes>,
         normalise: fn(&mut R) -> bool,
+        repeated_bytes: fn(&R) -> usize,
         convert: fn(&R, &Limits) -> Result<Converted, datafusion::arrow::error::ArrowError>,
         retain_valid: fn(&mut R, &Limits),
     ) -> Result<ExportOutcome, IngestError> {
         self.check_capacity()?;
+        // Before converting: the columns of a request over it would not fit in memory.
+        let (bytes, limit) = (repeated_bytes(&request), self.limits.max_repeated_bytes);
+        if bytes > limit {
+            return Err(IngestError::RepeatsTooMuch { bytes, limit });
+        }
         let limits = Arc::clone(&self.limits);
         let (payload, batch, outcome) = tokio::task::spawn_blocking(move || {
             let _stage = crate::memtag::enter(crate::memtag::Stage::Decode);

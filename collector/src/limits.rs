@@ -1,4 +1,4 @@
-//! The bounds every client-controlled input is held to. Documented in `docs/limits.md`.
+//! The bounds every client-controlled input is held to. Documented in `docs/operations.md` ("Limits").
 
 /// Limits applied while decoding and converting OTLP requests.
 #[derive(Debug, Clone)]
@@ -11,6 +11,11 @@ pub struct Limits {
     pub max_attributes: usize,
     /// Most events, and most links, on one span.
     pub max_events_or_links: usize,
+    /// Most bytes a request's records may repeat: every record stores its resource and scope
+    /// (and a data point its metric's name, description, unit and metadata), so a request within
+    /// `max_request_bytes` could otherwise expand without bound. Beyond it the request is refused
+    /// whole (HTTP 413, gRPC RESOURCE_EXHAUSTED) before anything is converted.
+    pub max_repeated_bytes: usize,
     /// Most Arrow bytes acknowledged but not yet flushed to Parquet, over all tables; OTLP
     /// requests are refused as retryable (HTTP 503 + Retry-After, gRPC UNAVAILABLE + RetryInfo)
     /// while the buffers hold this much.
@@ -27,6 +32,7 @@ impl Default for Limits {
             max_request_bytes: 16 * 1024 * 1024,
             max_attributes: 1024,
             max_events_or_links: 1024,
+            max_repeated_bytes: 128 * 1024 * 1024,
             max_buffer_bytes: 256 * 1024 * 1024,
             min_free_disk_bytes: 1024 * 1024 * 1024,
         }

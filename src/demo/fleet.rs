@@ -806,6 +806,32 @@ mod tests {
     }
 
     #[test]
+    fn the_fleets_requests_repeat_far_less_than_the_default_limit() {
+        use lakescope_collector::convert::{logs, spans};
+        let mut fleet = Fleet::new(SmallRng::seed_from_u64(3));
+        // The load generator's default request: 50 traces.
+        let traces: Vec<_> = (0..50)
+            .flat_map(|_| fleet.trace(1_795_551_330_000_000_000))
+            .collect();
+        let request = Fleet::request(traces.clone());
+        let count: usize = request
+            .resource_spans
+            .iter()
+            .flat_map(|rs| &rs.scope_spans)
+            .map(|ss| ss.spans.len())
+            .sum();
+        let repeated = spans::repeated_bytes(&request);
+        eprintln!("{count} spans repeat {repeated} bytes");
+        let limit = lakescope_collector::limits::Limits::default().max_repeated_bytes;
+        assert!(
+            repeated > 100 * count && repeated < 1000 * count,
+            "{repeated}"
+        );
+        assert!(repeated * 100 < limit);
+        assert!(logs::repeated_bytes(&Fleet::logs(&traces)) * 100 < limit);
+    }
+
+    #[test]
     fn the_fleet_has_errors_and_several_services() {
         let mut fleet = Fleet::new(SmallRng::seed_from_u64(1));
         let spans: Vec<_> = (0..500)

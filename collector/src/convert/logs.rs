@@ -14,7 +14,7 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 
 use super::attributes::AttributeColumns;
-use super::origin::{Origin, OriginColumns};
+use super::origin::{Origin, OriginColumns, resource_bytes, scope_bytes};
 use super::rejections::Rejections;
 use crate::limits::Limits;
 use crate::schema::attributes::encode_value;
@@ -224,6 +224,20 @@ impl LogColumns {
     }
 }
 
+/// Bytes the request's records repeat between them: each record stores its resource and scope.
+/// Checked against [`Limits::max_repeated_bytes`] before converting.
+pub fn repeated_bytes(request: &ExportLogsServiceRequest) -> usize {
+    let mut total = 0usize;
+    for rl in &request.resource_logs {
+        let resource = resource_bytes(rl.resource.as_ref(), &rl.schema_url);
+        for sl in &rl.scope_logs {
+            let per_record = resource + scope_bytes(sl.scope.as_ref(), &sl.schema_url);
+            total = total.saturating_add(per_record.saturating_mul(sl.log_records.len()));
+        }
+    }
+    total
+}
+
 /// Converts every valid record of `request`; invalid ones are counted and skipped. Records must
 /// have been [`normalise`]d.
 pub fn convert(
@@ -304,6 +318,25 @@ mod tests {
                 schema_url: "r".into(),
             }],
         }
+    }
+
+    #[test]
+    fn repeated_bytes_count_the_resource_and_scope_once_per_record() {
+        let one = repeated_bytes(&request(vec![record()]));
+        // service.name=cart, dropped count 2, scope name and version, and the two URLs.
+        assert!((30..60).contains(&one), "{one}");
+        assert_eq!(repeated_bytes(&request(vec![record(); 7])), 7 * one);
+        let mut big = request(vec![record(); 3]);
+        big.resource_logs[0].scope_logs[0]
+            .scope
+            .as_mut()
+            .unwrap()
+            .version = "v".repeat(10_000);
+        let bytes = repeated_bytes(&big);
+        assert!(
+            (3 * 10_000..3 * 10_000 + 3 * one + 30).contains(&bytes),
+            "{bytes}"
+        );
     }
 
     fn record() -> LogRecord {

@@ -24,9 +24,10 @@ use opentelemetry_proto::tonic::metrics::v1::{
     Exemplar, ExponentialHistogramDataPoint, HistogramDataPoint, Metric, NumberDataPoint,
     SummaryDataPoint, exemplar, number_data_point,
 };
+use prost::Message;
 
 use super::attributes::AttributeColumns;
-use super::origin::{Origin, OriginColumns};
+use super::origin::{Origin, OriginColumns, resource_bytes, scope_bytes};
 use super::rejections::Rejections;
 use crate::limits::Limits;
 use crate::schema::metrics;
@@ -636,6 +637,39 @@ impl MetricColumns {
     }
 }
 
+/// Bytes the request's data points repeat between them: each point stores its resource, its
+/// scope and its metric's name, description, unit and metadata. Checked against
+/// [`Limits::max_repeated_bytes`] before converting.
+pub fn repeated_bytes(request: &ExportMetricsServiceRequest) -> usize {
+    let mut total = 0usize;
+    for rm in &request.resource_metrics {
+        let resource = resource_bytes(rm.resource.as_ref(), &rm.schema_url);
+        for sm in &rm.scope_metrics {
+            let origin = resource + scope_bytes(sm.scope.as_ref(), &sm.schema_url);
+            for metric in &sm.metrics {
+                let points = match &metric.data {
+                    None => 0,
+                    Some(Data::Gauge(g)) => g.data_points.len(),
+                    Some(Data::Sum(s)) => s.data_points.len(),
+                    Some(Data::Histogram(h)) => h.data_points.len(),
+                    Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
+                    Some(Data::Summary(s)) => s.data_points.len(),
+                };
+                let own = metric.name.len()
+                    + metric.description.len()
+                    + metric.unit.len()
+                    + metric
+                        .metadata
+                        .iter()
+                        .map(Message::encoded_len)
+                        .sum::<usize>();
+                total = total.saturating_add((origin + own).saturating_mul(points));
+            }
+        }
+    }
+    total
+}
+
 /// Converts every valid point of `request`; invalid ones are counted and skipped.
 pub fn convert(
     request: &ExportMetricsServiceRequest,
@@ -689,11 +723,14 @@ mod tests {
     use super::*;
     use datafusion::arrow::array::{AsArray, Float64Array};
     use datafusion::arrow::datatypes::{Float64Type, UInt64Type};
+    use opentelemetry_proto::tonic::common::v1::AnyValue;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
     use opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets;
     use opentelemetry_proto::tonic::metrics::v1::summary_data_point::ValueAtQuantile;
     use opentelemetry_proto::tonic::metrics::v1::{
         ExponentialHistogram, Gauge, Histogram, ResourceMetrics, ScopeMetrics, Sum, Summary,
     };
+    use opentelemetry_proto::tonic::resource::v1::Resource;
 
     const T: u64 = 1_795_551_330_000_000_000;
 
@@ -741,6 +778,44 @@ mod tests {
                 schema_url: String::new(),
             }],
         }
+    }
+
+    #[test]
+    fn repeated_bytes_count_each_metrics_fields_once_per_point() {
+        // No resource or scope: only the metrics' own name, description ("<name> description")
+        // and unit ("ms"), once per point.
+        let requests = metric(
+            "requests",
+            Data::Sum(Sum {
+                data_points: vec![number(number_data_point::Value::AsInt(1)); 5],
+                aggregation_temporality: 2,
+                is_monotonic: true,
+            }),
+        );
+        let per_point = "requests".len() + "requests description".len() + "ms".len();
+        assert_eq!(
+            repeated_bytes(&request(vec![requests.clone()])),
+            5 * per_point
+        );
+
+        // A resource is repeated by the points of every metric under it.
+        let mut with_resource = request(vec![requests.clone(), requests]);
+        with_resource.resource_metrics[0].resource = Some(Resource {
+            attributes: vec![KeyValue {
+                key: "k".into(),
+                key_strindex: 0,
+                value: Some(AnyValue {
+                    value: Some(Value::StringValue("v".repeat(1000))),
+                }),
+            }],
+            dropped_attributes_count: 0,
+            entity_refs: vec![],
+        });
+        let bytes = repeated_bytes(&with_resource);
+        assert!(
+            (10 * 1000..10 * 1020).contains(&(bytes - 10 * per_point)),
+            "{bytes}"
+        );
     }
 
     fn all_types() -> ExportMetricsServiceRequest {

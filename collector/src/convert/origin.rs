@@ -7,6 +7,7 @@ use datafusion::arrow::array::{ArrayRef, StringBuilder, UInt32Builder};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message;
 
 use super::attributes::{AttributeColumns, AttributeSizes, EncodedAttributes};
 use crate::schema::spans::UNKNOWN_SERVICE;
@@ -17,6 +18,17 @@ pub fn as_str(value: Option<&AnyValue>) -> Option<&str> {
         Value::StringValue(s) => Some(s),
         _ => None,
     }
+}
+
+/// Bytes of a resource that every record under it stores again: its attributes, as measured by
+/// their protobuf encoding (close to what the columns hold), and its schema URL.
+pub fn resource_bytes(resource: Option<&Resource>, schema_url: &str) -> usize {
+    resource.map_or(0, Message::encoded_len) + schema_url.len()
+}
+
+/// Like [`resource_bytes`], for an instrumentation scope (name, version, attributes).
+pub fn scope_bytes(scope: Option<&InstrumentationScope>, schema_url: &str) -> usize {
+    scope.map_or(0, Message::encoded_len) + schema_url.len()
 }
 
 /// The resource and scope shared by the records of one scope block.

@@ -17,7 +17,7 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::Span;
 
 use super::attributes::{AttributeColumns, AttributeSizes};
-use super::origin::{Origin, OriginColumns, as_str};
+use super::origin::{Origin, OriginColumns, as_str, resource_bytes, scope_bytes};
 use super::rejections::Rejections;
 use crate::limits::Limits;
 use crate::schema::spans::{self, SPAN_KINDS, STATUS_CODES};
@@ -548,6 +548,20 @@ impl LinkColumns {
         )?;
         list(values, &self.lengths)
     }
+}
+
+/// Bytes the request's spans repeat between them: each span stores its resource and scope.
+/// Checked against [`Limits::max_repeated_bytes`] before converting.
+pub fn repeated_bytes(request: &ExportTraceServiceRequest) -> usize {
+    let mut total = 0usize;
+    for rs in &request.resource_spans {
+        let resource = resource_bytes(rs.resource.as_ref(), &rs.schema_url);
+        for ss in &rs.scope_spans {
+            let per_span = resource + scope_bytes(ss.scope.as_ref(), &ss.schema_url);
+            total = total.saturating_add(per_span.saturating_mul(ss.spans.len()));
+        }
+    }
+    total
 }
 
 /// Converts every valid span of `request`; invalid ones are counted and skipped.

@@ -66,7 +66,8 @@ impl<T: Message> Encoder for ProstEncoder<T> {
 /// The one place gRPC status codes are chosen.
 pub fn status(error: &ReceiveError) -> Status {
     let code = match error {
-        ReceiveError::Decode(DecodeError::TooLarge { .. }) => Code::ResourceExhausted,
+        ReceiveError::Decode(DecodeError::TooLarge { .. })
+        | ReceiveError::Ingest(IngestError::RepeatsTooMuch { .. }) => Code::ResourceExhausted,
         ReceiveError::Decode(_) => Code::InvalidArgument,
         ReceiveError::Ingest(
             IngestError::Unavailable(_)

@@ -52,7 +52,10 @@ fn respond<M: Message + Serialize>(code: StatusCode, message: &M, encoding: Enco
 /// encoding (protobuf when the request's own encoding is unknown).
 pub fn error_response(error: &ReceiveError, encoding: Encoding) -> Response {
     let (code, grpc_code) = match error {
-        ReceiveError::Decode(DecodeError::TooLarge { .. }) => (StatusCode::PAYLOAD_TOO_LARGE, 8),
+        ReceiveError::Decode(DecodeError::TooLarge { .. })
+        | ReceiveError::Ingest(IngestError::RepeatsTooMuch { .. }) => {
+            (StatusCode::PAYLOAD_TOO_LARGE, 8)
+        }
         ReceiveError::Decode(
             DecodeError::UnsupportedMediaType(_) | DecodeError::UnsupportedEncoding(_),
         ) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, 3),

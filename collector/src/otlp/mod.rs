@@ -63,6 +63,7 @@ pub fn count<S: Signal>(protocol: &'static str, result: &Result<ExportOutcome, R
         Err(error) => {
             let reason = match error {
                 ReceiveError::Decode(DecodeError::TooLarge { .. }) => "too_large",
+                ReceiveError::Ingest(IngestError::RepeatsTooMuch { .. }) => "repeats_too_much",
                 ReceiveError::Decode(_) => "invalid",
                 ReceiveError::Ingest(IngestError::Overloaded { .. }) => "overloaded",
                 ReceiveError::Ingest(IngestError::DiskLow { .. }) => "disk_low",

@@ -444,3 +444,25 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn repeated_bytes_count_the_resource_and_scope_once_per_span() {
+    let one = repeated_bytes(&request(vec![full_span()]));
+    // The fixture's resource (3 attributes) and scope (name, version, 1 attribute) with their
+    // schema URLs: 200 bytes, stored again with every span.
+    assert_eq!(one, 200);
+    assert_eq!(repeated_bytes(&request(vec![full_span(); 40])), 40 * one);
+    assert_eq!(repeated_bytes(&request(vec![])), 0);
+
+    // A 1 MB attribute on the resource is repeated by each of 20,000 spans: 20 GB.
+    let mut big = request(vec![full_span(); 20_000]);
+    let resource = big.resource_spans[0].resource.as_mut().unwrap();
+    resource
+        .attributes
+        .push(kv("blob", s(&"x".repeat(1_000_000))));
+    let bytes = repeated_bytes(&big);
+    assert!(
+        (20_000 * 1_000_000..20_000 * 1_000_100).contains(&(bytes - 20_000 * one)),
+        "{bytes}"
+    );
+}
