@@ -123,12 +123,17 @@ impl Starts {
         if first == last {
             return word(first) & head & tail != 0;
         }
-        word(first) & head != 0 || (first + 1..last).any(|i| word(i) != 0) || word(last) & tail != 0
+        word(first) & head != 0
+            || (first + 1..last.min(self.bits.len())).any(|i| word(i) != 0)
+            || word(last) & tail != 0
     }
 }
 
 /// Shared buffers recently searched for the current needle, kept per thread.
 const RECENT_BUFFERS: usize = 4;
+
+/// The largest allocation a kept buffer may hold on to.
+const MAX_KEPT_BUFFER: usize = 4 << 20;
 
 /// The occurrences found in a buffer that rows share (a Parquet dictionary): every batch
 /// decoded from one row group points into the same dictionary, so it is searched once for all
@@ -184,12 +189,21 @@ fn occurrences(
             found.push(Arc::new(Starts::default()));
             continue;
         }
-        let shared = bytes > end - start;
+        // Rows sharing the bytes of a buffer not much larger than they are (a Parquet dictionary,
+        // whole): searched whole and kept for the next batches. A large allocation is not
+        // kept alive for that.
+        let shared = bytes > end - start
+            && buffer.len() <= 4 * bytes
+            && buffer.capacity() <= MAX_KEPT_BUFFER;
         // Held by the cache, the buffer cannot be freed and its address reused for other bytes.
         let same =
             |s: &Searched| s.buffer.as_ptr() == buffer.as_ptr() && s.buffer.len() == buffer.len();
         let starts = match recent.iter().position(same) {
-            Some(i) => Arc::clone(&recent[i].starts),
+            // Already searched: whatever it holds costs a row no more than a look at its bits.
+            Some(i) => {
+                found.push(Arc::clone(&recent[i].starts));
+                continue;
+            }
             None => {
                 // A shared buffer is searched whole, for the other batches that use it.
                 let (haystack, mut at) = if shared {

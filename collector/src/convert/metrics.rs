@@ -24,10 +24,9 @@ use opentelemetry_proto::tonic::metrics::v1::{
     Exemplar, ExponentialHistogramDataPoint, HistogramDataPoint, Metric, NumberDataPoint,
     SummaryDataPoint, exemplar, number_data_point,
 };
-use prost::Message;
 
 use super::attributes::AttributeColumns;
-use super::origin::{Origin, OriginColumns, resource_bytes, scope_bytes};
+use super::origin::{Origin, OriginColumns, attributes_bytes, resource_bytes, scope_bytes};
 use super::rejections::Rejections;
 use crate::limits::Limits;
 use crate::schema::metrics;
@@ -637,8 +636,8 @@ impl MetricColumns {
     }
 }
 
-/// Bytes the request's data points repeat between them: each point stores its resource, its
-/// scope and its metric's name, description, unit and metadata. Checked against
+/// Bytes the request's data points repeat between them (an upper bound): each point stores its
+/// resource, its scope and its metric's name, description, unit and metadata. Checked against
 /// [`Limits::max_repeated_bytes`] before converting.
 pub fn repeated_bytes(request: &ExportMetricsServiceRequest) -> usize {
     let mut total = 0usize;
@@ -646,6 +645,8 @@ pub fn repeated_bytes(request: &ExportMetricsServiceRequest) -> usize {
         let resource = resource_bytes(rm.resource.as_ref(), &rm.schema_url);
         for sm in &rm.scope_metrics {
             let origin = resource + scope_bytes(sm.scope.as_ref(), &sm.schema_url);
+            // A block without points still has its origin encoded once.
+            total = total.saturating_add(origin);
             for metric in &sm.metrics {
                 let points = match &metric.data {
                     None => 0,
@@ -658,11 +659,7 @@ pub fn repeated_bytes(request: &ExportMetricsServiceRequest) -> usize {
                 let own = metric.name.len()
                     + metric.description.len()
                     + metric.unit.len()
-                    + metric
-                        .metadata
-                        .iter()
-                        .map(Message::encoded_len)
-                        .sum::<usize>();
+                    + attributes_bytes(&metric.metadata);
                 total = total.saturating_add((origin + own).saturating_mul(points));
             }
         }
@@ -782,8 +779,9 @@ mod tests {
 
     #[test]
     fn repeated_bytes_count_each_metrics_fields_once_per_point() {
-        // No resource or scope: only the metrics' own name, description ("<name> description")
-        // and unit ("ms"), once per point.
+        // No resource or scope: the metric's own name, description ("<name> description") and
+        // unit ("ms") and the fixed 64 + 32 bytes of the origin columns, once per point; the
+        // origin once more for the block.
         let requests = metric(
             "requests",
             Data::Sum(Sum {
@@ -793,9 +791,10 @@ mod tests {
             }),
         );
         let per_point = "requests".len() + "requests description".len() + "ms".len();
+        let origin = 64 + 32;
         assert_eq!(
             repeated_bytes(&request(vec![requests.clone()])),
-            5 * per_point
+            5 * (per_point + origin) + origin
         );
 
         // A resource is repeated by the points of every metric under it.
@@ -812,10 +811,8 @@ mod tests {
             entity_refs: vec![],
         });
         let bytes = repeated_bytes(&with_resource);
-        assert!(
-            (10 * 1000..10 * 1020).contains(&(bytes - 10 * per_point)),
-            "{bytes}"
-        );
+        let origin = origin + "k".len() + 1000 + 9;
+        assert_eq!(bytes, 10 * (per_point + origin) + origin);
     }
 
     fn all_types() -> ExportMetricsServiceRequest {

@@ -7,9 +7,9 @@ use datafusion::arrow::array::{ArrayRef, StringBuilder, UInt32Builder};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use prost::Message;
 
 use super::attributes::{AttributeColumns, AttributeSizes, EncodedAttributes};
+use crate::schema::attributes::stored_bound;
 use crate::schema::spans::UNKNOWN_SERVICE;
 
 /// The text of a string value.
@@ -20,15 +20,33 @@ pub fn as_str(value: Option<&AnyValue>) -> Option<&str> {
     }
 }
 
-/// Bytes of a resource that every record under it stores again: its attributes, as measured by
-/// their protobuf encoding (close to what the columns hold), and its schema URL.
+/// Bytes of attributes stored with every record that carries them (an upper bound).
+pub fn attributes_bytes(attributes: &[KeyValue]) -> usize {
+    attributes
+        .iter()
+        .map(|kv| stored_bound(&kv.key, kv.value.as_ref()))
+        .sum()
+}
+
+/// Bytes of a resource that every record under it stores again (an upper bound): its
+/// attributes, the service fields taken from them into columns of their own, and its schema URL.
 pub fn resource_bytes(resource: Option<&Resource>, schema_url: &str) -> usize {
-    resource.map_or(0, Message::encoded_len) + schema_url.len()
+    let attributes = resource.map_or(&[][..], |r| &r.attributes[..]);
+    let service: usize = attributes
+        .iter()
+        .filter(|kv| kv.key.starts_with("service."))
+        .filter_map(|kv| as_str(kv.value.as_ref()))
+        .map(str::len)
+        .sum();
+    attributes_bytes(attributes) + service + schema_url.len() + 64
 }
 
 /// Like [`resource_bytes`], for an instrumentation scope (name, version, attributes).
 pub fn scope_bytes(scope: Option<&InstrumentationScope>, schema_url: &str) -> usize {
-    scope.map_or(0, Message::encoded_len) + schema_url.len()
+    scope.map_or(0, |s| {
+        s.name.len() + s.version.len() + attributes_bytes(&s.attributes)
+    }) + schema_url.len()
+        + 32
 }
 
 /// The resource and scope shared by the records of one scope block.

@@ -550,7 +550,8 @@ impl LinkColumns {
     }
 }
 
-/// Bytes the request's spans repeat between them: each span stores its resource and scope.
+/// Bytes the request's spans repeat between them (an upper bound): each span stores its
+/// resource and scope; a block without spans counts as one, as its origin is still encoded.
 /// Checked against [`Limits::max_repeated_bytes`] before converting.
 pub fn repeated_bytes(request: &ExportTraceServiceRequest) -> usize {
     let mut total = 0usize;
@@ -558,7 +559,7 @@ pub fn repeated_bytes(request: &ExportTraceServiceRequest) -> usize {
         let resource = resource_bytes(rs.resource.as_ref(), &rs.schema_url);
         for ss in &rs.scope_spans {
             let per_span = resource + scope_bytes(ss.scope.as_ref(), &ss.schema_url);
-            total = total.saturating_add(per_span.saturating_mul(ss.spans.len()));
+            total = total.saturating_add(per_span.saturating_mul(ss.spans.len().max(1)));
         }
     }
     total

@@ -449,10 +449,16 @@ proptest! {
 fn repeated_bytes_count_the_resource_and_scope_once_per_span() {
     let one = repeated_bytes(&request(vec![full_span()]));
     // The fixture's resource (3 attributes) and scope (name, version, 1 attribute) with their
-    // schema URLs: 200 bytes, stored again with every span.
-    assert_eq!(one, 200);
+    // schema URLs: each attribute's key and text plus 9 bytes of offsets and type letter, the
+    // service fields again, the URLs, and 64 + 32 bytes of the other origin columns.
+    assert_eq!(one, 333);
     assert_eq!(repeated_bytes(&request(vec![full_span(); 40])), 40 * one);
-    assert_eq!(repeated_bytes(&request(vec![])), 0);
+    // A block without spans still has its origin encoded: it counts once.
+    assert_eq!(repeated_bytes(&request(vec![])), one);
+    let mut empties = request(vec![]);
+    let block = empties.resource_spans[0].scope_spans[0].clone();
+    empties.resource_spans[0].scope_spans = vec![block; 1000];
+    assert_eq!(repeated_bytes(&empties), 1000 * one);
 
     // A 1 MB attribute on the resource is repeated by each of 20,000 spans: 20 GB.
     let mut big = request(vec![full_span(); 20_000]);
