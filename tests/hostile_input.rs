@@ -56,8 +56,12 @@ fn kv(key: &str, value: Option<AnyValue>) -> KeyValue {
 }
 
 async fn post(server: &Server, body: Vec<u8>) -> (u16, Vec<u8>) {
+    post_to(server, "/v1/traces", body).await
+}
+
+async fn post_to(server: &Server, path: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
     let res = reqwest::Client::new()
-        .post(server.otlp_url("/v1/traces"))
+        .post(server.otlp_url(path))
         .header("content-type", "application/x-protobuf")
         .body(body)
         .send()
@@ -179,27 +183,6 @@ async fn hostile_requests_get_clear_answers_and_bounded_memory() {
     server.stop();
 }
 
-/// `google.rpc.Status` as the OTLP/HTTP error bodies carry it.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
-}
-
-async fn post_to(server: &Server, path: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
-    let res = reqwest::Client::new()
-        .post(server.otlp_url(path))
-        .header("content-type", "application/x-protobuf")
-        .body(body)
-        .send()
-        .await
-        .expect("the server answers");
-    let code = res.status().as_u16();
-    (code, res.bytes().await.unwrap().to_vec())
-}
-
 /// A resource carrying `bytes` of attribute text besides the service name.
 fn heavy_resource(service: &str, bytes: usize) -> Resource {
     Resource {
@@ -231,7 +214,7 @@ async fn records_repeating_a_huge_resource_are_refused_before_conversion() {
     assert!(wire < 2 * mib, "the request itself is small: {wire}");
     let (code, body) = post_to(&server, "/v1/traces", traces.encode_to_vec()).await;
     assert_eq!(code, 413);
-    let status = RpcStatus::decode(body.as_slice()).expect("a google.rpc.Status body");
+    let status = common::proto_status(&body);
     assert_eq!(status.code, 8);
     assert!(
         status.message.contains("--max-repeated-bytes")

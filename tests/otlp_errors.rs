@@ -7,7 +7,7 @@ use std::io::Write;
 use std::marker::PhantomData;
 
 use bytes::{Buf, BufMut, Bytes};
-use common::Server;
+use common::{Server, proto_status};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -15,15 +15,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use serde_json::Value;
-
-/// `google.rpc.Status` as the error bodies carry it.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
-}
 
 fn now_nanos() -> u64 {
     std::time::SystemTime::now()
@@ -76,10 +67,6 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     enc.write_all(data).unwrap();
     enc.finish().unwrap()
-}
-
-fn proto_status(body: &[u8]) -> RpcStatus {
-    RpcStatus::decode(body).expect("a google.rpc.Status body")
 }
 
 #[tokio::test(flavor = "multi_thread")]

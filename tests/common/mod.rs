@@ -387,3 +387,17 @@ pub fn debian_tool(name: &str) -> String {
     );
     path
 }
+
+/// `google.rpc.Status` as the OTLP/HTTP error bodies carry it.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    #[prost(string, tag = "2")]
+    pub message: String,
+}
+
+/// The `google.rpc.Status` of an OTLP/HTTP error body.
+pub fn proto_status(body: &[u8]) -> RpcStatus {
+    <RpcStatus as prost::Message>::decode(body).expect("a google.rpc.Status body")
+}
