@@ -60,36 +60,84 @@ impl Needle {
         let Needle::Ascii(matcher, n) = self else {
             return text.iter().map(|v| v.map(|s| self.is_in(s))).collect();
         };
-        let Some(found) = occurrences(text, matcher, *n, recent) else {
+        let Some(found) =
+            already_searched(text, recent).or_else(|| occurrences(text, matcher, *n, recent))
+        else {
             return text.iter().map(|v| v.map(|s| self.is_in(s))).collect();
         };
+        let n = *n;
         let inline = |raw: u128| {
-            let len = raw as u32;
+            let len = raw as u32 as usize;
             let bytes = raw.to_le_bytes();
-            len <= MAX_INLINE_VIEW_LEN && matcher.is_match(&bytes[4..4 + len as usize])
+            len >= n && matcher.is_match(&bytes[4..4 + len])
         };
+        let views = text.views();
         // Most words searched for are absent from most batches: then only the texts short
         // enough to be kept in their views are looked at.
         if found.iter().all(|starts| starts.count == 0) {
-            let values = BooleanBuffer::collect_bool(text.len(), |row| inline(text.views()[row]));
+            let values = BooleanBuffer::collect_bool(text.len(), |row| {
+                let raw = views[row];
+                raw as u32 <= MAX_INLINE_VIEW_LEN && inline(raw)
+            });
+            return BooleanArray::new(values, text.nulls().cloned());
+        }
+        // The rows of a dictionary, all in one buffer with a distance table: one look-up a row.
+        if let [starts] = found.as_slice()
+            && let Some(distance) = &starts.distance
+        {
+            let values = BooleanBuffer::collect_bool(text.len(), |row| {
+                let raw = views[row];
+                let len = raw as u32 as usize;
+                if len <= MAX_INLINE_VIEW_LEN as usize {
+                    return inline(raw);
+                }
+                let start = (raw >> 96) as usize;
+                // A saturated distance still rules out every row shorter than it.
+                distance.get(start).is_some_and(|&d| {
+                    usize::from(d) + n <= len
+                        && (d < u16::MAX || starts.starts_in(start, start + len - n + 1))
+                })
+            });
             return BooleanArray::new(values, text.nulls().cloned());
         }
         let values = BooleanBuffer::collect_bool(text.len(), |row| {
-            let raw = text.views()[row];
-            let len = raw as u32;
-            if len <= MAX_INLINE_VIEW_LEN {
+            let raw = views[row];
+            let len = raw as u32 as usize;
+            if len <= MAX_INLINE_VIEW_LEN as usize {
                 return inline(raw);
             }
             let view = ByteView::from(raw);
-            let (start, len) = (view.offset as usize, len as usize);
+            let start = view.offset as usize;
             // An occurrence that starts no later than `len - n` bytes into the row.
-            len >= *n
+            len >= n
                 && found
                     .get(view.buffer_index as usize)
-                    .is_some_and(|starts| starts.any_in(start, start + len - n + 1))
+                    .is_some_and(|starts| starts.starts_in(start, start + len - n + 1))
         });
         BooleanArray::new(values, text.nulls().cloned())
     }
+}
+
+/// Whether a bit is set in `from..to` of `bits`.
+fn any_in(bits: &[u64], from: usize, to: usize) -> bool {
+    if from >= to {
+        return false;
+    }
+    let word = |i: usize| bits.get(i).copied().unwrap_or(0);
+    let width = to - from;
+    if width <= 64 {
+        // A log line's range spans one or two words: read both without branching on which.
+        let first = from / 64;
+        let pair = u128::from(word(first)) | (u128::from(word(first + 1)) << 64);
+        let window = (pair >> (from % 64)) as u64;
+        return window & (u64::MAX >> (64 - width)) != 0;
+    }
+    let (first, last) = (from / 64, (to - 1) / 64);
+    word(first) & (!0u64 << (from % 64)) != 0
+        || bits
+            .get(first + 1..last.min(bits.len()))
+            .is_some_and(|middle| middle.iter().any(|w| *w != 0))
+        || word(last) & (!0u64 >> (63 - (to - 1) % 64)) != 0
 }
 
 /// Where the needle starts in one buffer: a bit per byte, so that whether a row holds it is a
@@ -99,9 +147,50 @@ impl Needle {
 pub struct Starts {
     bits: Vec<u64>,
     count: usize,
+    /// For a shared buffer (a dictionary, whose rows are looked up again and again): per byte,
+    /// how far the next start is, saturating at `u16::MAX`. A row then needs one look-up.
+    distance: Option<Vec<u16>>,
 }
 
+/// The largest shared buffer given a [`Starts::distance`] table (two bytes per byte). Parquet
+/// dictionary pages are at most 1 MiB by default.
+const MAX_DISTANCE_TABLE: usize = 1 << 20;
+
 impl Starts {
+    /// Fills [`Self::distance`] for a buffer of `len` bytes.
+    fn with_distances(mut self, len: usize) -> Self {
+        let mut distance: Vec<u16> = Vec::with_capacity(len);
+        for (i, &word) in self.bits.iter().enumerate() {
+            let mut word = word;
+            while word != 0 {
+                let at = i * 64 + word.trailing_zeros() as usize;
+                word &= word - 1;
+                if at >= len {
+                    break;
+                }
+                // The bytes up to this start count down to it (a run the compiler vectorises;
+                // the table is built once per dictionary, as large as it).
+                let run = at + 1 - distance.len();
+                let far = run.saturating_sub(usize::from(u16::MAX));
+                distance.resize(distance.len() + far, u16::MAX);
+                distance.extend((0..(run - far) as u16).rev());
+            }
+        }
+        distance.resize(len, u16::MAX);
+        self.distance = Some(distance);
+        self
+    }
+
+    /// Whether an occurrence starts in `from..to`.
+    fn starts_in(&self, from: usize, to: usize) -> bool {
+        if let Some(d) = self.distance.as_ref().and_then(|d| d.get(from))
+            && *d < u16::MAX
+        {
+            return from + usize::from(*d) < to;
+        }
+        any_in(&self.bits, from, to)
+    }
+
     fn add(&mut self, at: usize) {
         let word = at / 64;
         if word >= self.bits.len() {
@@ -110,26 +199,10 @@ impl Starts {
         self.bits[word] |= 1 << (at % 64);
         self.count += 1;
     }
-
-    /// Whether an occurrence starts in `from..to`.
-    fn any_in(&self, from: usize, to: usize) -> bool {
-        if from >= to {
-            return false;
-        }
-        let (first, last) = (from / 64, (to - 1) / 64);
-        let head = !0u64 << (from % 64);
-        let tail = !0u64 >> (63 - (to - 1) % 64);
-        let word = |i: usize| self.bits.get(i).copied().unwrap_or(0);
-        if first == last {
-            return word(first) & head & tail != 0;
-        }
-        word(first) & head != 0
-            || (first + 1..last.min(self.bits.len())).any(|i| word(i) != 0)
-            || word(last) & tail != 0
-    }
 }
 
-/// Shared buffers recently searched for the current needle, kept per thread.
+/// Shared buffers recently searched for the current needle, kept per thread (each with its
+/// occurrences and, up to [`MAX_DISTANCE_TABLE`], a distance table twice its size).
 const RECENT_BUFFERS: usize = 4;
 
 /// The largest allocation a kept buffer may hold on to.
@@ -141,6 +214,25 @@ const MAX_KEPT_BUFFER: usize = 4 << 20;
 pub struct Searched {
     buffer: Buffer,
     starts: Arc<Starts>,
+}
+
+/// The occurrences in every data buffer of `text` when each is a shared buffer already searched
+/// (the dictionary of the row group that the previous batch came from): then the rows need not
+/// be looked over first, which was a tenth of a search's CPU.
+fn already_searched(text: &StringViewArray, recent: &[Searched]) -> Option<Vec<Arc<Starts>>> {
+    let buffers = text.data_buffers();
+    if buffers.is_empty() {
+        return None;
+    }
+    buffers
+        .iter()
+        .map(|buffer| {
+            recent
+                .iter()
+                .find(|s| s.buffer.as_ptr() == buffer.as_ptr() && s.buffer.len() == buffer.len())
+                .map(|s| Arc::clone(&s.starts))
+        })
+        .collect()
 }
 
 /// Every position in each data buffer of `text` where `matcher`'s needle of `n` bytes starts,
@@ -220,7 +312,11 @@ fn occurrences(
                     // Overlapping occurrences too: one across two rows may hide one within a row.
                     at = hit.start() + 1;
                 }
-                let starts = Arc::new(starts);
+                let starts = Arc::new(if shared && buffer.len() <= MAX_DISTANCE_TABLE {
+                    starts.with_distances(buffer.len())
+                } else {
+                    starts
+                });
                 if shared {
                     recent.insert(
                         0,
@@ -417,7 +513,8 @@ mod tests {
             ),
             Some(vec![Arc::new(Starts {
                 bits: vec![1 << 12],
-                count: 1
+                count: 1,
+                distance: None,
             })])
         );
     }
@@ -489,12 +586,53 @@ mod tests {
                 }
             }
             assert_eq!(starts.count, naive.iter().filter(|b| **b).count());
+            let tabled = Starts {
+                bits: starts.bits.clone(),
+                count: starts.count,
+                distance: None,
+            }
+            .with_distances(naive.len());
             for from in 0..320 {
                 for to in from..330 {
                     let expected = naive.iter().take(to).skip(from).any(|b| *b);
-                    assert_eq!(starts.any_in(from, to), expected, "{from}..{to}");
+                    assert_eq!(any_in(&starts.bits, from, to), expected, "{from}..{to}");
+                    assert_eq!(starts.starts_in(from, to), expected, "{from}..{to}");
+                    assert_eq!(tabled.starts_in(from, to), expected, "table {from}..{to}");
                 }
             }
         }
+    }
+
+    /// Starts further away than a distance can say are still found, through the bits.
+    #[test]
+    fn a_start_beyond_the_largest_distance_is_found() {
+        let mut starts = Starts::default();
+        starts.add(70_000);
+        let starts = starts.with_distances(70_010);
+        assert_eq!(starts.distance.as_ref().map(|d| d[0]), Some(u16::MAX));
+        assert_eq!(starts.distance.as_ref().map(|d| d[5_000]), Some(65_000));
+        assert!(starts.starts_in(0, 70_001));
+        assert!(!starts.starts_in(0, 70_000));
+        assert!(starts.starts_in(5_000, 70_001));
+        assert!(!starts.starts_in(5_000, 70_000));
+        assert!(!starts.starts_in(70_001, 70_010));
+
+        // Rows of a dictionary whose word lies further in than a distance can say.
+        let far = format!("{}Declined", "x".repeat(70_000));
+        let near = format!("{}declined{}", "y".repeat(20), "y".repeat(70_000));
+        let none = "z".repeat(70_100);
+        let mut dictionary = datafusion::arrow::array::StringViewBuilder::new()
+            .with_fixed_block_size(1 << 20)
+            .with_deduplicate_strings();
+        for text in [&far, &near, &none, &far, &none, &near, &far] {
+            dictionary.append_value(text);
+        }
+        let dictionary = dictionary.finish();
+        assert_eq!(dictionary.data_buffers().len(), 1);
+        let got = Needle::new("declined")
+            .unwrap()
+            .rows(&dictionary, &mut Vec::new());
+        let expected = BooleanArray::from(vec![true, true, false, true, false, true, true]);
+        assert_eq!(got, expected);
     }
 }
