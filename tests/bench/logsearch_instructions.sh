@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Log search, builds compared by instructions: wall and CPU times on a shared 2-core machine
+# move by ±25 % between runs, instruction counts do not. The first BIN fills a server with FILL
+# of `lakescope loadgen --signal logs` and merges it as a running server does; then each BIN
+# serves that lake under `valgrind --tool=callgrind`, answers one warm-up
+# `/api/v1/logs/histogram?q=WORD&start=now-2h`, has its counters zeroed, answers N more and
+# dumps them. Prints per build the instructions per request and the ten functions with the most
+# instructions of their own (callgrind_annotate misattributes Rust's inlined frames here, so
+# the dump is summed by a small parser).
+#
+# Usage: tests/bench/logsearch_instructions.sh FILL N BIN...   e.g. 20s 3 ./before ./after
+#        (WORD=zebra for the other word; needs valgrind: apt-get install valgrind)
+set -euo pipefail
+fill=$1; n=$2; shift 2
+word="${WORD:-declined}"
+cd "$(dirname "$0")/../.."
+# shellcheck source=tests/bench/common.sh
+. tests/bench/common.sh
+data=$(mktemp -d); norules=$(mktemp -d); out=$(mktemp -d); server=""
+trap 'kill "$server" 2>/dev/null || true; rm -rf "$data" "$data.log" "$norules" "$out"' EXIT
+serve() {
+  "$@" serve --data-dir "$data" --otlp-grpc 127.0.0.1:34317 --otlp-http 127.0.0.1:34318 \
+    --http 127.0.0.1:38080 --compaction-delay 1000d --rules-dir "$norules" $extra >/dev/null 2>>"$data.log" &
+  server=$!
+  for _ in $(seq 1200); do curl -sf 127.0.0.1:38080/metrics >/dev/null && break; sleep 0.1; done
+}
+extra="--compaction-live-files 0"; serve "$1"
+"$1" loadgen --otlp-grpc 127.0.0.1:34317 --signal logs --duration "$fill" --connections 4 >/dev/null
+kill -TERM "$server"; wait "$server" || true
+extra="--compaction-live-files 10 --compaction-interval 1s"; serve "$1"
+wait_merges "$data.log" "$data/logs"
+kill -TERM "$server"; wait "$server" || true
+echo "files $files"
+url="http://127.0.0.1:38080/api/v1/logs/histogram?q=$word&start=now-2h"
+for bin in "$@"; do
+  name=$(basename "$bin")
+  extra="--compaction-live-files 0"
+  serve valgrind --tool=callgrind --callgrind-out-file="$out/$name.%p" "$bin"
+  total=$(curl -sf "$url" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')
+  callgrind_control -z "$server" >/dev/null 2>&1
+  for _ in $(seq "$n"); do curl -sf "$url" >/dev/null; done
+  callgrind_control -d "$server" >/dev/null 2>&1
+  sleep 1
+  kill -TERM "$server"; wait "$server" || true
+  python3 - "$(ls "$out/$name".*.1)" "$n" "$name" "$total" <<'PY'
+import collections, re, sys
+path, n, name, total = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+names, own, fn, skip = {}, collections.Counter(), None, False
+def resolve(spec):
+    m = re.match(r"\((\d+)\)(?:\s+(.*))?", spec)
+    if not m:
+        return spec
+    if m.group(2):
+        names[m.group(1)] = m.group(2)
+    return names.get(m.group(1), spec)
+for line in open(path, errors="replace"):
+    line = line.rstrip("\n")
+    if line.startswith("fn="):
+        fn = resolve(line[3:])
+    elif line.startswith("cfn="):
+        resolve(line[4:])
+    elif line.startswith("calls="):
+        skip = True
+    elif line[:1].isdigit() or line[:1] in "+-*":
+        if skip:
+            skip = False  # the inclusive cost of a call, not the caller's own
+        elif fn:
+            parts = line.split()
+            if len(parts) > 1:
+                own[fn] += int(parts[1])
+instructions = sum(own.values())
+print(f"{name}: {instructions / n / 1e9:.4f} G instructions per request ({total} matches)")
+for f, c in own.most_common(10):
+    print(f"  {100 * c / instructions:5.1f} %  {f[:120]}")
+PY
+done
