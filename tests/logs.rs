@@ -315,3 +315,72 @@ async fn a_huge_body_is_stored_whole_and_a_request_over_the_limit_is_413() {
         "still serving, nothing else stored"
     );
 }
+
+/// The first page of a word search looks in the newest sixteenth of the range first: pages that
+/// end inside it, cross into the rest, or take everything come out newest first, complete and
+/// without repeats, from the buffer and from Parquet alike.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_word_searched_newest_first_across_the_range_pages_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    // 60 records with the word, one every 15 s over the last 15 minutes (4 of them in the
+    // newest minute, the first slice of a 16-minute range), and others without it between.
+    let records: Vec<String> = (0..60u64)
+        .flat_map(|k| {
+            let at = now - k * 15_000_000_000 - 1_000_000_000;
+            [
+                format!(r#"{{"timeUnixNano":"{at}","severityNumber":9,"body":{{"stringValue":"Needle {k} found"}}}}"#),
+                format!(r#"{{"timeUnixNano":"{}","severityNumber":9,"body":{{"stringValue":"hay {k}"}}}}"#, at - 5_000_000_000),
+            ]
+        })
+        .collect();
+    let body = format!(
+        r#"{{"resourceLogs":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"pager"}}}}]}},"scopeLogs":[{{"logRecords":[{}]}}]}}]}}"#,
+        records.join(",")
+    );
+    let mut server = Server::start(dir.path(), &[]);
+    let status = reqwest::Client::new()
+        .post(server.otlp_url("/v1/logs"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 200);
+    for round in ["buffer", "parquet"] {
+        // Within the newest slice; across both; everything; a later page (one query).
+        needles(&server, "limit=3", 0, 3, true).await;
+        needles(&server, "limit=10", 0, 10, true).await;
+        needles(&server, "limit=1000", 0, 60, false).await;
+        needles(&server, "limit=5&offset=5", 5, 5, true).await;
+        needles(&server, "limit=4", 0, 4, true).await;
+        if round == "buffer" {
+            // A restart writes the buffered records to Parquet.
+            server.stop();
+            server = Server::start(dir.path(), &[]);
+        }
+    }
+}
+
+/// Asserts that a search for "needle" over the last 16 minutes with `query` returns records
+/// `first..first + n` (newest first) and says whether more follow.
+async fn needles(server: &Server, query: &str, first: u64, n: u64, more: bool) {
+    let page = server
+        .get(&format!("/api/v1/logs?q=needle&start=now-16m&{query}"))
+        .await;
+    let bodies: Vec<String> = page["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["body"].as_str().unwrap().to_owned())
+        .collect();
+    let want: Vec<String> = (first..first + n)
+        .map(|k| format!("Needle {k} found"))
+        .collect();
+    assert_eq!(bodies, want, "{query}");
+    assert_eq!(page["has_more"], more, "{query}");
+}
