@@ -312,11 +312,13 @@ fn occurrences(
                     // Overlapping occurrences too: one across two rows may hide one within a row.
                     at = hit.start() + 1;
                 }
-                let starts = Arc::new(if shared && buffer.len() <= MAX_DISTANCE_TABLE {
-                    starts.with_distances(buffer.len())
-                } else {
-                    starts
-                });
+                let starts = Arc::new(
+                    if shared && starts.count > 0 && buffer.len() <= MAX_DISTANCE_TABLE {
+                        starts.with_distances(buffer.len())
+                    } else {
+                        starts
+                    },
+                );
                 if shared {
                     recent.insert(
                         0,

@@ -8,6 +8,9 @@
 # instructions of their own (callgrind_annotate misattributes Rust's inlined frames here, so
 # the dump is summed by a small parser).
 #
+# With PAGE=1 the request is the first page, `/api/v1/logs?q=WORD&limit=100`, over exactly the
+# time span the lake holds (a range the records fill, as a live lake's last hour is filled).
+#
 # Usage: tests/bench/logsearch_instructions.sh FILL N BIN...   e.g. 20s 3 ./before ./after
 #        (WORD=zebra for the other word; needs valgrind: apt-get install valgrind)
 set -euo pipefail
@@ -29,14 +32,18 @@ extra="--compaction-live-files 0"; serve "$1"
 kill -TERM "$server"; wait "$server" || true
 extra="--compaction-live-files 10 --compaction-interval 1s"; serve "$1"
 wait_merges "$data.log" "$data/logs"
+span=$(curl -sf -XPOST 127.0.0.1:38080/api/v1/sql -H 'content-type: application/json' \
+  -d '{"query": "SELECT min(timestamp) AS a, max(timestamp) + INTERVAL 1 MILLISECOND AS b FROM logs"}' |
+  python3 -c 'import json,sys; r=json.load(sys.stdin)["rows"][0]; print("start=" + r["a"] + "&end=" + r["b"])')
 kill -TERM "$server"; wait "$server" || true
-echo "files $files"
+echo "files $files; records $span"
 url="http://127.0.0.1:38080/api/v1/logs/histogram?q=$word&start=now-2h"
+[ -n "${PAGE:-}" ] && url="http://127.0.0.1:38080/api/v1/logs?q=$word&limit=100&$span"
 for bin in "$@"; do
   name=$(basename "$bin")
   extra="--compaction-live-files 0"
   serve valgrind --tool=callgrind --callgrind-out-file="$out/$name.%p" "$bin"
-  total=$(curl -sf "$url" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')
+  total=$(curl -sf "$url" | python3 -c 'import json,sys; b=json.load(sys.stdin); print(b.get("total", len(b.get("logs", []))))')
   callgrind_control -z "$server" >/dev/null 2>&1
   for _ in $(seq "$n"); do curl -sf "$url" >/dev/null; done
   callgrind_control -d "$server" >/dev/null 2>&1
