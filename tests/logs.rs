@@ -326,8 +326,9 @@ async fn a_word_searched_newest_first_across_the_range_pages_exactly() {
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64;
-    // 60 records with the word, one every 15 s over the last 15 minutes (4 of them in the
-    // newest minute, the first slice of a 16-minute range), and others without it between.
+    // 60 records with the word, one every 15 s over the 15 minutes before `now` (4 of them in
+    // the newest minute, the first slice of the 16-minute range asked for, whatever the time
+    // the test takes), and others without it between.
     let records: Vec<String> = (0..60u64)
         .flat_map(|k| {
             let at = now - k * 15_000_000_000 - 1_000_000_000;
@@ -353,11 +354,11 @@ async fn a_word_searched_newest_first_across_the_range_pages_exactly() {
     assert_eq!(status.as_u16(), 200);
     for round in ["buffer", "parquet"] {
         // Within the newest slice; across both; everything; a later page (one query).
-        needles(&server, "limit=3", 0, 3, true).await;
-        needles(&server, "limit=10", 0, 10, true).await;
-        needles(&server, "limit=1000", 0, 60, false).await;
-        needles(&server, "limit=5&offset=5", 5, 5, true).await;
-        needles(&server, "limit=4", 0, 4, true).await;
+        needles(&server, now, "limit=3", 0, 3, true).await;
+        needles(&server, now, "limit=10", 0, 10, true).await;
+        needles(&server, now, "limit=1000", 0, 60, false).await;
+        needles(&server, now, "limit=5&offset=5", 5, 5, true).await;
+        needles(&server, now, "limit=4", 0, 4, true).await;
         if round == "buffer" {
             // A restart writes the buffered records to Parquet.
             server.stop();
@@ -366,11 +367,14 @@ async fn a_word_searched_newest_first_across_the_range_pages_exactly() {
     }
 }
 
-/// Asserts that a search for "needle" over the last 16 minutes with `query` returns records
+/// Asserts that a search for "needle" over the 16 minutes before `now` with `query` returns records
 /// `first..first + n` (newest first) and says whether more follow.
-async fn needles(server: &Server, query: &str, first: u64, n: u64, more: bool) {
+async fn needles(server: &Server, now: u64, query: &str, first: u64, n: u64, more: bool) {
     let page = server
-        .get(&format!("/api/v1/logs?q=needle&start=now-16m&{query}"))
+        .get(&format!(
+            "/api/v1/logs?q=needle&start={}&end={now}&{query}",
+            now - 960_000_000_000
+        ))
         .await;
     let bodies: Vec<String> = page["logs"]
         .as_array()

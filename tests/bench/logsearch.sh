@@ -97,7 +97,7 @@ def timed(sql):
     return rows, statistics.median(times)
 for word in ["declined", "zebra"]:
     entry = ours["searches"][f"histogram q={word}"]
-    step = int(entry["step_seconds"] * 1e9)
+    step = round(entry["step_seconds"] * 1e9)
     def histogram():
         end = time.time_ns()
         start = end - 2 * 3600 * 10**9

@@ -36,20 +36,21 @@ span=$(curl -sf -XPOST 127.0.0.1:38080/api/v1/sql -H 'content-type: application/
   -d '{"query": "SELECT min(timestamp) AS a, max(timestamp) + INTERVAL 1 MILLISECOND AS b FROM logs"}' |
   python3 -c 'import json,sys; r=json.load(sys.stdin)["rows"][0]; print("start=" + r["a"] + "&end=" + r["b"])')
 kill -TERM "$server"; wait "$server" || true
-echo "files $files; records $span"
+echo "files $files; the records span $span"
 url="http://127.0.0.1:38080/api/v1/logs/histogram?q=$word&start=now-2h"
-[ -n "${PAGE:-}" ] && url="http://127.0.0.1:38080/api/v1/logs?q=$word&limit=100&$span"
+[ "${PAGE:-0}" = 1 ] && url="http://127.0.0.1:38080/api/v1/logs?q=$word&limit=100&$span"
 for bin in "$@"; do
   name=$(basename "$bin")
   extra="--compaction-live-files 0"
   serve valgrind --tool=callgrind --callgrind-out-file="$out/$name.%p" "$bin"
+  vg=$server
   total=$(curl -sf "$url" | python3 -c 'import json,sys; b=json.load(sys.stdin); print(b.get("total", len(b.get("logs", []))))')
-  callgrind_control -z "$server" >/dev/null 2>&1
+  callgrind_control -z "$server" >/dev/null
   for _ in $(seq "$n"); do curl -sf "$url" >/dev/null; done
-  callgrind_control -d "$server" >/dev/null 2>&1
+  callgrind_control -d "$server" >/dev/null
   sleep 1
   kill -TERM "$server"; wait "$server" || true
-  python3 - "$(ls "$out/$name".*.1)" "$n" "$name" "$total" <<'PY'
+  python3 - "$out/$name.$vg.1" "$n" "$name" "$total" <<'PY'
 import collections, re, sys
 path, n, name, total = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 names, own, fn, skip = {}, collections.Counter(), None, False

@@ -108,8 +108,14 @@ pub async fn search(
     // record of the newer slice is newer than any of the older one, so the page is the same.
     let wanted = q.limit + 1;
     let slices = match q.range {
-        Some(range) if q.text.is_some() && q.offset == 0 && range.end - range.start >= 16 => {
-            let cut = range.end - (range.end - range.start) / RECENT_SLICE;
+        Some(range)
+            if q.text.is_some()
+                && q.offset == 0
+                && i128::from(range.end) - i128::from(range.start) >= i128::from(RECENT_SLICE) =>
+        {
+            // In i128: a range from far before to far after the epoch spans more than i64.
+            let span = i128::from(range.end) - i128::from(range.start);
+            let cut = range.end - i64::try_from(span / i128::from(RECENT_SLICE)).unwrap_or(0);
             vec![
                 Some(TimeRange {
                     start: cut,
