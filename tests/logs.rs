@@ -296,19 +296,12 @@ async fn a_huge_body_is_stored_whole_and_a_request_over_the_limit_is_413() {
             r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{{"severityNumber":9,"body":{{"stringValue":"{text}"}}}}]}}]}}]}}"#
         )
     };
-    let post = |b: String| {
-        reqwest::Client::new()
-            .post(server.otlp_url("/v1/logs"))
-            .header("content-type", "application/json")
-            .body(b)
-            .send()
-    };
-    assert_eq!(post(body(&big)).await.unwrap().status().as_u16(), 200);
+    assert_eq!(post_json(&server, body(&big)).await, 200);
     let (status, rows) = server.sql("SELECT length(body) AS n FROM logs").await;
     assert_eq!(status, 200);
     assert_eq!(rows["rows"][0]["n"], 3_000_000);
     let too_big = "y".repeat(5_000_000);
-    assert_eq!(post(body(&too_big)).await.unwrap().status().as_u16(), 413);
+    assert_eq!(post_json(&server, body(&too_big)).await, 413);
     assert_eq!(
         server.count("SELECT count(*) FROM logs").await,
         1,
@@ -343,15 +336,7 @@ async fn a_word_searched_newest_first_across_the_range_pages_exactly() {
         records.join(",")
     );
     let mut server = Server::start(dir.path(), &[]);
-    let status = reqwest::Client::new()
-        .post(server.otlp_url("/v1/logs"))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status.as_u16(), 200);
+    assert_eq!(post_json(&server, body).await, 200);
     for round in ["buffer", "parquet"] {
         // Within the newest slice; across both; everything; a later page (one query).
         needles(&server, now, "limit=3", 0, 3, true).await;
@@ -387,4 +372,17 @@ async fn needles(server: &Server, now: u64, query: &str, first: u64, n: u64, mor
         .collect();
     assert_eq!(bodies, want, "{query}");
     assert_eq!(page["has_more"], more, "{query}");
+}
+
+/// Posts an OTLP/JSON logs export; the HTTP status.
+async fn post_json(server: &Server, body: String) -> u16 {
+    reqwest::Client::new()
+        .post(server.otlp_url("/v1/logs"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }

@@ -216,6 +216,14 @@ pub struct Searched {
     starts: Arc<Starts>,
 }
 
+impl Searched {
+    /// Whether this is `buffer`: the same bytes at the same address, which cannot have been
+    /// reused for other bytes while held here.
+    fn holds(&self, buffer: &Buffer) -> bool {
+        self.buffer.as_ptr() == buffer.as_ptr() && self.buffer.len() == buffer.len()
+    }
+}
+
 /// The occurrences in every data buffer of `text` when each is a shared buffer already searched
 /// (the dictionary of the row group that the previous batch came from): then the rows need not
 /// be looked over first, which was a tenth of a search's CPU.
@@ -229,7 +237,7 @@ fn already_searched(text: &StringViewArray, recent: &[Searched]) -> Option<Vec<A
         .map(|buffer| {
             recent
                 .iter()
-                .find(|s| s.buffer.as_ptr() == buffer.as_ptr() && s.buffer.len() == buffer.len())
+                .find(|s| s.holds(buffer))
                 .map(|s| Arc::clone(&s.starts))
         })
         .collect()
@@ -288,9 +296,7 @@ fn occurrences(
             && buffer.len() <= 4 * bytes
             && buffer.capacity() <= MAX_KEPT_BUFFER;
         // Held by the cache, the buffer cannot be freed and its address reused for other bytes.
-        let same =
-            |s: &Searched| s.buffer.as_ptr() == buffer.as_ptr() && s.buffer.len() == buffer.len();
-        let starts = match recent.iter().position(same) {
+        let starts = match recent.iter().position(|s| s.holds(buffer)) {
             // Already searched: whatever it holds costs a row no more than a look at its bits.
             Some(i) => {
                 found.push(Arc::clone(&recent[i].starts));
