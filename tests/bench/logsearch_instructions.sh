@@ -5,8 +5,7 @@
 # serves that lake under `valgrind --tool=callgrind`, answers one warm-up
 # `/api/v1/logs/histogram?q=WORD&start=now-2h`, has its counters zeroed, answers N more and
 # dumps them. Prints per build the instructions per request and the ten functions with the most
-# instructions of their own (callgrind_annotate misattributes Rust's inlined frames here, so
-# the dump is summed by a small parser).
+# instructions of their own (tests/bench/cgsum.py).
 #
 # With PAGE=1 the request is the first page, `/api/v1/logs?q=WORD&limit=100`, over exactly the
 # time span the lake holds (a range the records fill, as a live lake's last hour is filled).
@@ -50,35 +49,5 @@ for bin in "$@"; do
   callgrind_control -d "$server" >/dev/null
   sleep 1
   kill -TERM "$server"; wait "$server" || true
-  python3 - "$out/$name.$vg.1" "$n" "$name" "$total" <<'PY'
-import collections, re, sys
-path, n, name, total = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-names, own, fn, skip = {}, collections.Counter(), None, False
-def resolve(spec):
-    m = re.match(r"\((\d+)\)(?:\s+(.*))?", spec)
-    if not m:
-        return spec
-    if m.group(2):
-        names[m.group(1)] = m.group(2)
-    return names.get(m.group(1), spec)
-for line in open(path, errors="replace"):
-    line = line.rstrip("\n")
-    if line.startswith("fn="):
-        fn = resolve(line[3:])
-    elif line.startswith("cfn="):
-        resolve(line[4:])
-    elif line.startswith("calls="):
-        skip = True
-    elif line[:1].isdigit() or line[:1] in "+-*":
-        if skip:
-            skip = False  # the inclusive cost of a call, not the caller's own
-        elif fn:
-            parts = line.split()
-            if len(parts) > 1:
-                own[fn] += int(parts[1])
-instructions = sum(own.values())
-print(f"{name}: {instructions / n / 1e9:.4f} G instructions per request ({total} matches)")
-for f, c in own.most_common(10):
-    print(f"  {100 * c / instructions:5.1f} %  {f[:120]}")
-PY
+  python3 tests/bench/cgsum.py "$out/$name.$vg.1" "$n" "$name ($total matches)" request
 done
