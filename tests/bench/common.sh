@@ -15,3 +15,12 @@ wait_merges() {
     sleep 1
   done
 }
+
+# table_of SIGNAL: the lake table a signal's records land in (traces → spans); exits on others.
+table_of() {
+  case "$1" in
+    traces) echo spans ;;
+    logs | metrics) echo "$1" ;;
+    *) echo "unknown signal $1" >&2; exit 2 ;;
+  esac
+}

@@ -18,11 +18,7 @@ cd "$(dirname "$0")/../.."
 . tests/bench/common.sh
 duration="${1:-30s}"
 signal="${2:-traces}"
-case "$signal" in
-  traces) table=spans ;;
-  logs | metrics) table="$signal" ;;
-  *) echo "unknown signal $signal" >&2; exit 2 ;;
-esac
+table=$(table_of "$signal")
 bin="${LAKESCOPE_BIN:-${CARGO_TARGET_DIR:-target}/release/lakescope}"
 # The load generator of this checkout's build, so an older server can be measured with it.
 loadgen_bin="${LOADGEN_BIN:-${CARGO_TARGET_DIR:-target}/release/lakescope}"

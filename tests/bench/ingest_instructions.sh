@@ -14,14 +14,14 @@
 #        (SIGNAL=logs|metrics for the other signals, RATE=…; needs valgrind)
 set -euo pipefail
 duration=$1; shift
+# Absolute paths: the script runs from the repository root.
+bins=(); for b in "$@"; do bins+=("$(realpath "$b")"); done
 signal="${SIGNAL:-traces}"
 rate="${RATE:-20000}"
-case "$signal" in
-  traces) table=spans ;;
-  logs | metrics) table="$signal" ;;
-  *) echo "unknown signal $signal" >&2; exit 2 ;;
-esac
 cd "$(dirname "$0")/../.."
+# shellcheck source=tests/bench/common.sh
+. tests/bench/common.sh
+table=$(table_of "$signal")
 wal=$(mktemp -d); norules=$(mktemp -d); out=$(mktemp -d); data=""; server=""
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$wal" "$wal.log" "$norules" "$out" "$data"' EXIT
 serve() {
@@ -39,19 +39,19 @@ serve() {
   grep -v '^==' "$wal.log" | tail -5 >&2
   exit 1
 }
-serve "$wal" "$1"
-records=$("$1" loadgen --otlp-grpc 127.0.0.1:34317 --signal "$signal" --duration "$duration" \
+serve "$wal" "${bins[0]}"
+records=$("${bins[0]}" loadgen --otlp-grpc 127.0.0.1:34317 --signal "$signal" --duration "$duration" \
   --rate "$rate" --connections 2 | python3 -c 'import json,sys; print(json.load(sys.stdin)["records"])')
 kill -KILL "$server"; wait "$server" 2>/dev/null || true
 echo "$records $signal records in the log ($(du -sh "$wal/wal" | cut -f1))"
-for bin in "$@"; do
-  name=$(basename "$bin")
+for n in "${!bins[@]}"; do
+  bin=${bins[$n]}
   data=$(mktemp -d); cp -r "$wal"/. "$data"/
-  serve "$data" valgrind --tool=callgrind --callgrind-out-file="$out/$name.%p" "$bin"
+  serve "$data" valgrind --tool=callgrind --callgrind-out-file="$out/$n.%p" "$bin"
   vg=$server
   kill -TERM "$server"; wait "$server" || true
   bytes=$(find "$data/$table" -name '*.parquet' -printf '%s\n' | awk '{s += $1} END {print s + 0}')
-  python3 tests/bench/cgsum.py "$out/$name.$vg" "$records" "$name" record
+  python3 tests/bench/cgsum.py "$out/$n.$vg" "$records" "$bin" record
   python3 -c "import sys; print(f'  flushed: {int(sys.argv[1]) / int(sys.argv[2]):.1f} bytes per record')" "$bytes" "$records"
   rm -rf "$data"
 done

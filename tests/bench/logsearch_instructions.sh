@@ -14,6 +14,8 @@
 #        (WORD=zebra for the other word; needs valgrind: apt-get install valgrind)
 set -euo pipefail
 fill=$1; n=$2; shift 2
+# Absolute paths: the script runs from the repository root.
+bins=(); for b in "$@"; do bins+=("$(realpath "$b")"); done
 word="${WORD:-declined}"
 cd "$(dirname "$0")/../.."
 # shellcheck source=tests/bench/common.sh
@@ -26,10 +28,10 @@ serve() {
   server=$!
   for _ in $(seq 1200); do curl -sf 127.0.0.1:38080/metrics >/dev/null && break; sleep 0.1; done
 }
-extra="--compaction-live-files 0"; serve "$1"
-"$1" loadgen --otlp-grpc 127.0.0.1:34317 --signal logs --duration "$fill" --connections 4 >/dev/null
+extra="--compaction-live-files 0"; serve "${bins[0]}"
+"${bins[0]}" loadgen --otlp-grpc 127.0.0.1:34317 --signal logs --duration "$fill" --connections 4 >/dev/null
 kill -TERM "$server"; wait "$server" || true
-extra="--compaction-live-files 10 --compaction-interval 1s"; serve "$1"
+extra="--compaction-live-files 10 --compaction-interval 1s"; serve "${bins[0]}"
 wait_merges "$data.log" "$data/logs"
 span=$(curl -sf -XPOST 127.0.0.1:38080/api/v1/sql -H 'content-type: application/json' \
   -d '{"query": "SELECT min(timestamp) AS a, max(timestamp) + INTERVAL 1 MILLISECOND AS b FROM logs"}' |
@@ -38,10 +40,10 @@ kill -TERM "$server"; wait "$server" || true
 echo "files $files; the records span $span"
 url="http://127.0.0.1:38080/api/v1/logs/histogram?q=$word&start=now-2h"
 [ "${PAGE:-0}" = 1 ] && url="http://127.0.0.1:38080/api/v1/logs?q=$word&limit=100&$span"
-for bin in "$@"; do
-  name=$(basename "$bin")
+for i in "${!bins[@]}"; do
+  bin=${bins[$i]}
   extra="--compaction-live-files 0"
-  serve valgrind --tool=callgrind --callgrind-out-file="$out/$name.%p" "$bin"
+  serve valgrind --tool=callgrind --callgrind-out-file="$out/$i.%p" "$bin"
   vg=$server
   total=$(curl -sf "$url" | python3 -c 'import json,sys; b=json.load(sys.stdin); print(b.get("total", len(b.get("logs", []))))')
   callgrind_control -z "$server" >/dev/null
@@ -49,5 +51,5 @@ for bin in "$@"; do
   callgrind_control -d "$server" >/dev/null
   sleep 1
   kill -TERM "$server"; wait "$server" || true
-  python3 tests/bench/cgsum.py "$out/$name.$vg.1" "$n" "$name ($total matches)" request
+  python3 tests/bench/cgsum.py "$out/$i.$vg.1" "$n" "$bin ($total matches)" request
 done
