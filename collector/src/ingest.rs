@@ -237,6 +237,40 @@ impl Ingest {
         .await
     }
 
+    /// Accepts a protobuf trace export converted straight from its bytes
+    /// ([`convert_spans::convert_protobuf`]), without decoding it into messages first. `Ok(None)`
+    /// when the request needs the general path: prost's decoding, then [`Self::export_traces`].
+    pub async fn export_traces_protobuf(
+        &self,
+        raw: &Bytes,
+    ) -> Result<Option<ExportOutcome>, IngestError> {
+        self.check_capacity()?;
+        let limits = Arc::clone(&self.limits);
+        let raw = raw.clone();
+        let direct = tokio::task::spawn_blocking(move || {
+            let _stage = crate::memtag::enter(crate::memtag::Stage::Decode);
+            let converted = convert_spans::convert_protobuf(&raw, &limits)?;
+            Some(converted.map(|converted| (raw, converted)))
+        })
+        .await
+        .map_err(|e| IngestError::Internal(e.to_string()))?;
+        let Some(direct) = direct else {
+            return Ok(None);
+        };
+        // Every span was accepted, so the request's own bytes are what is logged.
+        let (payload, converted) = direct.map_err(|e| IngestError::Internal(e.to_string()))?;
+        let outcome = ExportOutcome {
+            accepted: converted.batch.num_rows(),
+            rejected: 0,
+            error_message: converted.error_message,
+        };
+        if converted.batch.num_rows() > 0 {
+            self.append(Signal::Traces, payload, converted.batch)
+                .await?;
+        }
+        Ok(Some(outcome))
+    }
+
     /// Accepts a logs export; like [`Self::export_traces`]. Records without an observed time get
     /// the receive time first.
     pub async fn export_logs(
@@ -431,10 +465,13 @@ fn replay(dir: &Path, lake: &Lake, limits: &Limits) -> Result<(usize, u64), WalE
     let last = wal::replay(dir, |record| {
         count += 1;
         let converted = match record.signal {
-            Signal::Traces => ExportTraceServiceRequest::decode(record.payload.as_slice())
-                .map_err(|e| e.to_string())
-                .and_then(|r| convert_spans::convert(&r, limits).map_err(|e| e.to_string()))
-                .map(|c| c.batch),
+            Signal::Traces => match convert_spans::convert_protobuf(&record.payload, limits) {
+                Some(converted) => converted.map(|c| c.batch).map_err(|e| e.to_string()),
+                None => ExportTraceServiceRequest::decode(record.payload.as_slice())
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| convert_spans::convert(&r, limits).map_err(|e| e.to_string()))
+                    .map(|c| c.batch),
+            },
             Signal::Logs => ExportLogsServiceRequest::decode(record.payload.as_slice())
                 .map_err(|e| e.to_string())
                 .and_then(|r| convert_logs::convert(&r, limits).map_err(|e| e.to_string()))

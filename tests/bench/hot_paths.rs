@@ -3,7 +3,11 @@
 //! exception events):
 //!
 //! - `otlp_decode`: protobuf bytes of one request → `ExportTraceServiceRequest`;
-//! - `otlp_to_arrow`: one request → an Arrow batch of the spans table (validation included);
+//! - `otlp_to_arrow`: one decoded request → an Arrow batch of the spans table (validation
+//!   included): the general path, for OTLP/JSON and requests the direct reader declines;
+//! - `protobuf_to_arrow (direct)`: protobuf bytes of one request → the same batch, read
+//!   straight from the bytes (`convert_protobuf`): the path of protobuf requests, which
+//!   replaces `otlp_decode` + `otlp_to_arrow`;
 //! - `parquet_encode`: 100 requests' batches → a sorted, zstd-compressed Parquet file on disk
 //!   (`write_flush`, as a flush does, fsync included);
 //! - `wal_append`: one request, and a group of 16, appended to the write-ahead log and fsynced
@@ -59,6 +63,13 @@ fn hot_paths(c: &mut Criterion) {
     });
     group.bench_function("otlp_to_arrow", |b| {
         b.iter(|| spans::convert(&request, &limits).expect("converts"))
+    });
+    group.bench_function("protobuf_to_arrow (direct)", |b| {
+        b.iter(|| {
+            spans::convert_protobuf(&bytes, &limits)
+                .expect("the direct reader takes the fleet's requests")
+                .expect("converts")
+        })
     });
 
     // The log is checkpointed outside the timed part, so its segments are deleted as a

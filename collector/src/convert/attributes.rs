@@ -6,13 +6,44 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, MapBuilder, MapFieldNames, StringBuilder};
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 
-use super::origin::as_str;
-use crate::schema::attributes::encode_value;
+use crate::schema::attributes::{ValueRef, encode};
 
 /// The most bytes (and entries) an attribute column allocates before its first append; past
 /// it the column grows as it fills. A resource's attributes are stored once per span, so a
 /// request's own size does not bound the estimate.
 const MAX_PRESIZED: usize = 64 << 20;
+
+/// What the converters read of one attribute, whether from a decoded message or from the
+/// request's bytes.
+pub trait AttributeRef {
+    fn key(&self) -> &str;
+    fn value(&self) -> ValueRef<'_>;
+}
+
+impl AttributeRef for KeyValue {
+    fn key(&self) -> &str {
+        &self.key
+    }
+    fn value(&self) -> ValueRef<'_> {
+        ValueRef::from(self.value.as_ref())
+    }
+}
+
+/// An attribute borrowed from a request's protobuf bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Attr<'a> {
+    pub key: &'a str,
+    pub value: ValueRef<'a>,
+}
+
+impl AttributeRef for Attr<'_> {
+    fn key(&self) -> &str {
+        self.key
+    }
+    fn value(&self) -> ValueRef<'_> {
+        self.value
+    }
+}
 
 /// Appends one attribute set per row.
 pub struct AttributeColumns {
@@ -29,23 +60,23 @@ pub struct EncodedAttributes<'a> {
 }
 
 impl<'a> EncodedAttributes<'a> {
-    pub fn new(attributes: &'a [KeyValue]) -> Self {
+    pub fn new<A: AttributeRef>(attributes: &'a [A]) -> Self {
         let mut letters = String::with_capacity(attributes.len());
         let entries = attributes
             .iter()
             .map(|kv| {
-                let value = match as_str(kv.value.as_ref()) {
-                    Some(text) => {
+                let value = match kv.value() {
+                    ValueRef::Str(text) => {
                         letters.push('s');
                         Cow::Borrowed(text)
                     }
-                    None => {
+                    value => {
                         let mut text = String::new();
-                        letters.push(encode_value(kv.value.as_ref(), &mut text));
+                        letters.push(encode(value, &mut text));
                         Cow::Owned(text)
                     }
                 };
-                (kv.key.as_str(), value)
+                (kv.key(), value)
             })
             .collect();
         Self { entries, letters }
@@ -109,19 +140,19 @@ impl AttributeColumns {
         }
     }
 
-    pub fn append(&mut self, attributes: &[KeyValue]) {
+    pub fn append<A: AttributeRef>(&mut self, attributes: &[A]) {
         self.letters.clear();
         for kv in attributes {
-            self.map.keys().append_value(&kv.key);
+            self.map.keys().append_value(kv.key());
             // Text values go in as they are, without a copy through `text`.
-            let letter = match as_str(kv.value.as_ref()) {
-                Some(text) => {
+            let letter = match kv.value() {
+                ValueRef::Str(text) => {
                     self.map.values().append_value(text);
                     's'
                 }
-                None => {
+                value => {
                     self.text.clear();
-                    let letter = encode_value(kv.value.as_ref(), &mut self.text);
+                    let letter = encode(value, &mut self.text);
                     self.map.values().append_value(&self.text);
                     letter
                 }

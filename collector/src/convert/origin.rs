@@ -4,21 +4,12 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, StringBuilder, UInt32Builder};
-use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
-use super::attributes::{AttributeColumns, AttributeSizes, EncodedAttributes};
-use crate::schema::attributes::stored_bound;
+use super::attributes::{AttributeColumns, AttributeRef, AttributeSizes, EncodedAttributes};
+use crate::schema::attributes::{stored_bound, stored_bound_of};
 use crate::schema::spans::UNKNOWN_SERVICE;
-
-/// The text of a string value.
-pub fn as_str(value: Option<&AnyValue>) -> Option<&str> {
-    match value?.value.as_ref()? {
-        Value::StringValue(s) => Some(s),
-        _ => None,
-    }
-}
 
 /// Bytes of attributes stored with every record that carries them (an upper bound).
 pub fn attributes_bytes(attributes: &[KeyValue]) -> usize {
@@ -28,17 +19,29 @@ pub fn attributes_bytes(attributes: &[KeyValue]) -> usize {
         .sum()
 }
 
+/// Like [`attributes_bytes`], for attributes of any source.
+pub fn attribute_refs_bytes<A: AttributeRef>(attributes: &[A]) -> usize {
+    attributes
+        .iter()
+        .map(|kv| stored_bound_of(kv.key(), kv.value()))
+        .sum()
+}
+
 /// Bytes of a resource that every record under it stores again (an upper bound): its
 /// attributes, the service fields taken from them into columns of their own, and its schema URL.
 pub fn resource_bytes(resource: Option<&Resource>, schema_url: &str) -> usize {
-    let attributes = resource.map_or(&[][..], |r| &r.attributes[..]);
+    resource_attributes_bytes(resource.map_or(&[][..], |r| &r.attributes[..]), schema_url)
+}
+
+/// [`resource_bytes`] of a resource given by its attributes.
+pub fn resource_attributes_bytes<A: AttributeRef>(attributes: &[A], schema_url: &str) -> usize {
     let service: usize = attributes
         .iter()
-        .filter(|kv| kv.key.starts_with("service."))
-        .filter_map(|kv| as_str(kv.value.as_ref()))
+        .filter(|kv| kv.key().starts_with("service."))
+        .filter_map(|kv| kv.value().as_str())
         .map(str::len)
         .sum();
-    attributes_bytes(attributes) + service + schema_url.len() + 64
+    attribute_refs_bytes(attributes) + service + schema_url.len() + 64
 }
 
 /// Like [`resource_bytes`], for an instrumentation scope (name, version, attributes).
@@ -49,20 +52,30 @@ pub fn scope_bytes(scope: Option<&InstrumentationScope>, schema_url: &str) -> us
         + 32
 }
 
+/// [`scope_bytes`] of a scope given by its parts.
+pub fn scope_parts_bytes<A: AttributeRef>(
+    name: &str,
+    version: &str,
+    attributes: &[A],
+    schema_url: &str,
+) -> usize {
+    name.len() + version.len() + attribute_refs_bytes(attributes) + schema_url.len() + 32
+}
+
 /// The resource and scope shared by the records of one scope block.
-pub struct Origin<'a> {
+pub struct Origin<'a, A = KeyValue> {
     pub service_name: &'a str,
     pub service_namespace: Option<&'a str>,
     pub service_version: Option<&'a str>,
     pub service_instance_id: Option<&'a str>,
-    pub resource_attributes: &'a [KeyValue],
+    pub resource_attributes: &'a [A],
     /// `resource_attributes` encoded once for every record of the block.
     pub resource_encoded: EncodedAttributes<'a>,
     pub resource_dropped: u32,
     pub resource_schema_url: &'a str,
     pub scope_name: &'a str,
     pub scope_version: &'a str,
-    pub scope_attributes: &'a [KeyValue],
+    pub scope_attributes: &'a [A],
     pub scope_encoded: EncodedAttributes<'a>,
     pub scope_dropped: u32,
     pub scope_schema_url: &'a str,
@@ -75,8 +88,43 @@ impl<'a> Origin<'a> {
         scope: Option<&'a InstrumentationScope>,
         scope_schema_url: &'a str,
     ) -> Self {
-        let attrs = resource.map_or(&[][..], |r| &r.attributes[..]);
-        let get = |key: &str| as_str(attrs.iter().find(|kv| kv.key == key)?.value.as_ref());
+        Origin::from_parts(
+            OriginResource {
+                attributes: resource.map_or(&[][..], |r| &r.attributes[..]),
+                dropped: resource.map_or(0, |r| r.dropped_attributes_count),
+                schema_url: resource_schema_url,
+            },
+            OriginScope {
+                name: scope.map_or("", |s| &s.name),
+                version: scope.map_or("", |s| &s.version),
+                attributes: scope.map_or(&[][..], |s| &s.attributes[..]),
+                dropped: scope.map_or(0, |s| s.dropped_attributes_count),
+                schema_url: scope_schema_url,
+            },
+        )
+    }
+}
+
+/// A resource as [`Origin::from_parts`] takes it.
+pub struct OriginResource<'a, A> {
+    pub attributes: &'a [A],
+    pub dropped: u32,
+    pub schema_url: &'a str,
+}
+
+/// An instrumentation scope as [`Origin::from_parts`] takes it.
+pub struct OriginScope<'a, A> {
+    pub name: &'a str,
+    pub version: &'a str,
+    pub attributes: &'a [A],
+    pub dropped: u32,
+    pub schema_url: &'a str,
+}
+
+impl<'a, A: AttributeRef> Origin<'a, A> {
+    pub fn from_parts(resource: OriginResource<'a, A>, scope: OriginScope<'a, A>) -> Self {
+        let attrs = resource.attributes;
+        let get = |key: &str| attrs.iter().find(|kv| kv.key() == key)?.value().as_str();
         Self {
             service_name: get("service.name").unwrap_or(UNKNOWN_SERVICE),
             service_namespace: get("service.namespace"),
@@ -84,14 +132,14 @@ impl<'a> Origin<'a> {
             service_instance_id: get("service.instance.id"),
             resource_attributes: attrs,
             resource_encoded: EncodedAttributes::new(attrs),
-            resource_dropped: resource.map_or(0, |r| r.dropped_attributes_count),
-            resource_schema_url,
-            scope_name: scope.map_or("", |s| &s.name),
-            scope_version: scope.map_or("", |s| &s.version),
-            scope_attributes: scope.map_or(&[][..], |s| &s.attributes[..]),
-            scope_encoded: EncodedAttributes::new(scope.map_or(&[][..], |s| &s.attributes[..])),
-            scope_dropped: scope.map_or(0, |s| s.dropped_attributes_count),
-            scope_schema_url,
+            resource_dropped: resource.dropped,
+            resource_schema_url: resource.schema_url,
+            scope_name: scope.name,
+            scope_version: scope.version,
+            scope_attributes: scope.attributes,
+            scope_encoded: EncodedAttributes::new(scope.attributes),
+            scope_dropped: scope.dropped,
+            scope_schema_url: scope.schema_url,
         }
     }
 }
@@ -138,7 +186,9 @@ impl OriginColumns {
     }
 
     /// Sized for `blocks`: each block's row count and origin.
-    pub fn for_blocks<'a>(blocks: impl IntoIterator<Item = (usize, &'a Origin<'a>)>) -> Self {
+    pub fn for_blocks<'a, A: 'a>(
+        blocks: impl IntoIterator<Item = (usize, &'a Origin<'a, A>)>,
+    ) -> Self {
         let (mut rows, mut resource, mut scope) =
             (0, AttributeSizes::default(), AttributeSizes::default());
         for (n, origin) in blocks {
@@ -173,7 +223,7 @@ impl OriginColumns {
         self.rows
     }
 
-    pub fn append(&mut self, o: &Origin<'_>) {
+    pub fn append<A>(&mut self, o: &Origin<'_, A>) {
         self.service_name.append_value(o.service_name);
         self.service_namespace.append_option(o.service_namespace);
         self.service_version.append_option(o.service_version);

@@ -12,15 +12,20 @@ use datafusion::arrow::datatypes::Field;
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
-use opentelemetry_proto::tonic::trace::v1::Span;
 
-use super::attributes::{AttributeColumns, AttributeSizes};
-use super::origin::{Origin, OriginColumns, as_str, resource_bytes, scope_bytes};
+use super::attributes::{Attr, AttributeColumns, AttributeSizes};
+use super::origin::{
+    Origin, OriginColumns, OriginResource, OriginScope, resource_attributes_bytes, resource_bytes,
+    scope_bytes, scope_parts_bytes,
+};
 use super::rejections::Rejections;
 use crate::limits::Limits;
 use crate::schema::spans::{self, SPAN_KINDS, STATUS_CODES};
+
+mod protobuf;
+pub mod view;
+
+use view::{SpanView, TracesView};
 
 /// Why one span was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,15 +60,11 @@ pub enum SpanRejection {
     LinkIds(usize),
 }
 
-fn check_attrs(
-    what: &'static str,
-    attrs: &[KeyValue],
-    limits: &Limits,
-) -> Result<(), SpanRejection> {
-    if attrs.len() > limits.max_attributes {
+fn check_attrs(what: &'static str, count: usize, limits: &Limits) -> Result<(), SpanRejection> {
+    if count > limits.max_attributes {
         return Err(SpanRejection::TooManyAttributes {
             what,
-            count: attrs.len(),
+            count,
             limit: limits.max_attributes,
         });
     }
@@ -74,12 +75,16 @@ fn valid_id(id: &[u8], len: usize) -> bool {
     id.len() == len && id.iter().any(|b| *b != 0)
 }
 
-/// Checks one span against the OTLP rules and Lakescope's limits.
-pub fn validate_span(span: &Span, limits: &Limits) -> Result<(), SpanRejection> {
-    if !valid_id(&span.trace_id, 16) {
+/// Checks one span of `view` against the OTLP rules and Lakescope's limits.
+pub fn validate_span(
+    span: &SpanView<'_>,
+    view: &TracesView<'_>,
+    limits: &Limits,
+) -> Result<(), SpanRejection> {
+    if !valid_id(span.trace_id, 16) {
         return Err(SpanRejection::TraceId(span.trace_id.len()));
     }
-    if !valid_id(&span.span_id, 8) {
+    if !valid_id(span.span_id, 8) {
         return Err(SpanRejection::SpanId(span.span_id.len()));
     }
     if !(span.parent_span_id.is_empty() || span.parent_span_id.len() == 8) {
@@ -94,11 +99,11 @@ pub fn validate_span(span: &Span, limits: &Limits) -> Result<(), SpanRejection> 
     if usize::try_from(span.kind).map_or(true, |k| k >= SPAN_KINDS.len()) {
         return Err(SpanRejection::Kind(span.kind));
     }
-    let status = span.status.as_ref().map_or(0, |s| s.code);
+    let status = span.status_code;
     if usize::try_from(status).map_or(true, |c| c >= STATUS_CODES.len()) {
         return Err(SpanRejection::StatusCode(status));
     }
-    check_attrs("span", &span.attributes, limits)?;
+    check_attrs("span", span.attributes.len(), limits)?;
     for (what, count) in [("events", span.events.len()), ("links", span.links.len())] {
         if count > limits.max_events_or_links {
             return Err(SpanRejection::TooMany {
@@ -108,40 +113,55 @@ pub fn validate_span(span: &Span, limits: &Limits) -> Result<(), SpanRejection> 
             });
         }
     }
-    for event in &span.events {
-        check_attrs("event", &event.attributes, limits)?;
+    for event in &view.events[span.events.clone()] {
+        check_attrs("event", event.attributes.len(), limits)?;
     }
-    for (i, link) in span.links.iter().enumerate() {
+    for (i, link) in view.links[span.links.clone()].iter().enumerate() {
         if link.trace_id.len() != 16 || link.span_id.len() != 8 {
             return Err(SpanRejection::LinkIds(i));
         }
-        check_attrs("link", &link.attributes, limits)?;
+        check_attrs("link", link.attributes.len(), limits)?;
     }
     Ok(())
 }
 
-/// Checks the attributes shared by every span of a resource or scope.
-fn validate_shared(
-    what: &'static str,
-    attrs: &[KeyValue],
+/// Whether each span of `view`, in order, is accepted: its resource and scope within the limits
+/// and the span itself valid.
+fn verdicts<'v>(
+    view: &'v TracesView<'_>,
+    limits: &'v Limits,
+) -> impl Iterator<Item = Result<(), SpanRejection>> + 'v {
+    view.blocks.iter().flat_map(move |block| {
+        let shared = shared_verdict(view, block, limits);
+        view.spans[block.spans.clone()].iter().map(move |span| {
+            shared
+                .clone()
+                .and_then(|_| validate_span(span, view, limits))
+        })
+    })
+}
+
+/// Checks the attributes every span of a block shares: its resource's, then its scope's.
+fn shared_verdict(
+    view: &TracesView<'_>,
+    block: &view::BlockView<'_>,
     limits: &Limits,
 ) -> Result<(), SpanRejection> {
-    check_attrs(what, attrs, limits)
+    let resource = &view.resources[block.resource];
+    check_attrs("resource", resource.attributes.len(), limits)?;
+    check_attrs("scope", block.scope_attributes.len(), limits)
 }
 
 /// Keeps only the spans [`validate_span`] accepts (used to log exactly what was acknowledged).
 pub fn retain_valid(request: &mut ExportTraceServiceRequest, limits: &Limits) {
+    let accepted: Vec<bool> = verdicts(&TracesView::from_request(request), limits)
+        .map(|verdict| verdict.is_ok())
+        .collect();
+    // `retain` visits every element once, in order: the spans in the order of `accepted`.
+    let mut accepted = accepted.into_iter();
     request.resource_spans.retain_mut(|rs| {
-        let resource = rs.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
-        if validate_shared("resource", resource, limits).is_err() {
-            return false;
-        }
         rs.scope_spans.retain_mut(|ss| {
-            let scope = ss.scope.as_ref().map_or(&[][..], |s| &s.attributes[..]);
-            if validate_shared("scope", scope, limits).is_err() {
-                return false;
-            }
-            ss.spans.retain(|span| validate_span(span, limits).is_ok());
+            ss.spans.retain(|_| accepted.next().unwrap_or(false));
             !ss.spans.is_empty()
         });
         !rs.scope_spans.is_empty()
@@ -161,14 +181,6 @@ pub fn hex(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(bytes.len() * 2);
     hex_into(&mut s, bytes);
     s
-}
-
-fn as_int(value: Option<&AnyValue>) -> Option<i64> {
-    match value?.value.as_ref()? {
-        Value::IntValue(i) => Some(*i),
-        Value::StringValue(s) => s.parse().ok(),
-        _ => None,
-    }
 }
 
 /// The semantic-convention attributes that get columns of their own. The first key listed for a
@@ -194,40 +206,39 @@ struct Promoted<'a> {
 }
 
 impl<'a> Promoted<'a> {
-    fn from_span(span: &'a Span) -> Self {
+    fn from_span(span: &SpanView<'a>, view: &TracesView<'a>) -> Self {
         let mut p = Promoted::default();
-        for kv in &span.attributes {
-            let v = kv.value.as_ref();
-            match kv.key.as_str() {
-                "http.request.method" => p.http_method[0] = as_str(v),
-                "http.method" => p.http_method[1] = as_str(v),
-                "http.route" => p.http_route = as_str(v),
-                "http.response.status_code" => p.http_status[0] = as_int(v),
-                "http.status_code" => p.http_status[1] = as_int(v),
-                "rpc.system" => p.rpc_system = as_str(v),
-                "rpc.service" => p.rpc_service = as_str(v),
-                "rpc.method" => p.rpc_method = as_str(v),
-                "rpc.grpc.status_code" => p.rpc_grpc_status = as_int(v),
-                "db.system.name" => p.db_system[0] = as_str(v),
-                "db.system" => p.db_system[1] = as_str(v),
-                "messaging.system" => p.messaging_system = as_str(v),
-                "messaging.destination.name" => p.messaging_destination = as_str(v),
-                "server.address" => p.server_address[0] = as_str(v),
-                "net.peer.name" => p.server_address[1] = as_str(v),
-                "server.port" => p.server_port[0] = as_int(v),
-                "net.peer.port" => p.server_port[1] = as_int(v),
-                "peer.service" => p.peer_service = as_str(v),
-                "exception.type" => p.exception_type = as_str(v),
-                "exception.message" => p.exception_message = as_str(v),
-                "exception.stacktrace" => p.exception_stacktrace = as_str(v),
+        for kv in &view.span_attributes[span.attributes.clone()] {
+            let v = kv.value;
+            match kv.key {
+                "http.request.method" => p.http_method[0] = v.as_str(),
+                "http.method" => p.http_method[1] = v.as_str(),
+                "http.route" => p.http_route = v.as_str(),
+                "http.response.status_code" => p.http_status[0] = v.as_int(),
+                "http.status_code" => p.http_status[1] = v.as_int(),
+                "rpc.system" => p.rpc_system = v.as_str(),
+                "rpc.service" => p.rpc_service = v.as_str(),
+                "rpc.method" => p.rpc_method = v.as_str(),
+                "rpc.grpc.status_code" => p.rpc_grpc_status = v.as_int(),
+                "db.system.name" => p.db_system[0] = v.as_str(),
+                "db.system" => p.db_system[1] = v.as_str(),
+                "messaging.system" => p.messaging_system = v.as_str(),
+                "messaging.destination.name" => p.messaging_destination = v.as_str(),
+                "server.address" => p.server_address[0] = v.as_str(),
+                "net.peer.name" => p.server_address[1] = v.as_str(),
+                "server.port" => p.server_port[0] = v.as_int(),
+                "net.peer.port" => p.server_port[1] = v.as_int(),
+                "peer.service" => p.peer_service = v.as_str(),
+                "exception.type" => p.exception_type = v.as_str(),
+                "exception.message" => p.exception_message = v.as_str(),
+                "exception.stacktrace" => p.exception_stacktrace = v.as_str(),
                 _ => {}
             }
         }
-        if let Some(event) = span.events.iter().find(|e| e.name == "exception") {
-            let get = |key: &str| {
-                let kv = event.attributes.iter().find(|kv| kv.key == key);
-                as_str(kv.and_then(|kv| kv.value.as_ref()))
-            };
+        let events = &view.events[span.events.clone()];
+        if let Some(event) = events.iter().find(|e| e.name == "exception") {
+            let attributes = &view.event_attributes[event.attributes.clone()];
+            let get = |key: &str| attributes.iter().find(|kv| kv.key == key)?.value.as_str();
             p.exception_type = get("exception.type").or(p.exception_type);
             p.exception_message = get("exception.message").or(p.exception_message);
             p.exception_stacktrace = get("exception.stacktrace").or(p.exception_stacktrace);
@@ -325,17 +336,22 @@ impl SpanColumns {
         }
     }
 
-    fn append(&mut self, span: &Span, origin: &Origin<'_>) {
-        self.trace_id.append_value(&span.trace_id);
-        self.span_id.append_value(&span.span_id);
+    fn append(
+        &mut self,
+        span: &SpanView<'_>,
+        view: &TracesView<'_>,
+        origin: &Origin<'_, Attr<'_>>,
+    ) {
+        self.trace_id.append_value(span.trace_id);
+        self.span_id.append_value(span.span_id);
         if span.parent_span_id.is_empty() {
             self.parent_span_id.append_null();
         } else {
-            self.parent_span_id.append_value(&span.parent_span_id);
+            self.parent_span_id.append_value(span.parent_span_id);
         }
-        self.trace_state.append_value(&span.trace_state);
+        self.trace_state.append_value(span.trace_state);
         self.flags.append_value(span.flags);
-        self.name.append_value(&span.name);
+        self.name.append_value(span.name);
         // validate_span has checked kind and status code are in range, and the times fit i64.
         let kind = usize::try_from(span.kind).unwrap_or(0);
         self.kind
@@ -344,18 +360,14 @@ impl SpanColumns {
         let end = i64::try_from(span.end_time_unix_nano).unwrap_or(i64::MAX);
         self.start.append_value(start);
         self.duration.append_value(end.saturating_sub(start).max(0));
-        let (code, message) = span
-            .status
-            .as_ref()
-            .map_or((0, ""), |s| (s.code, s.message.as_str()));
-        let code = usize::try_from(code).unwrap_or(0);
+        let code = usize::try_from(span.status_code).unwrap_or(0);
         self.status_code
             .append_value(STATUS_CODES[code.min(STATUS_CODES.len() - 1)]);
-        self.status_message.append_value(message);
+        self.status_message.append_value(span.status_message);
 
         self.origin.append(origin);
 
-        let p = Promoted::from_span(span);
+        let p = Promoted::from_span(span, view);
         self.http_method.append_option(first(p.http_method));
         self.http_route.append_option(p.http_route);
         self.http_status_code.append_option(first(p.http_status));
@@ -375,12 +387,13 @@ impl SpanColumns {
         self.exception_stacktrace
             .append_option(p.exception_stacktrace);
 
-        self.attributes.append(&span.attributes);
+        self.attributes
+            .append(&view.span_attributes[span.attributes.clone()]);
         self.dropped_attributes
             .append_value(span.dropped_attributes_count);
-        self.events.append(span);
+        self.events.append(span, view);
         self.dropped_events.append_value(span.dropped_events_count);
-        self.links.append(span);
+        self.links.append(span, view);
         self.dropped_links.append_value(span.dropped_links_count);
     }
 
@@ -456,16 +469,16 @@ struct EventColumns {
 }
 
 impl EventColumns {
-    fn append(&mut self, span: &Span) {
+    fn append(&mut self, span: &SpanView<'_>, view: &TracesView<'_>) {
         self.lengths.push(span.events.len());
         let time = self.time.get_or_insert_with(|| timestamps(0));
         let attributes = self
             .attributes
             .get_or_insert_with(|| AttributeColumns::with_capacity(0));
-        for event in &span.events {
+        for event in &view.events[span.events.clone()] {
             time.append_value(i64::try_from(event.time_unix_nano).unwrap_or(i64::MAX));
-            self.name.append_value(&event.name);
-            attributes.append(&event.attributes);
+            self.name.append_value(event.name);
+            attributes.append(&view.event_attributes[event.attributes.clone()]);
             self.dropped.append_value(event.dropped_attributes_count);
         }
     }
@@ -513,17 +526,17 @@ struct LinkColumns {
 }
 
 impl LinkColumns {
-    fn append(&mut self, span: &Span) {
+    fn append(&mut self, span: &SpanView<'_>, view: &TracesView<'_>) {
         self.lengths.push(span.links.len());
         let attributes = self
             .attributes
             .get_or_insert_with(|| AttributeColumns::with_capacity(0));
-        for link in &span.links {
-            self.trace_id.append_value(&link.trace_id);
-            self.span_id.append_value(&link.span_id);
-            self.trace_state.append_value(&link.trace_state);
+        for link in &view.links[span.links.clone()] {
+            self.trace_id.append_value(link.trace_id);
+            self.span_id.append_value(link.span_id);
+            self.trace_state.append_value(link.trace_state);
             self.flags.append_value(link.flags);
-            attributes.append(&link.attributes);
+            attributes.append(&view.link_attributes[link.attributes.clone()]);
             self.dropped.append_value(link.dropped_attributes_count);
         }
     }
@@ -565,47 +578,99 @@ pub fn repeated_bytes(request: &ExportTraceServiceRequest) -> usize {
     total
 }
 
+/// [`repeated_bytes`] of a request's view.
+pub fn repeated_bytes_of(view: &TracesView<'_>) -> usize {
+    let mut total = 0usize;
+    for block in &view.blocks {
+        let resource = &view.resources[block.resource];
+        let per_span = resource_attributes_bytes(
+            &view.origin_attributes[resource.attributes.clone()],
+            resource.schema_url,
+        ) + scope_parts_bytes(
+            block.scope_name,
+            block.scope_version,
+            &view.origin_attributes[block.scope_attributes.clone()],
+            block.schema_url,
+        );
+        total = total.saturating_add(per_span.saturating_mul(block.spans.len().max(1)));
+    }
+    total
+}
+
 /// Converts every valid span of `request`; invalid ones are counted and skipped.
 pub fn convert(
     request: &ExportTraceServiceRequest,
     limits: &Limits,
 ) -> Result<super::Converted, ArrowError> {
+    convert_view(&TracesView::from_request(request), limits)
+}
+
+/// Converts a request straight from its protobuf bytes, when every span in it is accepted and it
+/// is within [`Limits::max_repeated_bytes`]. `None` leaves the request to the general path
+/// (prost's decoding, [`convert`], and the partial success for rejected spans): see
+/// [`protobuf`] for what the direct reader declines.
+pub fn convert_protobuf(
+    bytes: &[u8],
+    limits: &Limits,
+) -> Option<Result<super::Converted, ArrowError>> {
+    let view = protobuf::read(bytes)?;
+    if repeated_bytes_of(&view) > limits.max_repeated_bytes {
+        return None;
+    }
+    match convert_view(&view, limits) {
+        Ok(converted) if converted.rejected > 0 => None,
+        result => Some(result),
+    }
+}
+
+fn convert_view(view: &TracesView<'_>, limits: &Limits) -> Result<super::Converted, ArrowError> {
     // Each scope block's origin, encoded once, and whether its resource and scope are within
     // the limits. The blocks accepted size every column up front, so that none grows (and is
     // copied) as spans are appended.
-    let mut blocks = Vec::new();
-    for rs in &request.resource_spans {
-        let resource_attributes = rs.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
-        let resource_ok = validate_shared("resource", resource_attributes, limits);
-        for ss in &rs.scope_spans {
-            let origin = Origin::new(
-                rs.resource.as_ref(),
-                &rs.schema_url,
-                ss.scope.as_ref(),
-                &ss.schema_url,
+    let blocks: Vec<_> = view
+        .blocks
+        .iter()
+        .map(|block| {
+            let resource = &view.resources[block.resource];
+            let origin = Origin::from_parts(
+                OriginResource {
+                    attributes: &view.origin_attributes[resource.attributes.clone()],
+                    dropped: resource.dropped,
+                    schema_url: resource.schema_url,
+                },
+                OriginScope {
+                    name: block.scope_name,
+                    version: block.scope_version,
+                    attributes: &view.origin_attributes[block.scope_attributes.clone()],
+                    dropped: block.scope_dropped,
+                    schema_url: block.schema_url,
+                },
             );
-            let shared = resource_ok
-                .clone()
-                .and_then(|_| validate_shared("scope", origin.scope_attributes, limits));
-            blocks.push((ss, origin, shared));
-        }
-    }
+            (block, origin, shared_verdict(view, block, limits))
+        })
+        .collect();
     let accepted = || blocks.iter().filter(|(_, _, shared)| shared.is_ok());
     let mut attributes = AttributeSizes::default();
-    for span in accepted().flat_map(|(ss, _, _)| &ss.spans) {
-        attributes.entries += span.attributes.len();
-        for kv in &span.attributes {
-            attributes.key_bytes += kv.key.len();
-            attributes.value_bytes += as_str(kv.value.as_ref()).map_or(8, str::len);
+    for (block, _, _) in accepted() {
+        for span in &view.spans[block.spans.clone()] {
+            let span_attributes = &view.span_attributes[span.attributes.clone()];
+            attributes.entries += span_attributes.len();
+            for kv in span_attributes {
+                attributes.key_bytes += kv.key.len();
+                attributes.value_bytes += kv.value.as_str().map_or(8, str::len);
+            }
         }
     }
-    let origin = OriginColumns::for_blocks(accepted().map(|(ss, o, _)| (ss.spans.len(), o)));
+    let origin = OriginColumns::for_blocks(accepted().map(|(block, o, _)| (block.spans.len(), o)));
     let mut columns = SpanColumns::with_capacity(origin, attributes);
     let mut rejected = Rejections::new("span", "spans");
-    for (ss, origin, shared) in &blocks {
-        for span in &ss.spans {
-            match shared.clone().and_then(|_| validate_span(span, limits)) {
-                Ok(()) => columns.append(span, origin),
+    for (block, origin, shared) in &blocks {
+        for span in &view.spans[block.spans.clone()] {
+            match shared
+                .clone()
+                .and_then(|_| validate_span(span, view, limits))
+            {
+                Ok(()) => columns.append(span, view, origin),
                 Err(e) => rejected.add(e),
             }
         }

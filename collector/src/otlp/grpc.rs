@@ -124,6 +124,9 @@ impl<S: Signal> UnaryService<Bytes> for Export<S> {
         Box::pin(async move {
             let raw = request.into_inner();
             let result = async {
+                if let Some(outcome) = S::export_protobuf(&ingest, &raw).await? {
+                    return Ok(outcome);
+                }
                 let decoded = super::decode::decode_protobuf::<S::Request>(raw, S::SCHEMA)?;
                 let outcome = S::export(&ingest, decoded.message, decoded.protobuf).await?;
                 Ok::<_, ReceiveError>(super::note_repairs(outcome, decoded.repaired))

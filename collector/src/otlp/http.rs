@@ -98,6 +98,11 @@ async fn export<S: Signal>(State(ingest): State<Ingest>, request: Request) -> Re
         let limit = ingest.limits().max_request_bytes;
         let body = read_body(body, limit).await?;
         let body = decode::decompress(&parts.headers, body, limit)?;
+        if encoding == Encoding::Protobuf
+            && let Some(outcome) = S::export_protobuf(&ingest, &body).await?
+        {
+            return Ok(outcome);
+        }
         let decoded = decode::decode::<S::Request>(body, encoding, S::SCHEMA, S::from_json)?;
         let outcome = S::export(&ingest, decoded.message, decoded.protobuf).await?;
         Ok::<_, ReceiveError>(super::note_repairs(outcome, decoded.repaired))

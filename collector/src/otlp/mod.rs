@@ -106,6 +106,16 @@ pub trait Signal: Send + Sync + 'static {
     ) -> impl Future<Output = Result<ExportOutcome, IngestError>> + Send;
 
     /// The response to an accepted export: `partial_success` only when records were rejected.
+    /// Accepts a protobuf request converted straight from its bytes, for a signal with such a
+    /// path; `Ok(None)` (the default) sends it down the general one, [`Self::export`].
+    fn export_protobuf(
+        ingest: &Ingest,
+        raw: &Bytes,
+    ) -> impl Future<Output = Result<Option<ExportOutcome>, IngestError>> + Send {
+        let _ = (ingest, raw);
+        std::future::ready(Ok(None))
+    }
+
     fn response(outcome: ExportOutcome) -> Self::Response;
 
     /// Reads the request from OTLP/JSON.
@@ -130,6 +140,13 @@ impl Signal for Traces {
         raw: Option<Bytes>,
     ) -> Result<ExportOutcome, IngestError> {
         ingest.export_traces(request, raw).await
+    }
+
+    async fn export_protobuf(
+        ingest: &Ingest,
+        raw: &Bytes,
+    ) -> Result<Option<ExportOutcome>, IngestError> {
+        ingest.export_traces_protobuf(raw).await
     }
 
     fn from_json(body: &[u8]) -> Result<Self::Request, json::JsonError> {

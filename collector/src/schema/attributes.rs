@@ -34,44 +34,121 @@ pub fn map_type() -> DataType {
     )
 }
 
+/// One attribute value as the converters read it, borrowed from a decoded message or straight
+/// from a request's protobuf bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ValueRef<'a> {
+    Empty,
+    Str(&'a str),
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+    Bytes(&'a [u8]),
+    Strindex(i32),
+    /// An array or key-value list of a decoded message.
+    Nested(&'a AnyValue),
+    /// The protobuf bytes of an `AnyValue` holding an array or key-value list, checked to decode
+    /// when they were read.
+    NestedProtobuf(&'a [u8]),
+}
+
+impl<'a> From<Option<&'a AnyValue>> for ValueRef<'a> {
+    fn from(value: Option<&'a AnyValue>) -> Self {
+        let Some(any) = value else {
+            return ValueRef::Empty;
+        };
+        match &any.value {
+            None => ValueRef::Empty,
+            Some(Value::StringValue(s)) => ValueRef::Str(s),
+            Some(Value::BoolValue(b)) => ValueRef::Bool(*b),
+            Some(Value::IntValue(i)) => ValueRef::Int(*i),
+            Some(Value::DoubleValue(d)) => ValueRef::Double(*d),
+            Some(Value::BytesValue(b)) => ValueRef::Bytes(b),
+            Some(Value::StringValueStrindex(i)) => ValueRef::Strindex(*i),
+            Some(Value::ArrayValue(_) | Value::KvlistValue(_)) => ValueRef::Nested(any),
+        }
+    }
+}
+
+impl<'a> ValueRef<'a> {
+    /// The text of a string value.
+    pub fn as_str(self) -> Option<&'a str> {
+        match self {
+            ValueRef::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// An integer value, or a string holding one.
+    pub fn as_int(self) -> Option<i64> {
+        match self {
+            ValueRef::Int(i) => Some(i),
+            ValueRef::Str(s) => s.parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// A nested value, decoded if it is still protobuf.
+    fn nested(self) -> Option<std::borrow::Cow<'a, AnyValue>> {
+        use prost::Message;
+        match self {
+            ValueRef::Nested(any) => Some(std::borrow::Cow::Borrowed(any)),
+            ValueRef::NestedProtobuf(bytes) => {
+                AnyValue::decode(bytes).ok().map(std::borrow::Cow::Owned)
+            }
+            _ => None,
+        }
+    }
+}
+
 /// The text form and type letter of one attribute value.
 pub fn encode_value(value: Option<&AnyValue>, text: &mut String) -> char {
+    encode(ValueRef::from(value), text)
+}
+
+/// Like [`encode_value`], for a borrowed value.
+pub fn encode(value: ValueRef<'_>, text: &mut String) -> char {
     use std::fmt::Write;
-    let Some(value) = value.and_then(|v| v.value.as_ref()) else {
-        return 'e';
-    };
     match value {
-        Value::StringValue(s) => {
+        ValueRef::Empty => 'e',
+        ValueRef::Str(s) => {
             text.push_str(s);
             's'
         }
-        Value::IntValue(i) => {
+        ValueRef::Int(i) => {
             let _ = write!(text, "{i}");
             'i'
         }
-        Value::DoubleValue(d) => {
+        ValueRef::Double(d) => {
             let _ = write!(text, "{d:?}");
             'd'
         }
-        Value::BoolValue(b) => {
-            text.push_str(if *b { "true" } else { "false" });
+        ValueRef::Bool(b) => {
+            text.push_str(if b { "true" } else { "false" });
             'b'
         }
-        Value::BytesValue(bytes) => {
+        ValueRef::Bytes(bytes) => {
             BASE64.encode_string(bytes, text);
             'y'
         }
-        Value::StringValueStrindex(i) => {
+        ValueRef::Strindex(i) => {
             let _ = write!(text, "{i}");
             'r'
         }
-        Value::ArrayValue(array) => {
-            text.push_str(&serde_json::to_string(array).unwrap_or_default());
-            'a'
-        }
-        Value::KvlistValue(list) => {
-            text.push_str(&serde_json::to_string(list).unwrap_or_default());
-            'm'
+        ValueRef::Nested(_) | ValueRef::NestedProtobuf(_) => {
+            let nested = value.nested();
+            match nested.as_deref().and_then(|any| any.value.as_ref()) {
+                Some(Value::ArrayValue(array)) => {
+                    text.push_str(&serde_json::to_string(array).unwrap_or_default());
+                    'a'
+                }
+                Some(Value::KvlistValue(list)) => {
+                    text.push_str(&serde_json::to_string(list).unwrap_or_default());
+                    'm'
+                }
+                // Bytes that no longer decode, or hold no nested value: not made by the readers.
+                _ => 'e',
+            }
         }
     }
 }
@@ -80,12 +157,19 @@ pub fn encode_value(value: Option<&AnyValue>, text: &mut String) -> char {
 /// offsets and its type letter. Cheap (nothing is encoded), for bounding what a request costs
 /// before it is converted; nested values are bounded by their JSON with every character escaped.
 pub fn stored_bound(key: &str, value: Option<&AnyValue>) -> usize {
-    let text = match value.and_then(|v| v.value.as_ref()) {
-        None => 0,
-        Some(Value::StringValue(s)) => s.len(),
-        Some(Value::BytesValue(b)) => b.len().div_ceil(3) * 4,
-        Some(Value::ArrayValue(_) | Value::KvlistValue(_)) => value.map_or(0, json_bound),
-        Some(_) => 32,
+    stored_bound_of(key, ValueRef::from(value))
+}
+
+/// Like [`stored_bound`], for a borrowed value.
+pub fn stored_bound_of(key: &str, value: ValueRef<'_>) -> usize {
+    let text = match value {
+        ValueRef::Empty => 0,
+        ValueRef::Str(s) => s.len(),
+        ValueRef::Bytes(b) => b.len().div_ceil(3) * 4,
+        ValueRef::Nested(_) | ValueRef::NestedProtobuf(_) => {
+            value.nested().map_or(0, |any| json_bound(&any))
+        }
+        _ => 32,
     };
     key.len() + text + 9
 }

@@ -6,7 +6,8 @@
 //!
 //! Beyond "no panic, no hang, no huge allocation" it checks the log's promise: what would be
 //! logged for the accepted part decodes and converts, on replay, to the same rows with nothing
-//! rejected.
+//! rejected; and that a trace request the direct protobuf reader takes is one prost decodes, to
+//! the same batch.
 #![no_main]
 
 use bytes::Bytes;
@@ -73,6 +74,20 @@ fn check<R: Message + Default>(
     );
 }
 
+/// The direct reader (`spans::convert_protobuf`) may decline anything, but what it takes must
+/// be what the general path makes of the same bytes.
+fn check_direct(body: &[u8]) {
+    let limits = Limits::default();
+    let Some(direct) = spans::convert_protobuf(body, &limits) else {
+        return;
+    };
+    let direct = direct.expect("the direct reader's batch builds");
+    let request = ExportTraceServiceRequest::decode(body).expect("prost decodes what the direct reader took");
+    let general = spans::convert(&request, &limits).expect("the general path converts");
+    assert_eq!(general.rejected, 0, "the direct reader took rejected spans");
+    assert_eq!(direct.batch, general.batch, "the direct reader's batch differs");
+}
+
 fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -120,7 +135,11 @@ fuzz_target!(|data: &[u8]| {
             metrics::convert,
             metrics::retain_valid,
         ),
-        _ => check::<ExportTraceServiceRequest>(
+        _ => {
+            if encoding == Encoding::Protobuf {
+                check_direct(&body);
+            }
+            check::<ExportTraceServiceRequest>(
             body,
             encoding,
             &utf8::TRACES,
@@ -128,6 +147,7 @@ fuzz_target!(|data: &[u8]| {
             |_| false,
             spans::convert,
             spans::retain_valid,
-        ),
+        )
+        }
     }
 });

@@ -2,8 +2,11 @@ use super::*;
 use crate::schema::span_rows::read_spans;
 use crate::schema::spans::UNKNOWN_SERVICE;
 use datafusion::arrow::array::{AsArray, Int64Array};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use opentelemetry_proto::tonic::common::v1::{ArrayValue, InstrumentationScope, KeyValueList};
 use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Status};
 use proptest::prelude::*;
@@ -471,4 +474,365 @@ fn repeated_bytes_count_the_resource_and_scope_once_per_span() {
         (20_000 * 1_000_000..20_000 * 1_000_100).contains(&(bytes - 20_000 * one)),
         "{bytes}"
     );
+}
+
+/// Values of every kind, nested ones small and large (the direct reader leaves large ones to
+/// prost), and missing ones.
+fn wide_value() -> impl Strategy<Value = Option<AnyValue>> {
+    let scalar = prop_oneof![
+        ".{0,12}".prop_map(Value::StringValue),
+        any::<i64>().prop_map(Value::IntValue),
+        any::<f64>().prop_map(Value::DoubleValue),
+        any::<bool>().prop_map(Value::BoolValue),
+        proptest::collection::vec(any::<u8>(), 0..8).prop_map(Value::BytesValue),
+        any::<i32>().prop_map(Value::StringValueStrindex),
+    ];
+    let nested = proptest::collection::vec("[a-z]{0,60}", 0..5).prop_map(|items| {
+        let values: Vec<AnyValue> = items
+            .into_iter()
+            .map(|item| AnyValue {
+                value: Some(Value::StringValue(item)),
+            })
+            .collect();
+        Value::ArrayValue(ArrayValue { values })
+    });
+    let list = ("[a-z]{1,5}", any::<i64>()).prop_map(|(key, i)| {
+        Value::KvlistValue(KeyValueList {
+            values: vec![kv(&key, Value::IntValue(i))],
+        })
+    });
+    proptest::option::weighted(
+        0.9,
+        prop_oneof![
+            6 => scalar.prop_map(Some),
+            1 => nested.prop_map(Some),
+            1 => list.prop_map(Some),
+            1 => Just(None),
+        ]
+        .prop_map(|value| AnyValue { value }),
+    )
+}
+
+fn wide_attributes() -> impl Strategy<Value = Vec<KeyValue>> {
+    proptest::collection::vec(("[a-z.]{0,10}", wide_value()), 0..5).prop_map(|pairs| {
+        pairs
+            .into_iter()
+            .map(|(key, value)| KeyValue {
+                key,
+                key_strindex: 0,
+                value,
+            })
+            .collect()
+    })
+}
+
+fn id(len: std::ops::Range<usize>) -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec(prop_oneof![3 => 1u8.., 1 => Just(0u8)], len)
+}
+
+/// Spans valid or not (ids of any length, kinds and codes out of range, ends before starts),
+/// with events and links.
+fn wide_span() -> impl Strategy<Value = Span> {
+    let event = (any::<u64>(), ".{0,8}", wide_attributes(), any::<u32>()).prop_map(
+        |(time_unix_nano, name, attributes, dropped_attributes_count)| Event {
+            time_unix_nano,
+            name,
+            attributes,
+            dropped_attributes_count,
+        },
+    );
+    let link = (
+        id(15..17),
+        id(7..9),
+        ".{0,8}",
+        wide_attributes(),
+        any::<u32>(),
+    )
+        .prop_map(|(trace_id, span_id, trace_state, attributes, flags)| Link {
+            trace_id,
+            span_id,
+            trace_state,
+            attributes,
+            dropped_attributes_count: flags % 3,
+            flags,
+        });
+    (
+        (
+            id(15..17),
+            id(7..9),
+            prop_oneof![Just(vec![]), id(7..9)],
+            -1i32..8,
+            -1i32..4,
+        ),
+        (
+            0u64..3_000_000_000_000_000_000,
+            0u64..10_000_000_000,
+            any::<bool>(),
+        ),
+        wide_attributes(),
+        proptest::collection::vec(event, 0..3),
+        proptest::collection::vec(link, 0..2),
+        (".{0,12}", ".{0,6}", any::<u32>(), any::<u32>()),
+    )
+        .prop_map(
+            |(
+                (trace_id, span_id, parent_span_id, kind, code),
+                (start, dur, backwards),
+                attributes,
+                events,
+                links,
+                (name, message, flags, dropped),
+            )| Span {
+                trace_id,
+                span_id,
+                parent_span_id,
+                trace_state: message.clone(),
+                name,
+                kind,
+                flags,
+                start_time_unix_nano: start,
+                end_time_unix_nano: if backwards {
+                    start.saturating_sub(dur)
+                } else {
+                    start + dur
+                },
+                attributes,
+                dropped_attributes_count: dropped,
+                events,
+                dropped_events_count: dropped / 2,
+                links,
+                dropped_links_count: dropped / 3,
+                status: (code >= 0).then_some(Status { message, code }),
+            },
+        )
+}
+
+fn wide_request() -> impl Strategy<Value = ExportTraceServiceRequest> {
+    let scope = (
+        proptest::option::of((".{0,6}", ".{0,4}", wide_attributes(), any::<u32>())),
+        proptest::collection::vec(wide_span(), 0..4),
+        ".{0,6}",
+    )
+        .prop_map(|(scope, spans, schema_url)| ScopeSpans {
+            scope: scope.map(|(name, version, attributes, dropped_attributes_count)| {
+                InstrumentationScope {
+                    name,
+                    version,
+                    attributes,
+                    dropped_attributes_count,
+                }
+            }),
+            spans,
+            schema_url,
+        });
+    let resource = (
+        proptest::option::of((wide_attributes(), any::<u32>(), any::<bool>())),
+        proptest::collection::vec(scope, 0..3),
+        ".{0,6}",
+    )
+        .prop_map(|(resource, scope_spans, schema_url)| ResourceSpans {
+            resource: resource.map(|(mut attributes, dropped_attributes_count, named)| {
+                if named {
+                    attributes.push(kv("service.name", s("svc")));
+                }
+                Resource {
+                    attributes,
+                    dropped_attributes_count,
+                    entity_refs: vec![],
+                }
+            }),
+            scope_spans,
+            schema_url,
+        });
+    proptest::collection::vec(resource, 0..3)
+        .prop_map(|resource_spans| ExportTraceServiceRequest { resource_spans })
+}
+
+/// Whether any value of the request is nested and at least as long as the direct reader takes.
+fn has_long_nested_value(request: &ExportTraceServiceRequest) -> bool {
+    use prost::Message;
+    let long = |attributes: &[KeyValue]| {
+        attributes.iter().any(|kv| {
+            kv.value.as_ref().is_some_and(|v| {
+                matches!(v.value, Some(Value::ArrayValue(_) | Value::KvlistValue(_)))
+                    && v.encoded_len() >= 180
+            })
+        })
+    };
+    request.resource_spans.iter().any(|rs| {
+        rs.resource.as_ref().is_some_and(|r| long(&r.attributes))
+            || rs.scope_spans.iter().any(|ss| {
+                ss.scope.as_ref().is_some_and(|s| long(&s.attributes))
+                    || ss.spans.iter().any(|span| {
+                        long(&span.attributes)
+                            || span.events.iter().any(|e| long(&e.attributes))
+                            || span.links.iter().any(|l| long(&l.attributes))
+                    })
+            })
+    })
+}
+
+#[test]
+fn the_direct_reader_converts_a_full_request_as_prost_does() {
+    use prost::Message;
+    let req = request(varied_spans().to_vec());
+    let direct = convert_protobuf(&req.encode_to_vec(), &Limits::default())
+        .expect("the direct reader takes a request of valid spans")
+        .unwrap();
+    let general = convert(&req, &Limits::default()).unwrap();
+    assert_eq!(direct.batch.num_rows(), 3);
+    assert_eq!(direct.batch, general.batch);
+    let back: Vec<Span> = read_spans(&direct.batch)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.span)
+        .collect();
+    assert_eq!(back, varied_spans().to_vec());
+}
+
+/// Requests it must leave to prost: a rejected span (so the partial success is reported and
+/// only the valid spans are logged), invalid UTF-8 (repaired on the general path), a resource's
+/// entity references, and more repeated bytes than the limit.
+#[test]
+fn the_direct_reader_declines_what_the_general_path_handles() {
+    use prost::Message;
+    let limits = Limits::default();
+    let mut bad = full_span();
+    bad.kind = 9;
+    let req = request(vec![full_span(), bad]);
+    assert!(convert_protobuf(&req.encode_to_vec(), &limits).is_none());
+
+    let mut bytes = request(vec![full_span()]).encode_to_vec();
+    let at = bytes
+        .windows(4)
+        .position(|w| w == b"GET ")
+        .expect("the span name is in the bytes");
+    bytes[at] = 0xff;
+    assert!(convert_protobuf(&bytes, &limits).is_none());
+    assert!(ExportTraceServiceRequest::decode(&bytes[..]).is_err());
+
+    let mut with_entity = request(vec![full_span()]);
+    with_entity.resource_spans[0]
+        .resource
+        .as_mut()
+        .unwrap()
+        .entity_refs
+        .push(Default::default());
+    assert!(convert_protobuf(&with_entity.encode_to_vec(), &limits).is_none());
+
+    let small = Limits {
+        max_repeated_bytes: 332,
+        ..Limits::default()
+    };
+    let req = request(vec![full_span()]);
+    assert!(convert_protobuf(&req.encode_to_vec(), &small).is_none());
+    let just = Limits {
+        max_repeated_bytes: 333,
+        ..Limits::default()
+    };
+    assert!(convert_protobuf(&req.encode_to_vec(), &just).is_some());
+}
+
+/// Protobuf allows what encoders rarely do: messages concatenated (their lists joined), fields
+/// out of order, fields repeated (the last wins), unknown fields (skipped).
+#[test]
+fn the_direct_reader_reads_unusual_encodings_as_prost_does() {
+    use prost::Message;
+    let limits = Limits::default();
+    let mut bytes = request(vec![full_span()]).encode_to_vec();
+    bytes.extend(request(varied_spans().to_vec()).encode_to_vec());
+    // Field 99, a varint, at the top level; then a span given twice over in one message: the
+    // second encoding's scalar fields win and its lists are appended.
+    bytes.extend([0x98, 0x06, 0x05]);
+    let mut twice = full_span().encode_to_vec();
+    let mut other = full_span();
+    other.name = "second".into();
+    other.kind = 3;
+    // A second status would be merged into the first by prost: the direct reader declines that.
+    other.status = None;
+    twice.extend(other.encode_to_vec());
+    let scope_spans = {
+        let mut v = vec![0x12];
+        prost::encoding::encode_varint(twice.len() as u64, &mut v);
+        v.extend(&twice);
+        v
+    };
+    let resource_spans = {
+        let mut v = vec![0x12];
+        prost::encoding::encode_varint(scope_spans.len() as u64, &mut v);
+        v.extend(&scope_spans);
+        v
+    };
+    bytes.push(0x0a);
+    prost::encoding::encode_varint(resource_spans.len() as u64, &mut bytes);
+    bytes.extend(&resource_spans);
+
+    let decoded = ExportTraceServiceRequest::decode(&bytes[..]).unwrap();
+    let general = convert(&decoded, &limits).unwrap();
+    let direct = convert_protobuf(&bytes, &limits).unwrap().unwrap();
+    assert_eq!(direct.batch.num_rows(), 5);
+    assert_eq!(direct.batch, general.batch);
+    let last = read_spans(&direct.batch).unwrap().pop().unwrap().span;
+    assert_eq!(
+        (last.name.as_str(), last.kind, last.attributes.len()),
+        ("second", 3, 18)
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    /// Whatever the request, the direct reader's batch is the general path's; it declines only
+    /// requests with rejected spans or long nested values; its bound of repeated bytes is the
+    /// same.
+    #[test]
+    fn the_direct_reader_agrees_with_prost(req in wide_request()) {
+        use prost::Message;
+        let limits = Limits::default();
+        let bytes = req.encode_to_vec();
+        let general = convert(&req, &limits).unwrap();
+        match convert_protobuf(&bytes, &limits) {
+            Some(direct) => {
+                let direct = direct.unwrap();
+                prop_assert_eq!(direct.rejected, 0);
+                prop_assert_eq!(&direct.batch, &general.batch);
+            }
+            None => prop_assert!(
+                general.rejected > 0 || has_long_nested_value(&req),
+                "declined a request of valid spans"
+            ),
+        }
+        if let Some(view) = protobuf::read(&bytes) {
+            prop_assert_eq!(repeated_bytes_of(&view), repeated_bytes(&req));
+        }
+    }
+
+    /// Damaged bytes: whenever the direct reader takes them, prost decodes them too, to the same
+    /// spans.
+    #[test]
+    fn damaged_bytes_are_read_as_prost_reads_them_or_declined(
+        req in wide_request(),
+        edits in proptest::collection::vec((any::<proptest::sample::Index>(), any::<u8>(), 0u8..3), 1..4),
+    ) {
+        use prost::Message;
+        let limits = Limits::default();
+        let mut bytes = req.encode_to_vec();
+        for (at, byte, how) in edits {
+            if bytes.is_empty() {
+                break;
+            }
+            let i = at.index(bytes.len());
+            match how {
+                0 => bytes[i] = byte,
+                1 => bytes.insert(i, byte),
+                _ => bytes.truncate(i),
+            }
+        }
+        if let Some(direct) = convert_protobuf(&bytes, &limits) {
+            let decoded = ExportTraceServiceRequest::decode(&bytes[..]);
+            prop_assert!(decoded.is_ok(), "prost refuses what the direct reader took");
+            let general = convert(&decoded.unwrap(), &limits).unwrap();
+            prop_assert_eq!(direct.unwrap().batch, general.batch);
+        }
+    }
 }
