@@ -614,13 +614,12 @@ pub fn convert_protobuf(
     limits: &Limits,
 ) -> Option<Result<super::Converted, ArrowError>> {
     let view = protobuf::read(bytes)?;
-    if repeated_bytes_of(&view) > limits.max_repeated_bytes {
+    if repeated_bytes_of(&view) > limits.max_repeated_bytes
+        || verdicts(&view, limits).any(|verdict| verdict.is_err())
+    {
         return None;
     }
-    match convert_view(&view, limits) {
-        Ok(converted) if converted.rejected > 0 => None,
-        result => Some(result),
-    }
+    Some(convert_view(&view, limits))
 }
 
 fn convert_view(view: &TracesView<'_>, limits: &Limits) -> Result<super::Converted, ArrowError> {

@@ -105,7 +105,6 @@ pub trait Signal: Send + Sync + 'static {
         raw: Option<Bytes>,
     ) -> impl Future<Output = Result<ExportOutcome, IngestError>> + Send;
 
-    /// The response to an accepted export: `partial_success` only when records were rejected.
     /// Accepts a protobuf request converted straight from its bytes, for a signal with such a
     /// path; `Ok(None)` (the default) sends it down the general one, [`Self::export`].
     fn export_protobuf(
@@ -116,6 +115,7 @@ pub trait Signal: Send + Sync + 'static {
         std::future::ready(Ok(None))
     }
 
+    /// The response to an accepted export: `partial_success` only when records were rejected.
     fn response(outcome: ExportOutcome) -> Self::Response;
 
     /// Reads the request from OTLP/JSON.

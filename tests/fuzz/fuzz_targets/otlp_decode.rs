@@ -82,10 +82,14 @@ fn check_direct(body: &[u8]) {
         return;
     };
     let direct = direct.expect("the direct reader's batch builds");
-    let request = ExportTraceServiceRequest::decode(body).expect("prost decodes what the direct reader took");
+    let request =
+        ExportTraceServiceRequest::decode(body).expect("prost decodes what the direct reader took");
     let general = spans::convert(&request, &limits).expect("the general path converts");
     assert_eq!(general.rejected, 0, "the direct reader took rejected spans");
-    assert_eq!(direct.batch, general.batch, "the direct reader's batch differs");
+    assert_eq!(
+        direct.batch, general.batch,
+        "the direct reader's batch differs"
+    );
 }
 
 fn now() -> u64 {
@@ -140,14 +144,14 @@ fuzz_target!(|data: &[u8]| {
                 check_direct(&body);
             }
             check::<ExportTraceServiceRequest>(
-            body,
-            encoding,
-            &utf8::TRACES,
-            json::traces,
-            |_| false,
-            spans::convert,
-            spans::retain_valid,
-        )
+                body,
+                encoding,
+                &utf8::TRACES,
+                json::traces,
+                |_| false,
+                spans::convert,
+                spans::retain_valid,
+            )
         }
     }
 });

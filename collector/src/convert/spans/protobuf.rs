@@ -18,7 +18,11 @@ use super::view::{BlockView, EventView, LinkView, ResourceView, SpanView, Traces
 use crate::convert::attributes::Attr;
 use crate::schema::attributes::ValueRef;
 
-/// Nested values at least this long are left to prost (see the module's documentation).
+/// Nested values at least this long are left to prost. Prost refuses messages (and groups)
+/// nested 100 deep; the deepest value here, an event's or a link's attribute, is decoded 6
+/// levels down, so a refusal needs 94 more levels inside the value, each at least 2 bytes (a key
+/// and a length, or a group's start and end): 188 bytes. A shorter value that decodes alone
+/// decodes in place too.
 const MAX_NESTED_BYTES: usize = 180;
 
 const VARINT: u8 = 0;
