@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -244,12 +245,32 @@ impl Ingest {
         &self,
         raw: &Bytes,
     ) -> Result<Option<ExportOutcome>, IngestError> {
+        self.export_protobuf(Signal::Traces, raw, convert_spans::convert_protobuf)
+            .await
+    }
+
+    /// Like [`Self::export_traces_protobuf`], for logs
+    /// ([`convert_logs::convert_protobuf`]; then [`Self::export_logs`]).
+    pub async fn export_logs_protobuf(
+        &self,
+        raw: &Bytes,
+    ) -> Result<Option<ExportOutcome>, IngestError> {
+        self.export_protobuf(Signal::Logs, raw, convert_logs::convert_protobuf)
+            .await
+    }
+
+    async fn export_protobuf(
+        &self,
+        signal: Signal,
+        raw: &Bytes,
+        convert: ConvertProtobuf,
+    ) -> Result<Option<ExportOutcome>, IngestError> {
         self.check_capacity()?;
         let limits = Arc::clone(&self.limits);
         let raw = raw.clone();
         let direct = tokio::task::spawn_blocking(move || {
             let _stage = crate::memtag::enter(crate::memtag::Stage::Decode);
-            let converted = convert_spans::convert_protobuf(&raw, &limits)?;
+            let converted = convert(&raw, &limits)?;
             Some(converted.map(|converted| (raw, converted)))
         })
         .await
@@ -257,7 +278,7 @@ impl Ingest {
         let Some(direct) = direct else {
             return Ok(None);
         };
-        // Every span was accepted, so the request's own bytes are what is logged.
+        // Every record was accepted as it is, so the request's own bytes are what is logged.
         let (payload, converted) = direct.map_err(|e| IngestError::Internal(e.to_string()))?;
         let outcome = ExportOutcome {
             accepted: converted.batch.num_rows(),
@@ -265,8 +286,7 @@ impl Ingest {
             error_message: converted.error_message,
         };
         if converted.batch.num_rows() > 0 {
-            self.append(Signal::Traces, payload, converted.batch)
-                .await?;
+            self.append(signal, payload, converted.batch).await?;
         }
         Ok(Some(outcome))
     }
@@ -326,7 +346,7 @@ impl Ingest {
         raw: Option<Bytes>,
         normalise: fn(&mut R) -> bool,
         repeated_bytes: fn(&R) -> usize,
-        convert: fn(&R, &Limits) -> Result<Converted, datafusion::arrow::error::ArrowError>,
+        convert: fn(&R, &Limits) -> Result<Converted, ArrowError>,
         retain_valid: fn(&mut R, &Limits),
     ) -> Result<ExportOutcome, IngestError> {
         self.check_capacity()?;
@@ -450,6 +470,9 @@ impl Checkpoint for Ingest {
     }
 }
 
+/// A signal's direct conversion of protobuf bytes (`None`: left to the general path).
+type ConvertProtobuf = fn(&[u8], &Limits) -> Option<Result<Converted, ArrowError>>;
+
 /// The table a signal's records go to.
 fn table_of(lake: &Lake, signal: Signal) -> &crate::lake::Table {
     match signal {
@@ -472,10 +495,13 @@ fn replay(dir: &Path, lake: &Lake, limits: &Limits) -> Result<(usize, u64), WalE
                     .and_then(|r| convert_spans::convert(&r, limits).map_err(|e| e.to_string()))
                     .map(|c| c.batch),
             },
-            Signal::Logs => ExportLogsServiceRequest::decode(record.payload.as_slice())
-                .map_err(|e| e.to_string())
-                .and_then(|r| convert_logs::convert(&r, limits).map_err(|e| e.to_string()))
-                .map(|c| c.batch),
+            Signal::Logs => match convert_logs::convert_protobuf(&record.payload, limits) {
+                Some(converted) => converted.map(|c| c.batch).map_err(|e| e.to_string()),
+                None => ExportLogsServiceRequest::decode(record.payload.as_slice())
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| convert_logs::convert(&r, limits).map_err(|e| e.to_string()))
+                    .map(|c| c.batch),
+            },
             Signal::Metrics => ExportMetricsServiceRequest::decode(record.payload.as_slice())
                 .map_err(|e| e.to_string())
                 .and_then(|r| convert_metrics::convert(&r, limits).map_err(|e| e.to_string()))

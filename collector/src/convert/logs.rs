@@ -10,15 +10,18 @@ use datafusion::arrow::array::{
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::KeyValue;
-use opentelemetry_proto::tonic::logs::v1::LogRecord;
 
-use super::attributes::AttributeColumns;
+use super::attributes::{Attr, AttributeColumns};
 use super::origin::{Origin, OriginColumns, resource_bytes, scope_bytes};
 use super::rejections::Rejections;
 use crate::limits::Limits;
-use crate::schema::attributes::encode_value;
+use crate::schema::attributes::encode;
 use crate::schema::logs;
+
+mod protobuf;
+pub mod view;
+
+use view::{LogRecords, LogView, LogsView};
 
 /// Why one log record was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,15 +42,11 @@ pub enum LogRejection {
     },
 }
 
-fn check_attrs(
-    what: &'static str,
-    attrs: &[KeyValue],
-    limits: &Limits,
-) -> Result<(), LogRejection> {
-    if attrs.len() > limits.max_attributes {
+fn check_attrs(what: &'static str, count: usize, limits: &Limits) -> Result<(), LogRejection> {
+    if count > limits.max_attributes {
         return Err(LogRejection::TooManyAttributes {
             what,
-            count: attrs.len(),
+            count,
             limit: limits.max_attributes,
         });
     }
@@ -55,7 +54,7 @@ fn check_attrs(
 }
 
 /// Checks one record against the OTLP rules and Lakescope's limits.
-pub fn validate_log(record: &LogRecord, limits: &Limits) -> Result<(), LogRejection> {
+pub fn validate_log(record: &LogView<'_>, limits: &Limits) -> Result<(), LogRejection> {
     if !(record.trace_id.is_empty() || record.trace_id.len() == 16) {
         return Err(LogRejection::TraceId(record.trace_id.len()));
     }
@@ -70,7 +69,32 @@ pub fn validate_log(record: &LogRecord, limits: &Limits) -> Result<(), LogReject
     {
         return Err(LogRejection::Time);
     }
-    check_attrs("log record", &record.attributes, limits)
+    check_attrs("log record", record.attributes.len(), limits)
+}
+
+/// Whether each record of `view`, in order, is accepted: its resource and scope within the
+/// limits and the record itself valid.
+fn verdicts<'v>(
+    view: &'v LogsView<'_>,
+    limits: &'v Limits,
+) -> impl Iterator<Item = Result<(), LogRejection>> + 'v {
+    view.origins.blocks.iter().flat_map(move |block| {
+        let shared = shared_verdict(view, block, limits);
+        view.records.records[block.records.clone()]
+            .iter()
+            .map(move |record| shared.clone().and_then(|_| validate_log(record, limits)))
+    })
+}
+
+/// Checks the attributes every record of a block shares: its resource's, then its scope's.
+fn shared_verdict(
+    view: &LogsView<'_>,
+    block: &super::view::BlockView<'_>,
+    limits: &Limits,
+) -> Result<(), LogRejection> {
+    let (resource, scope) = view.origins.attribute_counts(block);
+    check_attrs("resource", resource, limits)?;
+    check_attrs("scope", scope, limits)
 }
 
 /// Gives every record an observed time — when Lakescope received it — if the sender left it 0,
@@ -94,17 +118,14 @@ pub fn normalise(request: &mut ExportLogsServiceRequest, received_unix_nano: u64
 
 /// Keeps only the records [`validate_log`] accepts (what is logged is what was acknowledged).
 pub fn retain_valid(request: &mut ExportLogsServiceRequest, limits: &Limits) {
+    let accepted: Vec<bool> = verdicts(&LogsView::from_request(request), limits)
+        .map(|verdict| verdict.is_ok())
+        .collect();
+    // `retain` visits every element once, in order: the records in the order of `accepted`.
+    let mut accepted = accepted.into_iter();
     request.resource_logs.retain_mut(|rl| {
-        let resource = rl.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
-        if check_attrs("resource", resource, limits).is_err() {
-            return false;
-        }
         rl.scope_logs.retain_mut(|sl| {
-            let scope = sl.scope.as_ref().map_or(&[][..], |s| &s.attributes[..]);
-            if check_attrs("scope", scope, limits).is_err() {
-                return false;
-            }
-            sl.log_records.retain(|r| validate_log(r, limits).is_ok());
+            sl.log_records.retain(|_| accepted.next().unwrap_or(false));
             !sl.log_records.is_empty()
         });
         !rl.scope_logs.is_empty()
@@ -152,7 +173,7 @@ impl LogColumns {
         }
     }
 
-    fn append(&mut self, r: &LogRecord, origin: &Origin<'_>) {
+    fn append(&mut self, r: &LogView<'_>, records: &LogRecords<'_>, origin: &Origin<'_, Attr<'_>>) {
         // validate_log has checked both times fit in i64.
         let observed = i64::try_from(r.observed_time_unix_nano).unwrap_or(i64::MAX);
         let time = i64::try_from(r.time_unix_nano).unwrap_or(i64::MAX);
@@ -161,29 +182,30 @@ impl LogColumns {
         self.from_observed.append_value(time == 0);
         self.observed.append_value(observed);
         self.severity_number.append_value(r.severity_number);
-        self.severity_text.append_value(&r.severity_text);
+        self.severity_text.append_value(r.severity_text);
         self.text.clear();
-        let letter = encode_value(r.body.as_ref(), &mut self.text);
+        let letter = encode(r.body, &mut self.text);
         if letter == 'e' {
             self.body.append_null();
         } else {
             self.body.append_value(&self.text);
         }
         self.body_type.append_value(letter.to_string());
-        self.event_name.append_value(&r.event_name);
+        self.event_name.append_value(r.event_name);
         if r.trace_id.is_empty() {
             self.trace_id.append_null();
         } else {
-            self.trace_id.append_value(&r.trace_id);
+            self.trace_id.append_value(r.trace_id);
         }
         if r.span_id.is_empty() {
             self.span_id.append_null();
         } else {
-            self.span_id.append_value(&r.span_id);
+            self.span_id.append_value(r.span_id);
         }
         self.flags.append_value(r.flags);
         self.origin.append(origin);
-        self.attributes.append(&r.attributes);
+        self.attributes
+            .append(&records.attributes[r.attributes.clone()]);
         self.dropped.append_value(r.dropped_attributes_count);
     }
 
@@ -245,32 +267,40 @@ pub fn convert(
     request: &ExportLogsServiceRequest,
     limits: &Limits,
 ) -> Result<super::Converted, ArrowError> {
-    let total = request
-        .resource_logs
-        .iter()
-        .flat_map(|rl| &rl.scope_logs)
-        .map(|sl| sl.log_records.len())
-        .sum();
-    let mut columns = LogColumns::with_capacity(total);
+    convert_view(&LogsView::from_request(request), limits)
+}
+
+/// Converts a request straight from its protobuf bytes, when every record in it is accepted and
+/// has its observed time (so [`normalise`] would change nothing), and it is within
+/// [`Limits::max_repeated_bytes`]. `None` leaves the request to the general path.
+pub fn convert_protobuf(
+    bytes: &[u8],
+    limits: &Limits,
+) -> Option<Result<super::Converted, ArrowError>> {
+    let view = protobuf::read(bytes)?;
+    if view.origins.repeated_bytes() > limits.max_repeated_bytes
+        || view
+            .records
+            .records
+            .iter()
+            .any(|r| r.observed_time_unix_nano == 0)
+        || verdicts(&view, limits).any(|verdict| verdict.is_err())
+    {
+        return None;
+    }
+    Some(convert_view(&view, limits))
+}
+
+fn convert_view(view: &LogsView<'_>, limits: &Limits) -> Result<super::Converted, ArrowError> {
+    let mut columns = LogColumns::with_capacity(view.records.records.len());
     let mut rejected = Rejections::new("log record", "log records");
-    for rl in &request.resource_logs {
-        let resource = rl.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
-        let resource_ok = check_attrs("resource", resource, limits);
-        for sl in &rl.scope_logs {
-            let origin = Origin::new(
-                rl.resource.as_ref(),
-                &rl.schema_url,
-                sl.scope.as_ref(),
-                &sl.schema_url,
-            );
-            let shared = resource_ok
-                .clone()
-                .and_then(|_| check_attrs("scope", origin.scope_attributes, limits));
-            for record in &sl.log_records {
-                match shared.clone().and_then(|_| validate_log(record, limits)) {
-                    Ok(()) => columns.append(record, &origin),
-                    Err(e) => rejected.add(e),
-                }
+    for block in &view.origins.blocks {
+        let origin = view.origins.origin(block);
+        let shared = shared_verdict(view, block, limits);
+        for record in &view.records.records[block.records.clone()] {
+            match shared.clone().and_then(|_| validate_log(record, limits)) {
+                Ok(()) => columns.append(record, &view.records, &origin),
+                Err(e) => rejected.add(e),
             }
         }
     }
@@ -285,9 +315,10 @@ pub fn convert(
 mod tests {
     use super::*;
     use crate::schema::log_rows::read_logs;
+    use opentelemetry_proto::tonic::common::v1::KeyValue;
     use opentelemetry_proto::tonic::common::v1::any_value::Value;
     use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValueList};
-    use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
     use opentelemetry_proto::tonic::resource::v1::Resource;
 
     fn kv(key: &str, value: Value) -> KeyValue {
@@ -426,5 +457,220 @@ mod tests {
         );
         retain_valid(&mut req, &Limits::default());
         assert_eq!(req.resource_logs[0].scope_logs[0].log_records.len(), 1);
+    }
+
+    #[test]
+    fn the_direct_reader_converts_records_as_prost_does() {
+        use prost::Message;
+        let structured = LogRecord {
+            body: Some(AnyValue {
+                value: Some(Value::KvlistValue(KeyValueList {
+                    values: vec![kv("user", Value::StringValue("ada".into()))],
+                })),
+            }),
+            ..record()
+        };
+        let no_body = LogRecord {
+            body: None,
+            trace_id: vec![],
+            span_id: vec![],
+            ..record()
+        };
+        let req = request(vec![record(), structured, no_body]);
+        let direct = convert_protobuf(&req.encode_to_vec(), &Limits::default())
+            .expect("the direct reader takes a request of valid records")
+            .unwrap();
+        let general = convert(&req, &Limits::default()).unwrap();
+        assert_eq!(direct.batch.num_rows(), 3);
+        assert_eq!(direct.batch, general.batch);
+    }
+
+    /// A record without an observed time (the general path gives it the receive time, so the
+    /// logged bytes change), a rejected record, and invalid UTF-8 are left to the general path.
+    #[test]
+    fn the_direct_reader_declines_what_the_general_path_handles() {
+        use prost::Message;
+        let limits = Limits::default();
+        let unobserved = LogRecord {
+            observed_time_unix_nano: 0,
+            ..record()
+        };
+        let req = request(vec![record(), unobserved]);
+        assert!(convert_protobuf(&req.encode_to_vec(), &limits).is_none());
+        let bad = LogRecord {
+            severity_number: 99,
+            ..record()
+        };
+        let req = request(vec![record(), bad]);
+        assert!(convert_protobuf(&req.encode_to_vec(), &limits).is_none());
+        let mut bytes = request(vec![record()]).encode_to_vec();
+        let at = bytes
+            .windows(7)
+            .position(|w| w == b"payment")
+            .expect("the body is in the bytes");
+        bytes[at] = 0xff;
+        assert!(convert_protobuf(&bytes, &limits).is_none());
+        assert!(ExportLogsServiceRequest::decode(&bytes[..]).is_err());
+    }
+
+    fn wide_record() -> impl Strategy<Value = LogRecord> {
+        (
+            (any::<u64>(), 0u64..4, -1i32..26, ".{0,6}"),
+            crate::convert::strategies::wide_value(),
+            crate::convert::strategies::wide_attributes(),
+            (any::<u32>(), any::<u32>()),
+            (
+                prop_oneof![Just(vec![]), proptest::collection::vec(any::<u8>(), 15..17)],
+                prop_oneof![Just(vec![]), proptest::collection::vec(any::<u8>(), 7..9)],
+                ".{0,6}",
+            ),
+        )
+            .prop_map(
+                |(
+                    (time, observed, severity, text),
+                    body,
+                    attributes,
+                    (dropped, flags),
+                    (trace_id, span_id, event_name),
+                )| LogRecord {
+                    // Times past i64 are rejected; an observed time of 0 is declined.
+                    time_unix_nano: time >> (time % 2),
+                    observed_time_unix_nano: observed * 1_000_000_000_000_000_000,
+                    severity_number: severity,
+                    severity_text: text,
+                    body,
+                    attributes,
+                    dropped_attributes_count: dropped,
+                    flags,
+                    trace_id,
+                    span_id,
+                    event_name,
+                },
+            )
+    }
+
+    fn wide_request() -> impl Strategy<Value = ExportLogsServiceRequest> {
+        let scope = (
+            proptest::option::of((".{0,6}", crate::convert::strategies::wide_attributes())),
+            proptest::collection::vec(wide_record(), 0..4),
+        )
+            .prop_map(|(scope, log_records)| ScopeLogs {
+                scope: scope.map(|(name, attributes)| InstrumentationScope {
+                    name,
+                    version: String::new(),
+                    attributes,
+                    dropped_attributes_count: 0,
+                }),
+                log_records,
+                schema_url: String::new(),
+            });
+        let resource = (
+            proptest::option::of(crate::convert::strategies::wide_attributes()),
+            proptest::collection::vec(scope, 0..3),
+        )
+            .prop_map(|(attributes, scope_logs)| ResourceLogs {
+                resource: attributes.map(|attributes| Resource {
+                    attributes,
+                    dropped_attributes_count: 0,
+                    entity_refs: vec![],
+                }),
+                scope_logs,
+                schema_url: String::new(),
+            });
+        proptest::collection::vec(resource, 0..3)
+            .prop_map(|resource_logs| ExportLogsServiceRequest { resource_logs })
+    }
+
+    /// Whether any value (body or attribute) is nested and at least as long as the direct reader
+    /// takes.
+    fn has_long_nested_value(request: &ExportLogsServiceRequest) -> bool {
+        use prost::Message;
+        let long = |v: Option<&AnyValue>| {
+            v.is_some_and(|v| {
+                matches!(v.value, Some(Value::ArrayValue(_) | Value::KvlistValue(_)))
+                    && v.encoded_len() >= 180
+            })
+        };
+        let any_long =
+            |attributes: &[KeyValue]| attributes.iter().any(|kv| long(kv.value.as_ref()));
+        request.resource_logs.iter().any(|rl| {
+            rl.resource
+                .as_ref()
+                .is_some_and(|r| any_long(&r.attributes))
+                || rl.scope_logs.iter().any(|sl| {
+                    sl.scope.as_ref().is_some_and(|s| any_long(&s.attributes))
+                        || sl
+                            .log_records
+                            .iter()
+                            .any(|r| long(r.body.as_ref()) || any_long(&r.attributes))
+                })
+        })
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// The direct reader's batch is the general path's; it declines only requests with
+        /// rejected records, records without an observed time, or long nested values.
+        #[test]
+        fn the_direct_reader_agrees_with_prost(req in wide_request()) {
+            use prost::Message;
+            let limits = Limits::default();
+            let bytes = req.encode_to_vec();
+            let general = convert(&req, &limits).unwrap();
+            match convert_protobuf(&bytes, &limits) {
+                Some(direct) => {
+                    let direct = direct.unwrap();
+                    prop_assert_eq!(direct.rejected, 0);
+                    prop_assert_eq!(&direct.batch, &general.batch);
+                }
+                None => {
+                    let unobserved = req
+                        .resource_logs
+                        .iter()
+                        .flat_map(|rl| &rl.scope_logs)
+                        .flat_map(|sl| &sl.log_records)
+                        .any(|r| r.observed_time_unix_nano == 0);
+                    prop_assert!(
+                        general.rejected > 0 || unobserved || has_long_nested_value(&req),
+                        "declined a request of valid records"
+                    );
+                }
+            }
+            if let Some(view) = protobuf::read(&bytes) {
+                prop_assert_eq!(view.origins.repeated_bytes(), repeated_bytes(&req));
+            }
+        }
+
+        /// Damaged bytes: whenever the direct reader takes them, prost decodes them too, to the
+        /// same records.
+        #[test]
+        fn damaged_bytes_are_read_as_prost_reads_them_or_declined(
+            req in wide_request(),
+            edits in proptest::collection::vec((any::<proptest::sample::Index>(), any::<u8>(), 0u8..3), 1..4),
+        ) {
+            use prost::Message;
+            let limits = Limits::default();
+            let mut bytes = req.encode_to_vec();
+            for (at, byte, how) in edits {
+                if bytes.is_empty() {
+                    break;
+                }
+                let i = at.index(bytes.len());
+                match how {
+                    0 => bytes[i] = byte,
+                    1 => bytes.insert(i, byte),
+                    _ => bytes.truncate(i),
+                }
+            }
+            if let Some(direct) = convert_protobuf(&bytes, &limits) {
+                let decoded = ExportLogsServiceRequest::decode(&bytes[..]);
+                prop_assert!(decoded.is_ok(), "prost refuses what the direct reader took");
+                let general = convert(&decoded.unwrap(), &limits).unwrap();
+                prop_assert_eq!(direct.unwrap().batch, general.batch);
+            }
+        }
     }
 }

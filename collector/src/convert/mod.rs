@@ -4,8 +4,12 @@ mod attributes;
 pub mod logs;
 pub mod metrics;
 mod origin;
+mod protobuf;
 mod rejections;
 pub mod spans;
+#[cfg(test)]
+mod strategies;
+mod view;
 
 use datafusion::arrow::record_batch::RecordBatch;
 

@@ -14,11 +14,9 @@ use datafusion::arrow::record_batch::RecordBatch;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
 use super::attributes::{Attr, AttributeColumns, AttributeSizes};
-use super::origin::{
-    Origin, OriginColumns, OriginResource, OriginScope, resource_attributes_bytes, resource_bytes,
-    scope_bytes, scope_parts_bytes,
-};
+use super::origin::{Origin, OriginColumns, resource_bytes, scope_bytes};
 use super::rejections::Rejections;
+use super::view::BlockView;
 use crate::limits::Limits;
 use crate::schema::spans::{self, SPAN_KINDS, STATUS_CODES};
 
@@ -113,10 +111,10 @@ pub fn validate_span(
             });
         }
     }
-    for event in &view.events[span.events.clone()] {
+    for event in &view.records.events[span.events.clone()] {
         check_attrs("event", event.attributes.len(), limits)?;
     }
-    for (i, link) in view.links[span.links.clone()].iter().enumerate() {
+    for (i, link) in view.records.links[span.links.clone()].iter().enumerate() {
         if link.trace_id.len() != 16 || link.span_id.len() != 8 {
             return Err(SpanRejection::LinkIds(i));
         }
@@ -131,25 +129,27 @@ fn verdicts<'v>(
     view: &'v TracesView<'_>,
     limits: &'v Limits,
 ) -> impl Iterator<Item = Result<(), SpanRejection>> + 'v {
-    view.blocks.iter().flat_map(move |block| {
+    view.origins.blocks.iter().flat_map(move |block| {
         let shared = shared_verdict(view, block, limits);
-        view.spans[block.spans.clone()].iter().map(move |span| {
-            shared
-                .clone()
-                .and_then(|_| validate_span(span, view, limits))
-        })
+        view.records.spans[block.records.clone()]
+            .iter()
+            .map(move |span| {
+                shared
+                    .clone()
+                    .and_then(|_| validate_span(span, view, limits))
+            })
     })
 }
 
 /// Checks the attributes every span of a block shares: its resource's, then its scope's.
 fn shared_verdict(
     view: &TracesView<'_>,
-    block: &view::BlockView<'_>,
+    block: &BlockView<'_>,
     limits: &Limits,
 ) -> Result<(), SpanRejection> {
-    let resource = &view.resources[block.resource];
-    check_attrs("resource", resource.attributes.len(), limits)?;
-    check_attrs("scope", block.scope_attributes.len(), limits)
+    let (resource, scope) = view.origins.attribute_counts(block);
+    check_attrs("resource", resource, limits)?;
+    check_attrs("scope", scope, limits)
 }
 
 /// Keeps only the spans [`validate_span`] accepts (used to log exactly what was acknowledged).
@@ -208,7 +208,7 @@ struct Promoted<'a> {
 impl<'a> Promoted<'a> {
     fn from_span(span: &SpanView<'a>, view: &TracesView<'a>) -> Self {
         let mut p = Promoted::default();
-        for kv in &view.span_attributes[span.attributes.clone()] {
+        for kv in &view.records.span_attributes[span.attributes.clone()] {
             let v = kv.value;
             match kv.key {
                 "http.request.method" => p.http_method[0] = v.as_str(),
@@ -235,9 +235,9 @@ impl<'a> Promoted<'a> {
                 _ => {}
             }
         }
-        let events = &view.events[span.events.clone()];
+        let events = &view.records.events[span.events.clone()];
         if let Some(event) = events.iter().find(|e| e.name == "exception") {
-            let attributes = &view.event_attributes[event.attributes.clone()];
+            let attributes = &view.records.event_attributes[event.attributes.clone()];
             let get = |key: &str| attributes.iter().find(|kv| kv.key == key)?.value.as_str();
             p.exception_type = get("exception.type").or(p.exception_type);
             p.exception_message = get("exception.message").or(p.exception_message);
@@ -388,7 +388,7 @@ impl SpanColumns {
             .append_option(p.exception_stacktrace);
 
         self.attributes
-            .append(&view.span_attributes[span.attributes.clone()]);
+            .append(&view.records.span_attributes[span.attributes.clone()]);
         self.dropped_attributes
             .append_value(span.dropped_attributes_count);
         self.events.append(span, view);
@@ -475,10 +475,10 @@ impl EventColumns {
         let attributes = self
             .attributes
             .get_or_insert_with(|| AttributeColumns::with_capacity(0));
-        for event in &view.events[span.events.clone()] {
+        for event in &view.records.events[span.events.clone()] {
             time.append_value(i64::try_from(event.time_unix_nano).unwrap_or(i64::MAX));
             self.name.append_value(event.name);
-            attributes.append(&view.event_attributes[event.attributes.clone()]);
+            attributes.append(&view.records.event_attributes[event.attributes.clone()]);
             self.dropped.append_value(event.dropped_attributes_count);
         }
     }
@@ -531,12 +531,12 @@ impl LinkColumns {
         let attributes = self
             .attributes
             .get_or_insert_with(|| AttributeColumns::with_capacity(0));
-        for link in &view.links[span.links.clone()] {
+        for link in &view.records.links[span.links.clone()] {
             self.trace_id.append_value(link.trace_id);
             self.span_id.append_value(link.span_id);
             self.trace_state.append_value(link.trace_state);
             self.flags.append_value(link.flags);
-            attributes.append(&view.link_attributes[link.attributes.clone()]);
+            attributes.append(&view.records.link_attributes[link.attributes.clone()]);
             self.dropped.append_value(link.dropped_attributes_count);
         }
     }
@@ -578,25 +578,6 @@ pub fn repeated_bytes(request: &ExportTraceServiceRequest) -> usize {
     total
 }
 
-/// [`repeated_bytes`] of a request's view.
-pub fn repeated_bytes_of(view: &TracesView<'_>) -> usize {
-    let mut total = 0usize;
-    for block in &view.blocks {
-        let resource = &view.resources[block.resource];
-        let per_span = resource_attributes_bytes(
-            &view.origin_attributes[resource.attributes.clone()],
-            resource.schema_url,
-        ) + scope_parts_bytes(
-            block.scope_name,
-            block.scope_version,
-            &view.origin_attributes[block.scope_attributes.clone()],
-            block.schema_url,
-        );
-        total = total.saturating_add(per_span.saturating_mul(block.spans.len().max(1)));
-    }
-    total
-}
-
 /// Converts every valid span of `request`; invalid ones are counted and skipped.
 pub fn convert(
     request: &ExportTraceServiceRequest,
@@ -614,7 +595,7 @@ pub fn convert_protobuf(
     limits: &Limits,
 ) -> Option<Result<super::Converted, ArrowError>> {
     let view = protobuf::read(bytes)?;
-    if repeated_bytes_of(&view) > limits.max_repeated_bytes
+    if view.origins.repeated_bytes() > limits.max_repeated_bytes
         || verdicts(&view, limits).any(|verdict| verdict.is_err())
     {
         return None;
@@ -627,32 +608,19 @@ fn convert_view(view: &TracesView<'_>, limits: &Limits) -> Result<super::Convert
     // the limits. The blocks accepted size every column up front, so that none grows (and is
     // copied) as spans are appended.
     let blocks: Vec<_> = view
+        .origins
         .blocks
         .iter()
         .map(|block| {
-            let resource = &view.resources[block.resource];
-            let origin = Origin::from_parts(
-                OriginResource {
-                    attributes: &view.origin_attributes[resource.attributes.clone()],
-                    dropped: resource.dropped,
-                    schema_url: resource.schema_url,
-                },
-                OriginScope {
-                    name: block.scope_name,
-                    version: block.scope_version,
-                    attributes: &view.origin_attributes[block.scope_attributes.clone()],
-                    dropped: block.scope_dropped,
-                    schema_url: block.schema_url,
-                },
-            );
+            let origin = view.origins.origin(block);
             (block, origin, shared_verdict(view, block, limits))
         })
         .collect();
     let accepted = || blocks.iter().filter(|(_, _, shared)| shared.is_ok());
     let mut attributes = AttributeSizes::default();
     for (block, _, _) in accepted() {
-        for span in &view.spans[block.spans.clone()] {
-            let span_attributes = &view.span_attributes[span.attributes.clone()];
+        for span in &view.records.spans[block.records.clone()] {
+            let span_attributes = &view.records.span_attributes[span.attributes.clone()];
             attributes.entries += span_attributes.len();
             for kv in span_attributes {
                 attributes.key_bytes += kv.key.len();
@@ -660,11 +628,12 @@ fn convert_view(view: &TracesView<'_>, limits: &Limits) -> Result<super::Convert
             }
         }
     }
-    let origin = OriginColumns::for_blocks(accepted().map(|(block, o, _)| (block.spans.len(), o)));
+    let origin =
+        OriginColumns::for_blocks(accepted().map(|(block, o, _)| (block.records.len(), o)));
     let mut columns = SpanColumns::with_capacity(origin, attributes);
     let mut rejected = Rejections::new("span", "spans");
     for (block, origin, shared) in &blocks {
-        for span in &view.spans[block.spans.clone()] {
+        for span in &view.records.spans[block.records.clone()] {
             match shared
                 .clone()
                 .and_then(|_| validate_span(span, view, limits))

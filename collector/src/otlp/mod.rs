@@ -180,6 +180,13 @@ impl Signal for Logs {
         ingest.export_logs(request, raw).await
     }
 
+    async fn export_protobuf(
+        ingest: &Ingest,
+        raw: &Bytes,
+    ) -> Result<Option<ExportOutcome>, IngestError> {
+        ingest.export_logs_protobuf(raw).await
+    }
+
     fn from_json(body: &[u8]) -> Result<Self::Request, json::JsonError> {
         json::logs(body)
     }

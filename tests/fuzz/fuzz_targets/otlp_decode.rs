@@ -6,8 +6,8 @@
 //!
 //! Beyond "no panic, no hang, no huge allocation" it checks the log's promise: what would be
 //! logged for the accepted part decodes and converts, on replay, to the same rows with nothing
-//! rejected; and that a trace request the direct protobuf reader takes is one prost decodes, to
-//! the same batch.
+//! rejected; and that a trace or logs request a direct protobuf reader takes is one prost
+//! decodes, to the same batch.
 #![no_main]
 
 use bytes::Bytes;
@@ -74,18 +74,22 @@ fn check<R: Message + Default>(
     );
 }
 
-/// The direct reader (`spans::convert_protobuf`) may decline anything, but what it takes must
-/// be what the general path makes of the same bytes.
-fn check_direct(body: &[u8]) {
+type ConvertProtobuf = fn(&[u8], &Limits) -> Option<Result<Converted, ArrowError>>;
+
+/// A direct reader (`spans::convert_protobuf`, `logs::convert_protobuf`) may decline anything,
+/// but what it takes must be what the general path makes of the same bytes.
+fn check_direct<R: Message + Default>(body: &[u8], direct: ConvertProtobuf, convert: Convert<R>) {
     let limits = Limits::default();
-    let Some(direct) = spans::convert_protobuf(body, &limits) else {
+    let Some(direct) = direct(body, &limits) else {
         return;
     };
     let direct = direct.expect("the direct reader's batch builds");
-    let request =
-        ExportTraceServiceRequest::decode(body).expect("prost decodes what the direct reader took");
-    let general = spans::convert(&request, &limits).expect("the general path converts");
-    assert_eq!(general.rejected, 0, "the direct reader took rejected spans");
+    let request = R::decode(body).expect("prost decodes what the direct reader took");
+    let general = convert(&request, &limits).expect("the general path converts");
+    assert_eq!(
+        general.rejected, 0,
+        "the direct reader took rejected records"
+    );
     assert_eq!(
         direct.batch, general.batch,
         "the direct reader's batch differs"
@@ -121,15 +125,20 @@ fuzz_target!(|data: &[u8]| {
         Encoding::Protobuf
     };
     match selector & 3 {
-        1 => check::<ExportLogsServiceRequest>(
-            body,
-            encoding,
-            &utf8::LOGS,
-            json::logs,
-            |r| logs::normalise(r, now()),
-            logs::convert,
-            logs::retain_valid,
-        ),
+        1 => {
+            if encoding == Encoding::Protobuf {
+                check_direct(&body, logs::convert_protobuf, logs::convert);
+            }
+            check::<ExportLogsServiceRequest>(
+                body,
+                encoding,
+                &utf8::LOGS,
+                json::logs,
+                |r| logs::normalise(r, now()),
+                logs::convert,
+                logs::retain_valid,
+            )
+        }
         2 => check::<ExportMetricsServiceRequest>(
             body,
             encoding,
@@ -141,7 +150,7 @@ fuzz_target!(|data: &[u8]| {
         ),
         _ => {
             if encoding == Encoding::Protobuf {
-                check_direct(&body);
+                check_direct(&body, spans::convert_protobuf, spans::convert);
             }
             check::<ExportTraceServiceRequest>(
                 body,

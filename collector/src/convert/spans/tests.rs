@@ -1,4 +1,5 @@
 use super::*;
+use crate::convert::strategies::wide_attributes;
 use crate::schema::span_rows::read_spans;
 use crate::schema::spans::UNKNOWN_SERVICE;
 use datafusion::arrow::array::{AsArray, Int64Array};
@@ -476,56 +477,6 @@ fn repeated_bytes_count_the_resource_and_scope_once_per_span() {
     );
 }
 
-/// Values of every kind, nested ones small and large (the direct reader leaves large ones to
-/// prost), and missing ones.
-fn wide_value() -> impl Strategy<Value = Option<AnyValue>> {
-    let scalar = prop_oneof![
-        ".{0,12}".prop_map(Value::StringValue),
-        any::<i64>().prop_map(Value::IntValue),
-        any::<f64>().prop_map(Value::DoubleValue),
-        any::<bool>().prop_map(Value::BoolValue),
-        proptest::collection::vec(any::<u8>(), 0..8).prop_map(Value::BytesValue),
-        any::<i32>().prop_map(Value::StringValueStrindex),
-    ];
-    let nested = proptest::collection::vec("[a-z]{0,60}", 0..5).prop_map(|items| {
-        let values: Vec<AnyValue> = items
-            .into_iter()
-            .map(|item| AnyValue {
-                value: Some(Value::StringValue(item)),
-            })
-            .collect();
-        Value::ArrayValue(ArrayValue { values })
-    });
-    let list = ("[a-z]{1,5}", any::<i64>()).prop_map(|(key, i)| {
-        Value::KvlistValue(KeyValueList {
-            values: vec![kv(&key, Value::IntValue(i))],
-        })
-    });
-    proptest::option::weighted(
-        0.9,
-        prop_oneof![
-            6 => scalar.prop_map(Some),
-            1 => nested.prop_map(Some),
-            1 => list.prop_map(Some),
-            1 => Just(None),
-        ]
-        .prop_map(|value| AnyValue { value }),
-    )
-}
-
-fn wide_attributes() -> impl Strategy<Value = Vec<KeyValue>> {
-    proptest::collection::vec(("[a-z.]{0,10}", wide_value()), 0..5).prop_map(|pairs| {
-        pairs
-            .into_iter()
-            .map(|(key, value)| KeyValue {
-                key,
-                key_strindex: 0,
-                value,
-            })
-            .collect()
-    })
-}
-
 fn id(len: std::ops::Range<usize>) -> impl Strategy<Value = Vec<u8>> {
     proptest::collection::vec(prop_oneof![3 => 1u8.., 1 => Just(0u8)], len)
 }
@@ -803,7 +754,7 @@ proptest! {
             ),
         }
         if let Some(view) = protobuf::read(&bytes) {
-            prop_assert_eq!(repeated_bytes_of(&view), repeated_bytes(&req));
+            prop_assert_eq!(view.origins.repeated_bytes(), repeated_bytes(&req));
         }
     }
 

@@ -1,38 +1,13 @@
 //! A trace export request as the span converter reads it: every string, id and attribute
 //! borrowed, from a decoded message ([`TracesView::from_request`]) or straight from the
-//! request's protobuf bytes ([`super::protobuf`]). Lists are ranges into per-request arrays, so
-//! a request costs a handful of allocations however many spans it holds.
+//! request's protobuf bytes ([`super::protobuf`]).
 
 use std::ops::Range;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::KeyValue;
 
 use crate::convert::attributes::Attr;
-use crate::schema::attributes::ValueRef;
-
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct ResourceView<'a> {
-    /// Into [`TracesView::origin_attributes`].
-    pub attributes: Range<usize>,
-    pub dropped: u32,
-    pub schema_url: &'a str,
-}
-
-/// One scope block: its scope, its resource and its spans.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct BlockView<'a> {
-    /// Into [`TracesView::resources`].
-    pub resource: usize,
-    pub scope_name: &'a str,
-    pub scope_version: &'a str,
-    /// Into [`TracesView::origin_attributes`].
-    pub scope_attributes: Range<usize>,
-    pub scope_dropped: u32,
-    pub schema_url: &'a str,
-    /// Into [`TracesView::spans`].
-    pub spans: Range<usize>,
-}
+use crate::convert::view::{Origins, push_attributes};
 
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct SpanView<'a> {
@@ -45,13 +20,13 @@ pub struct SpanView<'a> {
     pub kind: i32,
     pub start_time_unix_nano: u64,
     pub end_time_unix_nano: u64,
-    /// Into [`TracesView::span_attributes`].
+    /// Into [`SpanRecords::span_attributes`].
     pub attributes: Range<usize>,
     pub dropped_attributes_count: u32,
-    /// Into [`TracesView::events`].
+    /// Into [`SpanRecords::events`].
     pub events: Range<usize>,
     pub dropped_events_count: u32,
-    /// Into [`TracesView::links`].
+    /// Into [`SpanRecords::links`].
     pub links: Range<usize>,
     pub dropped_links_count: u32,
     pub status_code: i32,
@@ -62,7 +37,7 @@ pub struct SpanView<'a> {
 pub struct EventView<'a> {
     pub time_unix_nano: u64,
     pub name: &'a str,
-    /// Into [`TracesView::event_attributes`].
+    /// Into [`SpanRecords::event_attributes`].
     pub attributes: Range<usize>,
     pub dropped_attributes_count: u32,
 }
@@ -72,58 +47,39 @@ pub struct LinkView<'a> {
     pub trace_id: &'a [u8],
     pub span_id: &'a [u8],
     pub trace_state: &'a str,
-    /// Into [`TracesView::link_attributes`].
+    /// Into [`SpanRecords::link_attributes`].
     pub attributes: Range<usize>,
     pub dropped_attributes_count: u32,
     pub flags: u32,
 }
 
-/// A whole request. Each kind of attribute list has an array of its own, so that a list stays
+/// A request's spans. Each kind of attribute list has an array of its own, so that a list stays
 /// one range even when an encoder interleaves a span's fields.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct TracesView<'a> {
-    pub resources: Vec<ResourceView<'a>>,
-    pub blocks: Vec<BlockView<'a>>,
+pub struct SpanRecords<'a> {
     pub spans: Vec<SpanView<'a>>,
     pub events: Vec<EventView<'a>>,
     pub links: Vec<LinkView<'a>>,
-    pub origin_attributes: Vec<Attr<'a>>,
     pub span_attributes: Vec<Attr<'a>>,
     pub event_attributes: Vec<Attr<'a>>,
     pub link_attributes: Vec<Attr<'a>>,
 }
 
-/// Appends `attributes` to `to`, returning their range.
-fn push_attributes<'a>(to: &mut Vec<Attr<'a>>, attributes: &'a [KeyValue]) -> Range<usize> {
-    let start = to.len();
-    to.extend(attributes.iter().map(|kv| Attr {
-        key: &kv.key,
-        value: ValueRef::from(kv.value.as_ref()),
-    }));
-    start..to.len()
+/// A whole request: its blocks (whose records index [`SpanRecords::spans`]) and its spans.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct TracesView<'a> {
+    pub origins: Origins<'a>,
+    pub records: SpanRecords<'a>,
 }
 
 impl<'a> TracesView<'a> {
     /// The view of a decoded request (OTLP/JSON, or protobuf the direct reader left to prost).
     pub fn from_request(request: &'a ExportTraceServiceRequest) -> Self {
-        let mut v = TracesView::default();
+        let mut origins = Origins::default();
+        let mut v = SpanRecords::default();
         for rs in &request.resource_spans {
-            let resource = rs.resource.as_ref();
-            let attributes = push_attributes(
-                &mut v.origin_attributes,
-                resource.map_or(&[][..], |r| &r.attributes[..]),
-            );
-            v.resources.push(ResourceView {
-                attributes,
-                dropped: resource.map_or(0, |r| r.dropped_attributes_count),
-                schema_url: &rs.schema_url,
-            });
+            let resource = origins.push_resource(rs.resource.as_ref(), &rs.schema_url);
             for ss in &rs.scope_spans {
-                let scope = ss.scope.as_ref();
-                let scope_attributes = push_attributes(
-                    &mut v.origin_attributes,
-                    scope.map_or(&[][..], |s| &s.attributes[..]),
-                );
                 let first = v.spans.len();
                 for span in &ss.spans {
                     let attributes = push_attributes(&mut v.span_attributes, &span.attributes);
@@ -174,17 +130,17 @@ impl<'a> TracesView<'a> {
                         status_message,
                     });
                 }
-                v.blocks.push(BlockView {
-                    resource: v.resources.len() - 1,
-                    scope_name: scope.map_or("", |s| &s.name),
-                    scope_version: scope.map_or("", |s| &s.version),
-                    scope_attributes,
-                    scope_dropped: scope.map_or(0, |s| s.dropped_attributes_count),
-                    schema_url: &ss.schema_url,
-                    spans: first..v.spans.len(),
-                });
+                origins.push_block(
+                    resource,
+                    ss.scope.as_ref(),
+                    &ss.schema_url,
+                    first..v.spans.len(),
+                );
             }
         }
-        v
+        TracesView {
+            origins,
+            records: v,
+        }
     }
 }
