@@ -11,7 +11,8 @@
 # instructions of their own (tests/bench/cgsum.py), and the flushed bytes per record.
 #
 # Usage: tests/bench/ingest_instructions.sh DURATION BIN...   e.g. 5s ./before ./after
-#        (SIGNAL=logs|metrics for the other signals, RATE=…; needs valgrind)
+#        (SIGNAL=logs|metrics for the other signals, RATE=…, KEEP=DIR to keep the callgrind
+#        dumps as DIR/N.callgrind for callgrind_annotate; needs valgrind)
 set -euo pipefail
 duration=$1; shift
 # Absolute paths: the script runs from the repository root.
@@ -52,6 +53,7 @@ for n in "${!bins[@]}"; do
   kill -TERM "$server"; wait "$server" || true
   bytes=$(find "$data/$table" -name '*.parquet' -printf '%s\n' | awk '{s += $1} END {print s + 0}')
   python3 tests/bench/cgsum.py "$out/$n.$vg" "$records" "$bin" record
+  if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP"; cp "$out/$n.$vg" "$KEEP/$n.callgrind"; fi
   python3 -c "import sys; print(f'  flushed: {int(sys.argv[1]) / int(sys.argv[2]):.1f} bytes per record')" "$bytes" "$records"
   rm -rf "$data"
 done
