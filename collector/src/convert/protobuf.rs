@@ -21,10 +21,10 @@ use super::view::{BlockView, Origins, ResourceView};
 use crate::schema::attributes::ValueRef;
 
 /// Nested values at least this long are left to prost. Prost refuses messages (and groups)
-/// nested 100 deep; the deepest value here, an event's or a link's attribute, is decoded 6
-/// levels down, so a refusal needs 94 more levels inside the value, each at least 2 bytes (a key
-/// and a length, or a group's start and end): 188 bytes. A shorter value that decodes alone
-/// decodes in place too.
+/// nested 100 deep; the deepest value read, a span event's or link's attribute, is decoded 6
+/// levels down (a log record's body 4, its attributes 5), so a refusal needs 94 more levels
+/// inside the value, each at least 2 bytes (a key and a length, or a group's start and end):
+/// 188 bytes. A shorter value that decodes alone decodes in place too.
 const MAX_NESTED_BYTES: usize = 180;
 
 pub const VARINT: u8 = 0;
