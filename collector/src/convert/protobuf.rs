@@ -8,9 +8,9 @@
 //! else, and the caller then decodes with prost as before: invalid UTF-8 (prost's path repairs
 //! it), groups, malformed varints or lengths, a message field given twice (prost merges the
 //! two), a value with more than one of its fields set, a resource's entity references (not
-//! read here), and nested values of 180 bytes or more (so that prost's nesting limit of 100
-//! cannot be reached through them; shorter ones are checked by prost on the spot). Unknown
-//! fields are skipped, as prost skips them.
+//! read here), and nested values that prost would not decode, or that nest deep enough to come
+//! near prost's limit of 100 message levels (see [`MAX_VALUE_DEPTH`]). Unknown fields are
+//! skipped, as prost skips them.
 
 use prost::Message;
 
@@ -20,12 +20,12 @@ use super::attributes::Attr;
 use super::view::{BlockView, Origins, ResourceView};
 use crate::schema::attributes::ValueRef;
 
-/// Nested values at least this long are left to prost. Prost refuses messages (and groups)
-/// nested 100 deep; the deepest value read, a span event's or link's attribute, is decoded 6
-/// levels down (a log record's body 4, its attributes 5), so a refusal needs 94 more levels
-/// inside the value, each at least 2 bytes (a key and a length, or a group's start and end):
-/// 188 bytes. A shorter value that decodes alone decodes in place too.
-const MAX_NESTED_BYTES: usize = 180;
+/// How many message levels a nested value may hold below itself. Prost refuses a message
+/// nested more than 100 levels below the request; the deepest value a reader takes, a metric
+/// exemplar's attribute, is itself 8 levels down (request, resource block, scope block, metric,
+/// its data, point, exemplar, attribute), a span event's 6 and a log body 4. One bound for all,
+/// with room to spare: a real value nests a few levels, and a deeper one only takes prost's path.
+pub const MAX_VALUE_DEPTH: u32 = 100 - 8 - 4;
 
 pub const VARINT: u8 = 0;
 pub const I64: u8 = 1;
@@ -319,9 +319,9 @@ pub fn value(bytes: &[u8]) -> Option<ValueRef<'_>> {
             (4, I64) => ValueRef::Double(f64::from_bits(fields.fixed64()?)),
             (5 | 6, LEN) => {
                 fields.bytes()?;
-                if bytes.len() >= MAX_NESTED_BYTES || AnyValue::decode(bytes).is_err() {
-                    return None;
-                }
+                // Kept as bytes, decoded by prost when encoded: taken only if prost decodes it.
+                depth(bytes, MAX_VALUE_DEPTH)?;
+                AnyValue::decode(bytes).ok()?;
                 ValueRef::NestedProtobuf(bytes)
             }
             (7, LEN) => ValueRef::Bytes(fields.bytes()?),
@@ -334,4 +334,57 @@ pub fn value(bytes: &[u8]) -> Option<ValueRef<'_>> {
         };
     }
     Some(value)
+}
+
+/// How many message levels an `AnyValue` holds below itself (an array 1, its items 2, a key-value
+/// list 1, its pairs 2, their values 3, and so on down), as prost counts them; `None` past
+/// `budget`, or for a group (prost counts the levels of groups too; the readers decline them).
+/// A field given twice counts the deeper of the two, which is never less than what prost
+/// merges them into.
+fn depth(any_value: &[u8], budget: u32) -> Option<u32> {
+    let mut deepest = 0;
+    let mut fields = Fields::new(any_value);
+    while !fields.done() {
+        match fields.key()? {
+            // An `ArrayValue`: its values, field 1.
+            (5, LEN) => {
+                let mut array = Fields::new(fields.bytes()?);
+                deepest = deepest.max(1);
+                while !array.done() {
+                    match array.key()? {
+                        (1, LEN) => {
+                            let below = budget.checked_sub(2)?;
+                            deepest = deepest.max(2 + depth(array.bytes()?, below)?);
+                        }
+                        (_, wire) => array.skip(wire)?,
+                    }
+                }
+            }
+            // A `KeyValueList`: its pairs, field 1, each a `KeyValue` with its value in field 2.
+            (6, LEN) => {
+                let mut list = Fields::new(fields.bytes()?);
+                deepest = deepest.max(1);
+                while !list.done() {
+                    match list.key()? {
+                        (1, LEN) => {
+                            let mut pair = Fields::new(list.bytes()?);
+                            deepest = deepest.max(2);
+                            while !pair.done() {
+                                match pair.key()? {
+                                    (2, LEN) => {
+                                        let below = budget.checked_sub(3)?;
+                                        deepest = deepest.max(3 + depth(pair.bytes()?, below)?);
+                                    }
+                                    (_, wire) => pair.skip(wire)?,
+                                }
+                            }
+                        }
+                        (_, wire) => list.skip(wire)?,
+                    }
+                }
+            }
+            (_, wire) => fields.skip(wire)?,
+        }
+    }
+    (deepest <= budget).then_some(deepest)
 }

@@ -4,16 +4,8 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, KeyValueList};
 use proptest::prelude::*;
 
-fn kv(key: &str, value: Value) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        key_strindex: 0,
-        value: Some(AnyValue { value: Some(value) }),
-    }
-}
-
-/// Values of every kind, nested ones small and large (the direct reader leaves large ones to
-/// prost), and missing ones.
+/// Values of every kind: scalars, arrays and key-value lists nested a few levels (short and
+/// long ones), and missing ones.
 pub fn wide_value() -> impl Strategy<Value = Option<AnyValue>> {
     let scalar = prop_oneof![
         ".{0,12}".prop_map(Value::StringValue),
@@ -22,30 +14,35 @@ pub fn wide_value() -> impl Strategy<Value = Option<AnyValue>> {
         any::<bool>().prop_map(Value::BoolValue),
         proptest::collection::vec(any::<u8>(), 0..8).prop_map(Value::BytesValue),
         any::<i32>().prop_map(Value::StringValueStrindex),
+        "[a-z]{40,60}".prop_map(Value::StringValue),
     ];
-    let nested = proptest::collection::vec("[a-z]{0,60}", 0..5).prop_map(|items| {
-        let values: Vec<AnyValue> = items
-            .into_iter()
-            .map(|item| AnyValue {
-                value: Some(Value::StringValue(item)),
-            })
-            .collect();
-        Value::ArrayValue(ArrayValue { values })
-    });
-    let list = ("[a-z]{1,5}", any::<i64>()).prop_map(|(key, i)| {
-        Value::KvlistValue(KeyValueList {
-            values: vec![kv(&key, Value::IntValue(i))],
-        })
+    let leaf = proptest::option::weighted(0.9, scalar).prop_map(|value| AnyValue { value });
+    let nested = leaf.clone().prop_recursive(4, 24, 4, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4)
+                .prop_map(|values| Value::ArrayValue(ArrayValue { values })),
+            proptest::collection::vec(("[a-z]{1,5}", inner), 0..4).prop_map(|pairs| {
+                Value::KvlistValue(KeyValueList {
+                    values: pairs
+                        .into_iter()
+                        .map(|(key, value)| KeyValue {
+                            key,
+                            key_strindex: 0,
+                            value: Some(value),
+                        })
+                        .collect(),
+                })
+            }),
+        ]
+        .prop_map(|value| AnyValue { value: Some(value) })
     });
     proptest::option::weighted(
         0.9,
         prop_oneof![
-            6 => scalar.prop_map(Some),
-            1 => nested.prop_map(Some),
-            1 => list.prop_map(Some),
-            1 => Just(None),
-        ]
-        .prop_map(|value| AnyValue { value }),
+            6 => leaf,
+            2 => nested,
+            1 => Just(AnyValue { value: None }),
+        ],
     )
 }
 
