@@ -12,10 +12,6 @@
 //! near prost's limit of 100 message levels (see [`MAX_VALUE_DEPTH`]). Unknown fields are
 //! skipped, as prost skips them.
 
-use prost::Message;
-
-use opentelemetry_proto::tonic::common::v1::AnyValue;
-
 use super::attributes::Attr;
 use super::view::{BlockView, Origins, ResourceView};
 use crate::schema::attributes::ValueRef;
@@ -319,9 +315,8 @@ pub fn value(bytes: &[u8]) -> Option<ValueRef<'_>> {
             (4, I64) => ValueRef::Double(f64::from_bits(fields.fixed64()?)),
             (5 | 6, LEN) => {
                 fields.bytes()?;
-                // Kept as bytes, decoded by prost when encoded: taken only if prost decodes it.
-                depth(bytes, MAX_VALUE_DEPTH)?;
-                AnyValue::decode(bytes).ok()?;
+                // Kept as bytes and decoded by prost when encoded: checked here to decode.
+                nested(bytes, MAX_VALUE_DEPTH)?;
                 ValueRef::NestedProtobuf(bytes)
             }
             (7, LEN) => ValueRef::Bytes(fields.bytes()?),
@@ -336,16 +331,30 @@ pub fn value(bytes: &[u8]) -> Option<ValueRef<'_>> {
     Some(value)
 }
 
-/// How many message levels an `AnyValue` holds below itself (an array 1, its items 2, a key-value
-/// list 1, its pairs 2, their values 3, and so on down), as prost counts them; `None` past
-/// `budget`, or for a group (prost counts the levels of groups too; the readers decline them).
-/// A field given twice counts the deeper of the two, which is never less than what prost
-/// merges them into.
-fn depth(any_value: &[u8], budget: u32) -> Option<u32> {
+/// Checks a nested `AnyValue` as prost decodes it, without building it: every field it knows
+/// has its wire type, strings are UTF-8, varints and lengths are well formed (unknown fields
+/// skipped, groups declined). Returns how many message levels it holds below itself (an array
+/// 1, its items 2, a key-value list 1, its pairs 2, their values 3, and so on down); `None`
+/// for what prost refuses, or past `budget`. A field given twice counts the deeper of the two,
+/// never less than what prost merges them into; prost also counts an unknown field inside the
+/// deepest message as one more level, which [`MAX_VALUE_DEPTH`]'s spare levels cover.
+fn nested(any_value: &[u8], budget: u32) -> Option<u32> {
     let mut deepest = 0;
     let mut fields = Fields::new(any_value);
     while !fields.done() {
         match fields.key()? {
+            (1, LEN) => {
+                fields.str()?;
+            }
+            (2 | 3 | 8, VARINT) => {
+                fields.varint()?;
+            }
+            (4, I64) => {
+                fields.fixed64()?;
+            }
+            (7, LEN) => {
+                fields.bytes()?;
+            }
             // An `ArrayValue`: its values, field 1.
             (5, LEN) => {
                 let mut array = Fields::new(fields.bytes()?);
@@ -354,37 +363,54 @@ fn depth(any_value: &[u8], budget: u32) -> Option<u32> {
                     match array.key()? {
                         (1, LEN) => {
                             let below = budget.checked_sub(2)?;
-                            deepest = deepest.max(2 + depth(array.bytes()?, below)?);
+                            deepest = deepest.max(2 + nested(array.bytes()?, below)?);
                         }
+                        (1, _) => return None,
                         (_, wire) => array.skip(wire)?,
                     }
                 }
             }
-            // A `KeyValueList`: its pairs, field 1, each a `KeyValue` with its value in field 2.
+            // A `KeyValueList`: its pairs, field 1, each a `KeyValue`.
             (6, LEN) => {
                 let mut list = Fields::new(fields.bytes()?);
                 deepest = deepest.max(1);
                 while !list.done() {
                     match list.key()? {
                         (1, LEN) => {
-                            let mut pair = Fields::new(list.bytes()?);
-                            deepest = deepest.max(2);
-                            while !pair.done() {
-                                match pair.key()? {
-                                    (2, LEN) => {
-                                        let below = budget.checked_sub(3)?;
-                                        deepest = deepest.max(3 + depth(pair.bytes()?, below)?);
-                                    }
-                                    (_, wire) => pair.skip(wire)?,
-                                }
-                            }
+                            deepest = deepest.max(2 + pair(list.bytes()?, budget.checked_sub(2)?)?);
                         }
+                        (1, _) => return None,
                         (_, wire) => list.skip(wire)?,
                     }
                 }
             }
+            (1..=8, _) => return None,
             (_, wire) => fields.skip(wire)?,
         }
     }
     (deepest <= budget).then_some(deepest)
+}
+
+/// A nested `KeyValue`, as [`nested`] checks an `AnyValue`: its key, its value (one level below),
+/// its key's string-table index.
+fn pair(bytes: &[u8], budget: u32) -> Option<u32> {
+    let mut deepest = 0;
+    let mut fields = Fields::new(bytes);
+    while !fields.done() {
+        match fields.key()? {
+            (1, LEN) => {
+                fields.str()?;
+            }
+            (2, LEN) => {
+                let below = budget.checked_sub(1)?;
+                deepest = deepest.max(1 + nested(fields.bytes()?, below)?);
+            }
+            (3, VARINT) => {
+                fields.varint()?;
+            }
+            (1..=3, _) => return None,
+            (_, wire) => fields.skip(wire)?,
+        }
+    }
+    Some(deepest)
 }

@@ -614,6 +614,43 @@ fn nested_arrays(arrays: usize) -> AnyValue {
     value
 }
 
+/// A value `3 * lists` message levels deep below itself: key-value lists of one pair around a
+/// string.
+fn nested_lists(lists: usize) -> AnyValue {
+    let mut value = AnyValue {
+        value: Some(s("deep")),
+    };
+    for _ in 0..lists {
+        value = AnyValue {
+            value: Some(Value::KvlistValue(KeyValueList {
+                values: vec![KeyValue {
+                    key: "k".into(),
+                    key_strindex: 0,
+                    value: Some(value),
+                }],
+            })),
+        };
+    }
+    value
+}
+
+/// A request of one span with one event whose one attribute is `value`.
+fn with_event_value(value: AnyValue) -> Vec<u8> {
+    use prost::Message;
+    let mut span = full_span();
+    span.events = vec![Event {
+        time_unix_nano: span.start_time_unix_nano,
+        name: "deep".into(),
+        attributes: vec![KeyValue {
+            key: "deep".into(),
+            key_strindex: 0,
+            value: Some(value),
+        }],
+        dropped_attributes_count: 0,
+    }];
+    request(vec![span]).encode_to_vec()
+}
+
 /// Prost decodes a request whose messages nest at most 100 levels below it; an event's attribute
 /// value is 6 down. The direct reader takes values nested up to its bound (88 levels below them)
 /// and leaves deeper ones to prost, which refuses them from 95 on here.
@@ -621,35 +658,72 @@ fn nested_arrays(arrays: usize) -> AnyValue {
 fn nested_values_are_read_directly_up_to_a_depth_well_inside_prosts_limit() {
     use prost::Message;
     let limits = Limits::default();
-    let with_event_value = |arrays| {
-        let mut span = full_span();
-        span.events = vec![Event {
-            time_unix_nano: span.start_time_unix_nano,
-            name: "deep".into(),
-            attributes: vec![KeyValue {
-                key: "deep".into(),
-                key_strindex: 0,
-                value: Some(nested_arrays(arrays)),
-            }],
-            dropped_attributes_count: 0,
-        }];
-        request(vec![span]).encode_to_vec()
-    };
-    let bytes = with_event_value(44);
-    let direct = convert_protobuf(&bytes, &limits)
-        .expect("88 levels are read directly")
-        .unwrap();
-    let decoded = ExportTraceServiceRequest::decode(&bytes[..]).unwrap();
-    assert_eq!(direct.batch, convert(&decoded, &limits).unwrap().batch);
+    let decodes = |bytes: &[u8]| ExportTraceServiceRequest::decode(bytes).is_ok();
+    // Arrays: 88 levels, 90, 94, 96; key-value lists: 87, 90, 93, 96.
+    for (taken, prost_only, prost_last, refused) in [
+        (
+            nested_arrays(44),
+            nested_arrays(45),
+            nested_arrays(47),
+            nested_arrays(48),
+        ),
+        (
+            nested_lists(29),
+            nested_lists(30),
+            nested_lists(31),
+            nested_lists(32),
+        ),
+    ] {
+        let bytes = with_event_value(taken);
+        let direct = convert_protobuf(&bytes, &limits)
+            .expect("read directly")
+            .unwrap();
+        let decoded = ExportTraceServiceRequest::decode(&bytes[..]).unwrap();
+        assert_eq!(direct.batch, convert(&decoded, &limits).unwrap().batch);
 
-    let bytes = with_event_value(45);
-    assert!(convert_protobuf(&bytes, &limits).is_none());
-    assert!(ExportTraceServiceRequest::decode(&bytes[..]).is_ok());
+        let bytes = with_event_value(prost_only);
+        assert!(convert_protobuf(&bytes, &limits).is_none());
+        assert!(decodes(&bytes));
 
-    assert!(ExportTraceServiceRequest::decode(&with_event_value(47)[..]).is_ok());
-    let bytes = with_event_value(48);
-    assert!(ExportTraceServiceRequest::decode(&bytes[..]).is_err());
-    assert!(convert_protobuf(&bytes, &limits).is_none());
+        assert!(decodes(&with_event_value(prost_last)));
+        let bytes = with_event_value(refused);
+        assert!(!decodes(&bytes));
+        assert!(convert_protobuf(&bytes, &limits).is_none());
+    }
+}
+
+/// A nested value prost would not decode leaves the request to prost: a string that is not
+/// UTF-8, a field of the wrong wire type, a truncated length — deep inside the value.
+#[test]
+fn nested_values_prost_refuses_are_declined() {
+    use prost::Message;
+    let limits = Limits::default();
+    let marker = "marker-string";
+    let bytes = with_event_value(nested_lists(3));
+    let mut with_marker = nested_arrays(2);
+    if let Some(Value::ArrayValue(outer)) = &mut with_marker.value
+        && let Some(Value::ArrayValue(inner)) = &mut outer.values[0].value
+    {
+        inner.values[0].value = Some(s(marker));
+    }
+    assert!(convert_protobuf(&bytes, &limits).is_some());
+    let good = with_event_value(with_marker);
+    assert!(convert_protobuf(&good, &limits).is_some());
+    let at = good
+        .windows(marker.len())
+        .position(|w| w == marker.as_bytes())
+        .expect("the string is in the bytes");
+
+    let mut not_utf8 = good.clone();
+    not_utf8[at] = 0xff;
+    // The string's key, one byte before its length: the same bytes as field 3, an integer.
+    let mut wrong_wire = good.clone();
+    assert_eq!(wrong_wire[at - 2], 0x0a);
+    wrong_wire[at - 2] = 0x1a;
+    for damaged in [not_utf8, wrong_wire] {
+        assert!(ExportTraceServiceRequest::decode(&damaged[..]).is_err());
+        assert!(convert_protobuf(&damaged, &limits).is_none());
+    }
 }
 
 #[test]
