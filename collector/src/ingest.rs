@@ -259,6 +259,16 @@ impl Ingest {
             .await
     }
 
+    /// Like [`Self::export_traces_protobuf`], for metrics
+    /// ([`convert_metrics::convert_protobuf`]; then [`Self::export_metrics`]).
+    pub async fn export_metrics_protobuf(
+        &self,
+        raw: &Bytes,
+    ) -> Result<Option<ExportOutcome>, IngestError> {
+        self.export_protobuf(Signal::Metrics, raw, convert_metrics::convert_protobuf)
+            .await
+    }
+
     async fn export_protobuf(
         &self,
         signal: Signal,
@@ -502,10 +512,13 @@ fn replay(dir: &Path, lake: &Lake, limits: &Limits) -> Result<(usize, u64), WalE
                     .and_then(|r| convert_logs::convert(&r, limits).map_err(|e| e.to_string()))
                     .map(|c| c.batch),
             },
-            Signal::Metrics => ExportMetricsServiceRequest::decode(record.payload.as_slice())
-                .map_err(|e| e.to_string())
-                .and_then(|r| convert_metrics::convert(&r, limits).map_err(|e| e.to_string()))
-                .map(|c| c.batch),
+            Signal::Metrics => match convert_metrics::convert_protobuf(&record.payload, limits) {
+                Some(converted) => converted.map(|c| c.batch).map_err(|e| e.to_string()),
+                None => ExportMetricsServiceRequest::decode(record.payload.as_slice())
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| convert_metrics::convert(&r, limits).map_err(|e| e.to_string()))
+                    .map(|c| c.batch),
+            },
         };
         match converted {
             Ok(batch) => table_of(lake, record.signal).push(record.seq, batch),

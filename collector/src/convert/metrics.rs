@@ -1,5 +1,7 @@
 //! OTLP metrics → one Arrow batch of the `metrics` table (a row per data point), with the
-//! validation that decides which points are rejected (and reported in `partial_success`).
+//! validation that decides which points are rejected (and reported in `partial_success`). The
+//! converter reads a [`view::MetricsView`], of a decoded request or straight from protobuf bytes
+//! ([`convert_protobuf`]).
 //!
 //! NaN and infinite values are kept as sent (OTLP and Prometheus use NaN, e.g. as a staleness
 //! marker). A histogram whose buckets do not match its bounds or its count, bounds that are not
@@ -18,18 +20,21 @@ use datafusion::arrow::datatypes::Field;
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
-use opentelemetry_proto::tonic::metrics::v1::{
-    Exemplar, ExponentialHistogramDataPoint, HistogramDataPoint, Metric, NumberDataPoint,
-    SummaryDataPoint, exemplar, number_data_point,
-};
 
-use super::attributes::AttributeColumns;
-use super::origin::{Origin, OriginColumns, attributes_bytes, resource_bytes, scope_bytes};
+use super::attributes::{Attr, AttributeColumns};
+use super::origin::{
+    Origin, OriginColumns, attribute_refs_bytes, resource_attributes_bytes, scope_parts_bytes,
+};
 use super::rejections::Rejections;
+use super::view::BlockView;
 use crate::limits::Limits;
 use crate::schema::metrics;
+
+mod protobuf;
+pub mod view;
+
+use view::{ExemplarView, Kind, MetricRecords, MetricView, MetricsView, Number, PointView};
 
 /// Why one data point was not accepted.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -61,59 +66,58 @@ fn temporality(name: &str, t: i32) -> Result<&'static str, PointRejection> {
         .ok_or_else(|| PointRejection::Temporality(name.to_owned(), t))
 }
 
-fn check_common(
-    name: &str,
-    time: u64,
-    attributes: &[KeyValue],
-    limits: &Limits,
-) -> Result<(), PointRejection> {
+fn check_common(name: &str, point: &PointView, limits: &Limits) -> Result<(), PointRejection> {
+    let time = point.time_unix_nano;
     if time == 0 || i64::try_from(time).is_err() {
         return Err(PointRejection::Time(name.to_owned()));
     }
-    if attributes.len() > limits.max_attributes {
+    if point.attributes.len() > limits.max_attributes {
         return Err(PointRejection::TooManyAttributes(
             name.to_owned(),
-            attributes.len(),
+            point.attributes.len(),
             limits.max_attributes,
         ));
     }
     Ok(())
 }
 
-fn check_histogram(name: &str, p: &HistogramDataPoint) -> Result<(), PointRejection> {
-    if p.bucket_counts.is_empty() && p.explicit_bounds.is_empty() {
+fn check_histogram(
+    name: &str,
+    counts: &[u64],
+    bounds: &[f64],
+    count: u64,
+) -> Result<(), PointRejection> {
+    if counts.is_empty() && bounds.is_empty() {
         return Ok(());
     }
-    if p.bucket_counts.len() != p.explicit_bounds.len() + 1 {
+    if counts.len() != bounds.len() + 1 {
         return Err(PointRejection::Buckets(
             name.to_owned(),
-            p.bucket_counts.len(),
-            p.explicit_bounds.len(),
+            counts.len(),
+            bounds.len(),
         ));
     }
-    let finite = p.explicit_bounds.iter().all(|b| b.is_finite());
-    if !finite || p.explicit_bounds.windows(2).any(|w| w[0] >= w[1]) {
+    let finite = bounds.iter().all(|b| b.is_finite());
+    if !finite || bounds.windows(2).any(|w| w[0] >= w[1]) {
         return Err(PointRejection::Bounds(name.to_owned()));
     }
-    let total: u64 = p
-        .bucket_counts
-        .iter()
-        .fold(0u64, |a, c| a.saturating_add(*c));
-    if total != p.count {
-        return Err(PointRejection::Count(name.to_owned(), total, p.count));
+    let total: u64 = counts.iter().fold(0u64, |a, c| a.saturating_add(*c));
+    if total != count {
+        return Err(PointRejection::Count(name.to_owned(), total, count));
     }
     Ok(())
 }
 
-fn check_exponential(name: &str, p: &ExponentialHistogramDataPoint) -> Result<(), PointRejection> {
+fn check_exponential(name: &str, p: &PointView, counts: &[u64]) -> Result<(), PointRejection> {
     if !(-10..=20).contains(&p.scale) {
         return Err(PointRejection::Scale(name.to_owned(), p.scale));
     }
-    let sum = |b: &Option<_>| {
-        b.as_ref()
-            .map_or(0u64, |b: &opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets| {
-                b.bucket_counts.iter().fold(0u64, |a, c| a.saturating_add(*c))
-            })
+    let sum = |b: &Option<view::BucketsView>| {
+        b.as_ref().map_or(0u64, |b| {
+            counts[b.counts.clone()]
+                .iter()
+                .fold(0u64, |a, c| a.saturating_add(*c))
+        })
     };
     let total = p
         .zero_count
@@ -125,167 +129,157 @@ fn check_exponential(name: &str, p: &ExponentialHistogramDataPoint) -> Result<()
     Ok(())
 }
 
-fn check_summary(name: &str, p: &SummaryDataPoint) -> Result<(), PointRejection> {
-    match p
-        .quantile_values
-        .iter()
-        .find(|q| !(0.0..=1.0).contains(&q.quantile))
-    {
-        Some(q) => Err(PointRejection::Quantile(name.to_owned(), q.quantile)),
+fn check_summary(name: &str, quantiles: &[(f64, f64)]) -> Result<(), PointRejection> {
+    match quantiles.iter().find(|(q, _)| !(0.0..=1.0).contains(q)) {
+        Some((q, _)) => Err(PointRejection::Quantile(name.to_owned(), *q)),
         None => Ok(()),
     }
 }
 
 /// Per-metric properties repeated on each of its points.
-struct MetricInfo<'a> {
-    metric: &'a Metric,
+struct MetricInfo {
     kind: &'static str,
     temporality: Option<&'static str>,
     monotonic: Option<bool>,
+    /// Whether the metric's own fields let its points in (its temporality).
+    check: Result<(), PointRejection>,
 }
 
-/// What kind of point a row holds, with its payload.
-enum Point<'a> {
-    Number(&'a NumberDataPoint),
-    Histogram(&'a HistogramDataPoint),
-    Exponential(&'a ExponentialHistogramDataPoint),
-    Summary(&'a SummaryDataPoint),
-}
-
-impl Point<'_> {
-    fn times(&self) -> (u64, u64) {
-        match self {
-            Point::Number(p) => (p.time_unix_nano, p.start_time_unix_nano),
-            Point::Histogram(p) => (p.time_unix_nano, p.start_time_unix_nano),
-            Point::Exponential(p) => (p.time_unix_nano, p.start_time_unix_nano),
-            Point::Summary(p) => (p.time_unix_nano, p.start_time_unix_nano),
-        }
-    }
-
-    fn attributes(&self) -> &[KeyValue] {
-        match self {
-            Point::Number(p) => &p.attributes,
-            Point::Histogram(p) => &p.attributes,
-            Point::Exponential(p) => &p.attributes,
-            Point::Summary(p) => &p.attributes,
-        }
-    }
-
-    fn flags(&self) -> u32 {
-        match self {
-            Point::Number(p) => p.flags,
-            Point::Histogram(p) => p.flags,
-            Point::Exponential(p) => p.flags,
-            Point::Summary(p) => p.flags,
-        }
-    }
-
-    fn exemplars(&self) -> &[Exemplar] {
-        match self {
-            Point::Number(p) => &p.exemplars,
-            Point::Histogram(p) => &p.exemplars,
-            Point::Exponential(p) => &p.exemplars,
-            Point::Summary(_) => &[],
-        }
-    }
-
-    fn validate(&self, name: &str, limits: &Limits) -> Result<(), PointRejection> {
-        check_common(name, self.times().0, self.attributes(), limits)?;
-        match self {
-            Point::Number(_) => Ok(()),
-            Point::Histogram(p) => check_histogram(name, p),
-            Point::Exponential(p) => check_exponential(name, p),
-            Point::Summary(p) => check_summary(name, p),
+impl MetricInfo {
+    fn of(metric: &MetricView<'_>) -> Self {
+        let temporal = |kind| {
+            let t = temporality(metric.name, metric.temporality);
+            MetricInfo {
+                kind,
+                temporality: t.as_ref().ok().copied(),
+                monotonic: None,
+                check: t.map(|_| ()),
+            }
+        };
+        match metric.kind {
+            None | Some(Kind::Gauge) => MetricInfo {
+                kind: "gauge",
+                temporality: None,
+                monotonic: None,
+                check: Ok(()),
+            },
+            Some(Kind::Sum) => MetricInfo {
+                monotonic: Some(metric.monotonic),
+                ..temporal("sum")
+            },
+            Some(Kind::Histogram) => temporal("histogram"),
+            Some(Kind::ExponentialHistogram) => temporal("exponential_histogram"),
+            Some(Kind::Summary) => MetricInfo {
+                kind: "summary",
+                temporality: None,
+                monotonic: None,
+                check: Ok(()),
+            },
         }
     }
 }
 
-/// Calls `each` for every point of a metric, with the metric's per-type properties.
-fn points<'a>(
-    metric: &'a Metric,
-    mut each: impl FnMut(&MetricInfo<'a>, Point<'a>, Result<(), PointRejection>),
+fn validate_point(
+    metric: &MetricView<'_>,
+    point: &PointView,
+    records: &MetricRecords<'_>,
+    limits: &Limits,
+) -> Result<(), PointRejection> {
+    let name = metric.name;
+    check_common(name, point, limits)?;
+    match metric.kind {
+        None | Some(Kind::Gauge | Kind::Sum) => Ok(()),
+        Some(Kind::Histogram) => check_histogram(
+            name,
+            &records.counts[point.bucket_counts.clone()],
+            &records.bounds[point.explicit_bounds.clone()],
+            point.count,
+        ),
+        Some(Kind::ExponentialHistogram) => check_exponential(name, point, &records.counts),
+        Some(Kind::Summary) => check_summary(name, &records.quantiles[point.quantiles.clone()]),
+    }
+}
+
+/// Checks the attributes every point of a block shares: its resource's and its scope's.
+/// `Err` holds the larger count.
+fn shared_verdict(
+    view: &MetricsView<'_>,
+    block: &BlockView<'_>,
+    limits: &Limits,
+) -> Result<(), usize> {
+    let (resource, scope) = view.origins.attribute_counts(block);
+    if resource > limits.max_attributes || scope > limits.max_attributes {
+        Err(resource.max(scope))
+    } else {
+        Ok(())
+    }
+}
+
+/// Calls `each` for every point of `block`, in order, with its metric's properties and whether
+/// it is accepted.
+fn block_points<'v, 'a>(
+    view: &'v MetricsView<'a>,
+    block: &BlockView<'a>,
+    limits: &Limits,
+    each: &mut impl FnMut(&'v MetricView<'a>, &MetricInfo, &'v PointView, Result<(), PointRejection>),
 ) {
-    let name = metric.name.as_str();
-    let info = |kind, temporality, monotonic| MetricInfo {
-        metric,
-        kind,
-        temporality,
-        monotonic,
-    };
-    match &metric.data {
-        None => {}
-        Some(Data::Gauge(g)) => {
-            let i = info("gauge", None, None);
-            for p in &g.data_points {
-                each(&i, Point::Number(p), Ok(()));
-            }
-        }
-        Some(Data::Sum(s)) => {
-            let t = temporality(name, s.aggregation_temporality);
-            let i = info("sum", t.as_ref().ok().copied(), Some(s.is_monotonic));
-            for p in &s.data_points {
-                each(&i, Point::Number(p), t.clone().map(|_| ()));
-            }
-        }
-        Some(Data::Histogram(h)) => {
-            let t = temporality(name, h.aggregation_temporality);
-            let i = info("histogram", t.as_ref().ok().copied(), None);
-            for p in &h.data_points {
-                each(&i, Point::Histogram(p), t.clone().map(|_| ()));
-            }
-        }
-        Some(Data::ExponentialHistogram(h)) => {
-            let t = temporality(name, h.aggregation_temporality);
-            let i = info("exponential_histogram", t.as_ref().ok().copied(), None);
-            for p in &h.data_points {
-                each(&i, Point::Exponential(p), t.clone().map(|_| ()));
-            }
-        }
-        Some(Data::Summary(s)) => {
-            let i = info("summary", None, None);
-            for p in &s.data_points {
-                each(&i, Point::Summary(p), Ok(()));
-            }
+    let shared = shared_verdict(view, block, limits);
+    for metric in &view.records.metrics[block.records.clone()] {
+        let info = MetricInfo::of(metric);
+        for point in &view.records.points[metric.points.clone()] {
+            let verdict = match shared {
+                Err(count) => Err(PointRejection::TooManyAttributes(
+                    metric.name.to_owned(),
+                    count,
+                    limits.max_attributes,
+                )),
+                Ok(()) => info
+                    .check
+                    .clone()
+                    .and_then(|_| validate_point(metric, point, &view.records, limits)),
+            };
+            each(metric, &info, point, verdict);
         }
     }
+}
+
+/// Whether each point of the request is accepted, in the request's order.
+fn verdicts(view: &MetricsView<'_>, limits: &Limits) -> Vec<bool> {
+    let mut accepted = Vec::with_capacity(view.records.points.len());
+    for block in &view.origins.blocks {
+        block_points(view, block, limits, &mut |_, _, _, verdict| {
+            accepted.push(verdict.is_ok())
+        });
+    }
+    accepted
 }
 
 /// Keeps only the points that convert (what is logged is what was acknowledged).
 pub fn retain_valid(request: &mut ExportMetricsServiceRequest, limits: &Limits) {
-    let too_many = |attrs: &[KeyValue]| attrs.len() > limits.max_attributes;
-    request.resource_metrics.retain_mut(|rm| {
-        rm.scope_metrics
-            .retain(|sm| !too_many(sm.scope.as_ref().map_or(&[][..], |s| &s.attributes[..])));
-        !too_many(rm.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]))
-    });
-    for sm in request
+    let mut accepted = verdicts(&MetricsView::from_request(request), limits).into_iter();
+    let mut next = || accepted.next().unwrap_or(false);
+    for metric in request
         .resource_metrics
         .iter_mut()
         .flat_map(|rm| &mut rm.scope_metrics)
+        .flat_map(|sm| &mut sm.metrics)
     {
-        for metric in &mut sm.metrics {
-            let name = metric.name.clone();
-            let keep = |p: &Point<'_>| p.validate(&name, limits).is_ok();
-            let valid_temporality = |t: i32| temporality(&name, t).is_ok();
-            match &mut metric.data {
-                None => {}
-                Some(Data::Gauge(g)) => g.data_points.retain(|p| keep(&Point::Number(p))),
-                Some(Data::Sum(s)) => {
-                    let ok = valid_temporality(s.aggregation_temporality);
-                    s.data_points.retain(|p| ok && keep(&Point::Number(p)));
-                }
-                Some(Data::Histogram(h)) => {
-                    let ok = valid_temporality(h.aggregation_temporality);
-                    h.data_points.retain(|p| ok && keep(&Point::Histogram(p)));
-                }
-                Some(Data::ExponentialHistogram(h)) => {
-                    let ok = valid_temporality(h.aggregation_temporality);
-                    h.data_points.retain(|p| ok && keep(&Point::Exponential(p)));
-                }
-                Some(Data::Summary(s)) => s.data_points.retain(|p| keep(&Point::Summary(p))),
-            }
+        match &mut metric.data {
+            None => {}
+            Some(Data::Gauge(g)) => g.data_points.retain(|_| next()),
+            Some(Data::Sum(s)) => s.data_points.retain(|_| next()),
+            Some(Data::Histogram(h)) => h.data_points.retain(|_| next()),
+            Some(Data::ExponentialHistogram(h)) => h.data_points.retain(|_| next()),
+            Some(Data::Summary(s)) => s.data_points.retain(|_| next()),
         }
     }
+    // Blocks whose resource or scope has too many attributes lost every point above.
+    let too_many = |count: usize| count > limits.max_attributes;
+    request.resource_metrics.retain_mut(|rm| {
+        rm.scope_metrics
+            .retain(|sm| !too_many(sm.scope.as_ref().map_or(0, |s| s.attributes.len())));
+        !too_many(rm.resource.as_ref().map_or(0, |r| r.attributes.len()))
+    });
 }
 
 fn timestamps(rows: usize) -> TimestampNanosecondBuilder {
@@ -304,7 +298,7 @@ struct ExemplarColumns {
 }
 
 impl ExemplarColumns {
-    fn append(&mut self, exemplars: &[Exemplar]) {
+    fn append(&mut self, exemplars: &[ExemplarView<'_>], attributes_of: &[Attr<'_>]) {
         self.lengths.push(exemplars.len());
         let time = self.time.get_or_insert_with(|| timestamps(0));
         let attributes = self
@@ -313,11 +307,11 @@ impl ExemplarColumns {
         for e in exemplars {
             time.append_value(i64::try_from(e.time_unix_nano).unwrap_or(i64::MAX));
             match e.value {
-                Some(exemplar::Value::AsDouble(d)) => {
+                Some(Number::Double(d)) => {
                     self.value.append_value(d);
                     self.value_int.append_null();
                 }
-                Some(exemplar::Value::AsInt(i)) => {
+                Some(Number::Int(i)) => {
                     self.value.append_value(i as f64);
                     self.value_int.append_value(i);
                 }
@@ -333,9 +327,9 @@ impl ExemplarColumns {
                     b.append_value(bytes)
                 }
             };
-            id(&e.trace_id, &mut self.trace_id);
-            id(&e.span_id, &mut self.span_id);
-            attributes.append(&e.filtered_attributes);
+            id(e.trace_id, &mut self.trace_id);
+            id(e.span_id, &mut self.span_id);
+            attributes.append(&attributes_of[e.attributes.clone()]);
         }
     }
 
@@ -376,13 +370,13 @@ struct QuantileColumns {
 }
 
 impl QuantileColumns {
-    fn append(&mut self, point: Option<&SummaryDataPoint>) {
-        let values = point.map_or(&[][..], |p| &p.quantile_values[..]);
+    fn append(&mut self, quantiles: Option<&[(f64, f64)]>) {
+        let values = quantiles.unwrap_or_default();
         self.lengths.push(values.len());
-        self.valid.push(point.is_some());
-        for q in values {
-            self.quantile.append_value(q.quantile);
-            self.value.append_value(q.value);
+        self.valid.push(quantiles.is_some());
+        for (quantile, value) in values {
+            self.quantile.append_value(*quantile);
+            self.value.append_value(*value);
         }
     }
 
@@ -473,112 +467,118 @@ impl MetricColumns {
         }
     }
 
-    fn append(&mut self, info: &MetricInfo<'_>, point: &Point<'_>, origin: &Origin<'_>) {
-        let (time, start) = point.times();
+    fn append(
+        &mut self,
+        info: &MetricInfo,
+        m: &MetricView<'_>,
+        point: &PointView,
+        records: &MetricRecords<'_>,
+        origin: &Origin<'_, Attr<'_>>,
+    ) {
         self.time
-            .append_value(i64::try_from(time).unwrap_or(i64::MAX));
-        match i64::try_from(start) {
+            .append_value(i64::try_from(point.time_unix_nano).unwrap_or(i64::MAX));
+        match i64::try_from(point.start_time_unix_nano) {
             Ok(s) if s > 0 => self.start_time.append_value(s),
             _ => self.start_time.append_null(),
         }
-        let m = info.metric;
-        self.name.append_value(&m.name);
+        self.name.append_value(m.name);
         self.kind.append_value(info.kind);
-        self.unit.append_value(&m.unit);
-        self.description.append_value(&m.description);
-        self.metadata.append(&m.metadata);
+        self.unit.append_value(m.unit);
+        self.description.append_value(m.description);
+        self.metadata
+            .append(&records.attributes[m.metadata.clone()]);
         self.temporality.append_option(info.temporality);
         self.monotonic.append_option(info.monotonic);
 
         let (mut count, mut sum, mut min, mut max) = (None, None, None, None);
-        match point {
-            Point::Number(p) => match p.value {
-                Some(number_data_point::Value::AsDouble(d)) => {
-                    self.value.append_value(d);
-                    self.value_int.append_null();
-                }
-                Some(number_data_point::Value::AsInt(i)) => {
-                    self.value.append_value(i as f64);
-                    self.value_int.append_value(i);
-                }
-                None => {
-                    self.value.append_null();
-                    self.value_int.append_null();
-                }
-            },
+        match (m.kind, point.value) {
+            (Some(Kind::Gauge | Kind::Sum), Some(Number::Double(d))) => {
+                self.value.append_value(d);
+                self.value_int.append_null();
+            }
+            (Some(Kind::Gauge | Kind::Sum), Some(Number::Int(i))) => {
+                self.value.append_value(i as f64);
+                self.value_int.append_value(i);
+            }
             _ => {
                 self.value.append_null();
                 self.value_int.append_null();
             }
         }
-        match point {
-            Point::Histogram(p) => {
-                (count, sum, min, max) = (Some(p.count), p.sum, p.min, p.max);
-                self.bucket_counts
-                    .append_value(p.bucket_counts.iter().map(|c| Some(*c)));
-                self.bounds
-                    .append_value(p.explicit_bounds.iter().map(|b| Some(*b)));
-            }
-            _ => {
-                self.bucket_counts.append_null();
-                self.bounds.append_null();
-            }
+        if m.kind == Some(Kind::Histogram) {
+            (count, sum, min, max) = (Some(point.count), point.sum, point.min, point.max);
+            self.bucket_counts.append_value(
+                records.counts[point.bucket_counts.clone()]
+                    .iter()
+                    .map(|c| Some(*c)),
+            );
+            self.bounds.append_value(
+                records.bounds[point.explicit_bounds.clone()]
+                    .iter()
+                    .map(|b| Some(*b)),
+            );
+        } else {
+            self.bucket_counts.append_null();
+            self.bounds.append_null();
         }
-        match point {
-            Point::Exponential(p) => {
-                (count, sum, min, max) = (Some(p.count), p.sum, p.min, p.max);
-                self.scale.append_value(p.scale);
-                self.zero_count.append_value(p.zero_count);
-                self.zero_threshold.append_value(p.zero_threshold);
-                for (buckets, offset, counts) in [
-                    (
-                        &p.positive,
-                        &mut self.positive_offset,
-                        &mut self.positive_counts,
-                    ),
-                    (
-                        &p.negative,
-                        &mut self.negative_offset,
-                        &mut self.negative_counts,
-                    ),
-                ] {
-                    match buckets {
-                        Some(b) => {
-                            offset.append_value(b.offset);
-                            counts.append_value(b.bucket_counts.iter().map(|c| Some(*c)));
-                        }
-                        None => {
-                            offset.append_null();
-                            counts.append_null();
-                        }
+        if m.kind == Some(Kind::ExponentialHistogram) {
+            (count, sum, min, max) = (Some(point.count), point.sum, point.min, point.max);
+            self.scale.append_value(point.scale);
+            self.zero_count.append_value(point.zero_count);
+            self.zero_threshold.append_value(point.zero_threshold);
+            for (buckets, offset, counts) in [
+                (
+                    &point.positive,
+                    &mut self.positive_offset,
+                    &mut self.positive_counts,
+                ),
+                (
+                    &point.negative,
+                    &mut self.negative_offset,
+                    &mut self.negative_counts,
+                ),
+            ] {
+                match buckets {
+                    Some(b) => {
+                        offset.append_value(b.offset);
+                        counts.append_value(
+                            records.counts[b.counts.clone()].iter().map(|c| Some(*c)),
+                        );
+                    }
+                    None => {
+                        offset.append_null();
+                        counts.append_null();
                     }
                 }
             }
-            _ => {
-                self.scale.append_null();
-                self.zero_count.append_null();
-                self.zero_threshold.append_null();
-                self.positive_offset.append_null();
-                self.positive_counts.append_null();
-                self.negative_offset.append_null();
-                self.negative_counts.append_null();
-            }
+        } else {
+            self.scale.append_null();
+            self.zero_count.append_null();
+            self.zero_threshold.append_null();
+            self.positive_offset.append_null();
+            self.positive_counts.append_null();
+            self.negative_offset.append_null();
+            self.negative_counts.append_null();
         }
-        match point {
-            Point::Summary(p) => {
-                (count, sum) = (Some(p.count), Some(p.sum));
-                self.quantiles.append(Some(p));
-            }
-            _ => self.quantiles.append(None),
+        if m.kind == Some(Kind::Summary) {
+            (count, sum) = (Some(point.count), point.sum);
+            self.quantiles
+                .append(Some(&records.quantiles[point.quantiles.clone()]));
+        } else {
+            self.quantiles.append(None);
         }
         self.count.append_option(count);
         self.sum.append_option(sum);
         self.min.append_option(min);
         self.max.append_option(max);
-        self.flags.append_value(point.flags());
-        self.exemplars.append(point.exemplars());
+        self.flags.append_value(point.flags);
+        self.exemplars.append(
+            &records.exemplars[point.exemplars.clone()],
+            &records.attributes,
+        );
         self.origin.append(origin);
-        self.attributes.append(point.attributes());
+        self.attributes
+            .append(&records.attributes[point.attributes.clone()]);
     }
 
     fn finish(mut self) -> Result<RecordBatch, ArrowError> {
@@ -640,28 +640,31 @@ impl MetricColumns {
 /// resource, its scope and its metric's name, description, unit and metadata. Checked against
 /// [`Limits::max_repeated_bytes`] before converting.
 pub fn repeated_bytes(request: &ExportMetricsServiceRequest) -> usize {
+    repeated_bytes_of(&MetricsView::from_request(request))
+}
+
+fn repeated_bytes_of(view: &MetricsView<'_>) -> usize {
+    let origins = &view.origins;
     let mut total = 0usize;
-    for rm in &request.resource_metrics {
-        let resource = resource_bytes(rm.resource.as_ref(), &rm.schema_url);
-        for sm in &rm.scope_metrics {
-            let origin = resource + scope_bytes(sm.scope.as_ref(), &sm.schema_url);
-            // A block without points still has its origin encoded once.
-            total = total.saturating_add(origin);
-            for metric in &sm.metrics {
-                let points = match &metric.data {
-                    None => 0,
-                    Some(Data::Gauge(g)) => g.data_points.len(),
-                    Some(Data::Sum(s)) => s.data_points.len(),
-                    Some(Data::Histogram(h)) => h.data_points.len(),
-                    Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
-                    Some(Data::Summary(s)) => s.data_points.len(),
-                };
-                let own = metric.name.len()
-                    + metric.description.len()
-                    + metric.unit.len()
-                    + attributes_bytes(&metric.metadata);
-                total = total.saturating_add((origin + own).saturating_mul(points));
-            }
+    for block in &origins.blocks {
+        let resource = &origins.resources[block.resource];
+        let origin = resource_attributes_bytes(
+            &origins.attributes[resource.attributes.clone()],
+            resource.schema_url,
+        ) + scope_parts_bytes(
+            block.scope_name,
+            block.scope_version,
+            &origins.attributes[block.scope_attributes.clone()],
+            block.schema_url,
+        );
+        // A block without points still has its origin encoded once.
+        total = total.saturating_add(origin);
+        for metric in &view.records.metrics[block.records.clone()] {
+            let own = metric.name.len()
+                + metric.description.len()
+                + metric.unit.len()
+                + attribute_refs_bytes(&view.records.attributes[metric.metadata.clone()]);
+            total = total.saturating_add((origin + own).saturating_mul(metric.points.len()));
         }
     }
     total
@@ -672,41 +675,39 @@ pub fn convert(
     request: &ExportMetricsServiceRequest,
     limits: &Limits,
 ) -> Result<super::Converted, ArrowError> {
-    let mut columns = MetricColumns::with_capacity(0);
+    convert_view(&MetricsView::from_request(request), limits)
+}
+
+/// Converts a request straight from its protobuf bytes, when every point in it is accepted and
+/// it is within [`Limits::max_repeated_bytes`]. `None` leaves the request to the general path.
+pub fn convert_protobuf(
+    bytes: &[u8],
+    limits: &Limits,
+) -> Option<Result<super::Converted, ArrowError>> {
+    let view = protobuf::read(bytes)?;
+    if repeated_bytes_of(&view) > limits.max_repeated_bytes {
+        return None;
+    }
+    if verdicts(&view, limits).contains(&false) {
+        return None;
+    }
+    Some(convert_view(&view, limits))
+}
+
+fn convert_view(view: &MetricsView<'_>, limits: &Limits) -> Result<super::Converted, ArrowError> {
+    let mut columns = MetricColumns::with_capacity(view.records.points.len());
     let mut rejected = Rejections::new("data point", "data points");
-    for rm in &request.resource_metrics {
-        for sm in &rm.scope_metrics {
-            let origin = Origin::new(
-                rm.resource.as_ref(),
-                &rm.schema_url,
-                sm.scope.as_ref(),
-                &sm.schema_url,
-            );
-            let shared = if origin.resource_attributes.len() > limits.max_attributes
-                || origin.scope_attributes.len() > limits.max_attributes
-            {
-                Err(())
-            } else {
-                Ok(())
-            };
-            for metric in &sm.metrics {
-                points(metric, |info, point, type_check| {
-                    let result = type_check.and_then(|_| point.validate(&metric.name, limits));
-                    match (shared, result) {
-                        (Ok(()), Ok(())) => columns.append(info, &point, &origin),
-                        (Err(()), _) => rejected.add(PointRejection::TooManyAttributes(
-                            metric.name.clone(),
-                            origin
-                                .resource_attributes
-                                .len()
-                                .max(origin.scope_attributes.len()),
-                            limits.max_attributes,
-                        )),
-                        (_, Err(e)) => rejected.add(e),
-                    }
-                });
-            }
-        }
+    for block in &view.origins.blocks {
+        let origin = view.origins.origin(block);
+        block_points(
+            view,
+            block,
+            limits,
+            &mut |metric, info, point, verdict| match verdict {
+                Ok(()) => columns.append(info, metric, point, &view.records, &origin),
+                Err(e) => rejected.add(e),
+            },
+        );
     }
     Ok(super::Converted {
         batch: columns.finish()?,
@@ -721,11 +722,16 @@ mod tests {
     use datafusion::arrow::array::{AsArray, Float64Array};
     use datafusion::arrow::datatypes::{Float64Type, UInt64Type};
     use opentelemetry_proto::tonic::common::v1::AnyValue;
+    use opentelemetry_proto::tonic::common::v1::KeyValue;
     use opentelemetry_proto::tonic::common::v1::any_value::Value;
     use opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets;
     use opentelemetry_proto::tonic::metrics::v1::summary_data_point::ValueAtQuantile;
     use opentelemetry_proto::tonic::metrics::v1::{
         ExponentialHistogram, Gauge, Histogram, ResourceMetrics, ScopeMetrics, Sum, Summary,
+    };
+    use opentelemetry_proto::tonic::metrics::v1::{
+        ExponentialHistogramDataPoint, HistogramDataPoint, Metric, NumberDataPoint,
+        SummaryDataPoint, number_data_point,
     };
     use opentelemetry_proto::tonic::resource::v1::Resource;
 
@@ -983,5 +989,435 @@ mod tests {
         )]);
         let converted = convert(&req, &Limits::default()).unwrap();
         assert_eq!((converted.batch.num_rows(), converted.rejected), (0, 1));
+    }
+
+    use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+    use opentelemetry_proto::tonic::metrics::v1::Exemplar;
+    use opentelemetry_proto::tonic::metrics::v1::exemplar;
+    use proptest::prelude::*;
+
+    fn valid_types() -> ExportMetricsServiceRequest {
+        let mut req = all_types();
+        retain_valid(&mut req, &Limits::default());
+        let point = &mut req.resource_metrics[0].scope_metrics[0].metrics[0];
+        if let Some(Data::Gauge(g)) = &mut point.data {
+            g.data_points[0].exemplars = vec![Exemplar {
+                filtered_attributes: vec![KeyValue {
+                    key: "user".into(),
+                    key_strindex: 0,
+                    value: Some(AnyValue {
+                        value: Some(Value::StringValue("ada".into())),
+                    }),
+                }],
+                time_unix_nano: T,
+                span_id: vec![1; 8],
+                trace_id: vec![2; 16],
+                value: Some(exemplar::Value::AsInt(3)),
+            }];
+            g.data_points[0].attributes = vec![KeyValue {
+                key: "queue".into(),
+                key_strindex: 0,
+                value: Some(AnyValue {
+                    value: Some(Value::StringValue("orders".into())),
+                }),
+            }];
+        }
+        req
+    }
+
+    #[test]
+    fn the_direct_reader_converts_every_point_type_as_prost_does() {
+        use prost::Message;
+        let req = valid_types();
+        let direct = convert_protobuf(&req.encode_to_vec(), &Limits::default())
+            .expect("the direct reader takes a request of valid points")
+            .unwrap();
+        let general = convert(&req, &Limits::default()).unwrap();
+        assert_eq!(direct.batch.num_rows(), 6);
+        // NaN is kept as sent, so compare its row apart.
+        assert_eq!(
+            direct.batch.slice(2, 4),
+            general.batch.slice(2, 4),
+            "histogram, exponential histogram, summary"
+        );
+        assert_eq!(direct.batch.slice(0, 1), general.batch.slice(0, 1));
+    }
+
+    /// Rejected points, a metric's data given twice and buckets given twice are left to the
+    /// general path; repeated numbers sent unpacked are read as prost reads them.
+    #[test]
+    fn the_direct_reader_declines_what_the_general_path_handles() {
+        use prost::Message;
+        let limits = Limits::default();
+        assert!(convert_protobuf(&all_types().encode_to_vec(), &limits).is_none());
+
+        let req = valid_types();
+        let bytes = req.encode_to_vec();
+        let metric = req.resource_metrics[0].scope_metrics[0].metrics[1].clone();
+        let sum = metric.encode_to_vec();
+        // The sum's data again, appended to the metric: prost merges the two.
+        let Some(Data::Sum(data)) = &metric.data else {
+            panic!("the second metric is a sum")
+        };
+        let mut twice = sum.clone();
+        let data = data.encode_to_vec();
+        twice.push(7 << 3 | 2);
+        prost::encoding::encode_varint(data.len() as u64, &mut twice);
+        twice.extend_from_slice(&data);
+        let doubled = replace(&bytes, &sum, &twice);
+        assert!(convert_protobuf(&doubled, &limits).is_none());
+        let decoded = ExportMetricsServiceRequest::decode(&doubled[..]).unwrap();
+        assert_eq!(convert(&decoded, &limits).unwrap().batch.num_rows(), 7);
+
+        // Bucket counts and bounds unpacked: one field per number.
+        let histogram = &req.resource_metrics[0].scope_metrics[0].metrics[2];
+        let Some(Data::Histogram(h)) = &histogram.data else {
+            panic!("the third metric is a histogram")
+        };
+        let point = &h.data_points[0];
+        let packed = point.encode_to_vec();
+        let mut unpacked = HistogramDataPoint {
+            bucket_counts: vec![],
+            explicit_bounds: vec![],
+            ..point.clone()
+        }
+        .encode_to_vec();
+        for c in &point.bucket_counts {
+            unpacked.push(6 << 3 | 1);
+            unpacked.extend_from_slice(&c.to_le_bytes());
+        }
+        for b in &point.explicit_bounds {
+            unpacked.push(7 << 3 | 1);
+            unpacked.extend_from_slice(&b.to_le_bytes());
+        }
+        let with_unpacked = replace(&bytes, &packed, &unpacked);
+        let direct = convert_protobuf(&with_unpacked, &limits)
+            .expect("unpacked numbers are read")
+            .unwrap();
+        let general = convert(
+            &ExportMetricsServiceRequest::decode(&with_unpacked[..]).unwrap(),
+            &limits,
+        )
+        .unwrap();
+        assert_eq!(direct.batch.slice(2, 4), general.batch.slice(2, 4));
+        assert_eq!(
+            direct.batch.slice(2, 4),
+            convert(&req, &limits).unwrap().batch.slice(2, 4)
+        );
+    }
+
+    /// `bytes` with `from` (which occurs once) replaced by `to`, and every enclosing length
+    /// fixed by re-encoding: only for `from` being a whole message inside the request, found by
+    /// decoding what the lengths say.
+    fn replace(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+        fn walk(bytes: &[u8], from: &[u8], to: &[u8]) -> Option<Vec<u8>> {
+            if bytes == from {
+                return Some(to.to_vec());
+            }
+            let mut out = Vec::new();
+            let mut rest = bytes;
+            let mut changed = false;
+            while !rest.is_empty() {
+                let key = prost::encoding::decode_varint(&mut rest).ok()?;
+                prost::encoding::encode_varint(key, &mut out);
+                match key & 7 {
+                    0 => {
+                        let v = prost::encoding::decode_varint(&mut rest).ok()?;
+                        prost::encoding::encode_varint(v, &mut out);
+                    }
+                    1 => {
+                        let (v, r) = rest.split_at_checked(8)?;
+                        out.extend_from_slice(v);
+                        rest = r;
+                    }
+                    5 => {
+                        let (v, r) = rest.split_at_checked(4)?;
+                        out.extend_from_slice(v);
+                        rest = r;
+                    }
+                    2 => {
+                        let len = prost::encoding::decode_varint(&mut rest).ok()? as usize;
+                        let (v, r) = rest.split_at_checked(len)?;
+                        rest = r;
+                        let inner = if changed { None } else { walk(v, from, to) };
+                        let inner = match inner {
+                            Some(new) if new != v => {
+                                changed = true;
+                                new
+                            }
+                            _ => v.to_vec(),
+                        };
+                        prost::encoding::encode_varint(inner.len() as u64, &mut out);
+                        out.extend_from_slice(&inner);
+                    }
+                    _ => return None,
+                }
+            }
+            Some(out)
+        }
+        let out = walk(bytes, from, to).expect("the request is well formed");
+        assert_ne!(out, bytes, "the message to replace was found");
+        out
+    }
+
+    fn wide_point() -> impl Strategy<
+        Value = (
+            NumberDataPoint,
+            HistogramDataPoint,
+            ExponentialHistogramDataPoint,
+            SummaryDataPoint,
+        ),
+    > {
+        let time = prop_oneof![Just(0u64), Just(T), Just(u64::MAX), any::<u64>()];
+        let exemplar = (
+            any::<u64>(),
+            proptest::option::of(prop_oneof![
+                any::<f64>().prop_map(exemplar::Value::AsDouble),
+                any::<i64>().prop_map(exemplar::Value::AsInt),
+            ]),
+            proptest::collection::vec(any::<u8>(), 0..17),
+            crate::convert::strategies::wide_attributes(),
+        )
+            .prop_map(|(time, value, id, filtered_attributes)| Exemplar {
+                filtered_attributes,
+                time_unix_nano: time,
+                span_id: id.iter().take(8).copied().collect(),
+                trace_id: id,
+                value,
+            });
+        (
+            (time, any::<u64>(), any::<u32>()),
+            crate::convert::strategies::wide_attributes(),
+            proptest::collection::vec(exemplar, 0..2),
+            proptest::option::of(prop_oneof![
+                any::<f64>().prop_map(number_data_point::Value::AsDouble),
+                any::<i64>().prop_map(number_data_point::Value::AsInt),
+            ]),
+            (proptest::collection::vec(0u64..50, 0..5), any::<bool>(), proptest::option::of(any::<f64>())),
+            (-12i32..23, any::<i32>(), proptest::collection::vec(0u64..50, 0..4), any::<bool>()),
+            proptest::collection::vec((-0.5f64..1.5, any::<f64>()), 0..3),
+        )
+            .prop_map(|((time, start, flags), attributes, exemplars, value, (counts, consistent, sum), (scale, offset, positive, with_negative), quantiles)| {
+                let bounds: Vec<f64> = (1..counts.len()).map(|b| b as f64 * 10.0).collect();
+                let total: u64 = counts.iter().sum();
+                let count = if consistent { total } else { total + 1 };
+                let number = NumberDataPoint {
+                    attributes: attributes.clone(),
+                    start_time_unix_nano: start,
+                    time_unix_nano: time,
+                    exemplars: exemplars.clone(),
+                    flags,
+                    value,
+                };
+                let histogram = HistogramDataPoint {
+                    attributes: attributes.clone(),
+                    start_time_unix_nano: start,
+                    time_unix_nano: time,
+                    count,
+                    sum,
+                    bucket_counts: counts,
+                    explicit_bounds: bounds,
+                    exemplars: exemplars.clone(),
+                    flags,
+                    min: sum.map(|s| s - 1.0),
+                    max: sum,
+                };
+                let positive_total: u64 = positive.iter().sum();
+                let exponential = ExponentialHistogramDataPoint {
+                    attributes: attributes.clone(),
+                    start_time_unix_nano: start,
+                    time_unix_nano: time,
+                    count: if consistent { positive_total + 2 } else { 1 },
+                    sum,
+                    scale,
+                    zero_count: 2,
+                    positive: Some(opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets {
+                        offset,
+                        bucket_counts: positive,
+                    }),
+                    negative: with_negative.then(Default::default),
+                    flags,
+                    exemplars,
+                    min: None,
+                    max: sum,
+                    zero_threshold: 0.5,
+                };
+                let summary = SummaryDataPoint {
+                    attributes,
+                    start_time_unix_nano: start,
+                    time_unix_nano: time,
+                    count,
+                    sum: sum.unwrap_or_default(),
+                    quantile_values: quantiles
+                        .into_iter()
+                        .map(|(quantile, value)| opentelemetry_proto::tonic::metrics::v1::summary_data_point::ValueAtQuantile { quantile, value })
+                        .collect(),
+                    flags,
+                };
+                (number, histogram, exponential, summary)
+            })
+    }
+
+    fn wide_metric() -> impl Strategy<Value = Metric> {
+        (
+            (".{0,8}", ".{0,8}", ".{0,3}"),
+            crate::convert::strategies::wide_attributes(),
+            0u8..6,
+            -1i32..4,
+            any::<bool>(),
+            proptest::collection::vec(wide_point(), 0..3),
+        )
+            .prop_map(
+                |((name, description, unit), metadata, kind, temporality, monotonic, points)| {
+                    let mut numbers = vec![];
+                    let mut histograms = vec![];
+                    let mut exponentials = vec![];
+                    let mut summaries = vec![];
+                    for (n, h, e, s) in points {
+                        numbers.push(n);
+                        histograms.push(h);
+                        exponentials.push(e);
+                        summaries.push(s);
+                    }
+                    let data = match kind {
+                        0 => None,
+                        1 => Some(Data::Gauge(Gauge {
+                            data_points: numbers,
+                        })),
+                        2 => Some(Data::Sum(Sum {
+                            data_points: numbers,
+                            aggregation_temporality: temporality,
+                            is_monotonic: monotonic,
+                        })),
+                        3 => Some(Data::Histogram(Histogram {
+                            data_points: histograms,
+                            aggregation_temporality: temporality,
+                        })),
+                        4 => Some(Data::ExponentialHistogram(ExponentialHistogram {
+                            data_points: exponentials,
+                            aggregation_temporality: temporality,
+                        })),
+                        _ => Some(Data::Summary(Summary {
+                            data_points: summaries,
+                        })),
+                    };
+                    Metric {
+                        name,
+                        description,
+                        unit,
+                        metadata,
+                        data,
+                    }
+                },
+            )
+    }
+
+    fn wide_request() -> impl Strategy<Value = ExportMetricsServiceRequest> {
+        let scope = (
+            proptest::option::of((".{0,6}", crate::convert::strategies::wide_attributes())),
+            proptest::collection::vec(wide_metric(), 0..4),
+        )
+            .prop_map(|(scope, metrics)| ScopeMetrics {
+                scope: scope.map(|(name, attributes)| InstrumentationScope {
+                    name,
+                    version: String::new(),
+                    attributes,
+                    dropped_attributes_count: 0,
+                }),
+                metrics,
+                schema_url: String::new(),
+            });
+        let resource = (
+            proptest::option::of(crate::convert::strategies::wide_attributes()),
+            proptest::collection::vec(scope, 0..3),
+        )
+            .prop_map(|(attributes, scope_metrics)| ResourceMetrics {
+                resource: attributes.map(|attributes| Resource {
+                    attributes,
+                    dropped_attributes_count: 0,
+                    entity_refs: vec![],
+                }),
+                scope_metrics,
+                schema_url: String::new(),
+            });
+        proptest::collection::vec(resource, 0..3)
+            .prop_map(|resource_metrics| ExportMetricsServiceRequest { resource_metrics })
+    }
+
+    /// Batches compared through their IPC bytes, so NaN equals the same NaN.
+    fn same(a: &RecordBatch, b: &RecordBatch) -> bool {
+        let bytes = |batch: &RecordBatch| {
+            let mut out = Vec::new();
+            let mut writer =
+                datafusion::arrow::ipc::writer::StreamWriter::try_new(&mut out, &batch.schema())
+                    .expect("a writer");
+            writer.write(batch).expect("writes");
+            writer.finish().expect("finishes");
+            drop(writer);
+            out
+        };
+        bytes(a) == bytes(b)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// The direct reader's batch is the general path's; it declines only requests with
+        /// rejected points; its bound of repeated bytes is the same; what `retain_valid` keeps
+        /// converts to the same rows with nothing rejected.
+        #[test]
+        fn the_direct_reader_agrees_with_prost(req in wide_request()) {
+            use prost::Message;
+            let limits = Limits::default();
+            let bytes = req.encode_to_vec();
+            // What prost reads back: a double of -0.0 in a plain field is not sent.
+            let req = ExportMetricsServiceRequest::decode(&bytes[..]).unwrap();
+            let general = convert(&req, &limits).unwrap();
+            match convert_protobuf(&bytes, &limits) {
+                Some(direct) => {
+                    let direct = direct.unwrap();
+                    prop_assert_eq!(direct.rejected, 0);
+                    prop_assert!(same(&direct.batch, &general.batch));
+                }
+                None => prop_assert!(general.rejected > 0, "declined a request of valid points"),
+            }
+            if let Some(view) = protobuf::read(&bytes) {
+                prop_assert_eq!(repeated_bytes_of(&view), repeated_bytes(&req));
+            }
+            let mut kept = req.clone();
+            retain_valid(&mut kept, &limits);
+            let again = convert(&kept, &limits).unwrap();
+            prop_assert_eq!(again.rejected, 0);
+            prop_assert!(same(&again.batch, &general.batch));
+        }
+
+        /// Damaged bytes: whenever the direct reader takes them, prost decodes them too, to the
+        /// same points.
+        #[test]
+        fn damaged_bytes_are_read_as_prost_reads_them_or_declined(
+            req in wide_request(),
+            edits in proptest::collection::vec((any::<proptest::sample::Index>(), any::<u8>(), 0u8..3), 1..4),
+        ) {
+            use prost::Message;
+            let limits = Limits::default();
+            let mut bytes = req.encode_to_vec();
+            for (at, byte, how) in edits {
+                if bytes.is_empty() {
+                    break;
+                }
+                let i = at.index(bytes.len());
+                match how {
+                    0 => bytes[i] = byte,
+                    1 => bytes.insert(i, byte),
+                    _ => bytes.truncate(i),
+                }
+            }
+            if let Some(direct) = convert_protobuf(&bytes, &limits) {
+                let decoded = ExportMetricsServiceRequest::decode(&bytes[..]);
+                prop_assert!(decoded.is_ok(), "prost refuses what the direct reader took");
+                let general = convert(&decoded.unwrap(), &limits).unwrap();
+                prop_assert!(same(&direct.unwrap().batch, &general.batch));
+            }
+        }
     }
 }

@@ -218,6 +218,13 @@ impl Signal for Metrics {
         ingest.export_metrics(request, raw).await
     }
 
+    async fn export_protobuf(
+        ingest: &Ingest,
+        raw: &Bytes,
+    ) -> Result<Option<ExportOutcome>, IngestError> {
+        ingest.export_metrics_protobuf(raw).await
+    }
+
     fn from_json(body: &[u8]) -> Result<Self::Request, json::JsonError> {
         json::metrics(body)
     }
