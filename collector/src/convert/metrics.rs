@@ -695,7 +695,7 @@ pub fn convert_protobuf(
 }
 
 fn convert_view(view: &MetricsView<'_>, limits: &Limits) -> Result<super::Converted, ArrowError> {
-    let mut columns = MetricColumns::with_capacity(view.records.points.len());
+    let mut columns = MetricColumns::with_capacity(0);
     let mut rejected = Rejections::new("data point", "data points");
     for block in &view.origins.blocks {
         let origin = view.origins.origin(block);
