@@ -24,7 +24,8 @@ use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 
 use super::attributes::{Attr, AttributeColumns};
 use super::origin::{
-    Origin, OriginColumns, attribute_refs_bytes, resource_attributes_bytes, scope_parts_bytes,
+    Origin, OriginColumns, attribute_refs_bytes, attributes_bytes, resource_attributes_bytes,
+    resource_bytes, scope_bytes, scope_parts_bytes,
 };
 use super::rejections::Rejections;
 use super::view::BlockView;
@@ -217,12 +218,14 @@ fn shared_verdict(
 
 /// Calls `each` for every point of `block`, in order, with its metric's properties and whether
 /// it is accepted.
-fn block_points<'v, 'a>(
+fn block_points<'v, 'a, F>(
     view: &'v MetricsView<'a>,
     block: &BlockView<'a>,
     limits: &Limits,
-    each: &mut impl FnMut(&'v MetricView<'a>, &MetricInfo, &'v PointView, Result<(), PointRejection>),
-) {
+    each: &mut F,
+) where
+    F: FnMut(&'v MetricView<'a>, &MetricInfo, &'v PointView, Result<(), PointRejection>),
+{
     let shared = shared_verdict(view, block, limits);
     for metric in &view.records.metrics[block.records.clone()] {
         let info = MetricInfo::of(metric);
@@ -640,9 +643,35 @@ impl MetricColumns {
 /// resource, its scope and its metric's name, description, unit and metadata. Checked against
 /// [`Limits::max_repeated_bytes`] before converting.
 pub fn repeated_bytes(request: &ExportMetricsServiceRequest) -> usize {
-    repeated_bytes_of(&MetricsView::from_request(request))
+    let mut total = 0usize;
+    for rm in &request.resource_metrics {
+        let resource = resource_bytes(rm.resource.as_ref(), &rm.schema_url);
+        for sm in &rm.scope_metrics {
+            let origin = resource + scope_bytes(sm.scope.as_ref(), &sm.schema_url);
+            // A block without points still has its origin encoded once.
+            total = total.saturating_add(origin);
+            for metric in &sm.metrics {
+                let points = match &metric.data {
+                    None => 0,
+                    Some(Data::Gauge(g)) => g.data_points.len(),
+                    Some(Data::Sum(s)) => s.data_points.len(),
+                    Some(Data::Histogram(h)) => h.data_points.len(),
+                    Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
+                    Some(Data::Summary(s)) => s.data_points.len(),
+                };
+                let own = metric.name.len()
+                    + metric.description.len()
+                    + metric.unit.len()
+                    + attributes_bytes(&metric.metadata);
+                total = total.saturating_add((origin + own).saturating_mul(points));
+            }
+        }
+    }
+    total
 }
 
+/// [`repeated_bytes`] of a request read straight from its bytes (counted on the view, without
+/// building messages; the general path counts on the decoded request without building a view).
 fn repeated_bytes_of(view: &MetricsView<'_>) -> usize {
     let origins = &view.origins;
     let mut total = 0usize;
@@ -1193,69 +1222,83 @@ mod tests {
                 any::<f64>().prop_map(number_data_point::Value::AsDouble),
                 any::<i64>().prop_map(number_data_point::Value::AsInt),
             ]),
-            (proptest::collection::vec(0u64..50, 0..5), any::<bool>(), proptest::option::of(any::<f64>())),
-            (-12i32..23, any::<i32>(), proptest::collection::vec(0u64..50, 0..4), any::<bool>()),
+            (
+                proptest::collection::vec(0u64..50, 0..5),
+                any::<bool>(),
+                proptest::option::of(any::<f64>()),
+            ),
+            (
+                -12i32..23,
+                any::<i32>(),
+                proptest::collection::vec(0u64..50, 0..4),
+                any::<bool>(),
+            ),
             proptest::collection::vec((-0.5f64..1.5, any::<f64>()), 0..3),
         )
-            .prop_map(|((time, start, flags), attributes, exemplars, value, (counts, consistent, sum), (scale, offset, positive, with_negative), quantiles)| {
-                let bounds: Vec<f64> = (1..counts.len()).map(|b| b as f64 * 10.0).collect();
-                let total: u64 = counts.iter().sum();
-                let count = if consistent { total } else { total + 1 };
-                let number = NumberDataPoint {
-                    attributes: attributes.clone(),
-                    start_time_unix_nano: start,
-                    time_unix_nano: time,
-                    exemplars: exemplars.clone(),
-                    flags,
-                    value,
-                };
-                let histogram = HistogramDataPoint {
-                    attributes: attributes.clone(),
-                    start_time_unix_nano: start,
-                    time_unix_nano: time,
-                    count,
-                    sum,
-                    bucket_counts: counts,
-                    explicit_bounds: bounds,
-                    exemplars: exemplars.clone(),
-                    flags,
-                    min: sum.map(|s| s - 1.0),
-                    max: sum,
-                };
-                let positive_total: u64 = positive.iter().sum();
-                let exponential = ExponentialHistogramDataPoint {
-                    attributes: attributes.clone(),
-                    start_time_unix_nano: start,
-                    time_unix_nano: time,
-                    count: if consistent { positive_total + 2 } else { 1 },
-                    sum,
-                    scale,
-                    zero_count: 2,
-                    positive: Some(opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets {
-                        offset,
-                        bucket_counts: positive,
-                    }),
-                    negative: with_negative.then(Default::default),
-                    flags,
-                    exemplars,
-                    min: None,
-                    max: sum,
-                    zero_threshold: 0.5,
-                };
-                let summary = SummaryDataPoint {
-                    attributes,
-                    start_time_unix_nano: start,
-                    time_unix_nano: time,
-                    count,
-                    sum: sum.unwrap_or_default(),
-                    quantile_values: quantiles
-                        .into_iter()
-                        .map(|(quantile, value)| opentelemetry_proto::tonic::metrics::v1::summary_data_point::ValueAtQuantile { quantile, value })
-                        .collect(),
-                    flags,
-                };
-                (number, histogram, exponential, summary)
-            })
+            .prop_map(
+                |(times, attributes, exemplars, value, histogram, exponential, quantiles)| {
+                    let (time, start, flags) = times;
+                    let (counts, consistent, sum) = histogram;
+                    let (scale, offset, positive, with_negative) = exponential;
+                    let bounds: Vec<f64> = (1..counts.len()).map(|b| b as f64 * 10.0).collect();
+                    let total: u64 = counts.iter().sum();
+                    let count = if consistent { total } else { total + 1 };
+                    let number = NumberDataPoint {
+                        attributes: attributes.clone(),
+                        start_time_unix_nano: start,
+                        time_unix_nano: time,
+                        exemplars: exemplars.clone(),
+                        flags,
+                        value,
+                    };
+                    let histogram = HistogramDataPoint {
+                        attributes: attributes.clone(),
+                        start_time_unix_nano: start,
+                        time_unix_nano: time,
+                        count,
+                        sum,
+                        bucket_counts: counts,
+                        explicit_bounds: bounds,
+                        exemplars: exemplars.clone(),
+                        flags,
+                        min: sum.map(|s| s - 1.0),
+                        max: sum,
+                    };
+                    let positive_total: u64 = positive.iter().sum();
+                    let exponential = ExponentialHistogramDataPoint {
+                        attributes: attributes.clone(),
+                        start_time_unix_nano: start,
+                        time_unix_nano: time,
+                        count: if consistent { positive_total + 2 } else { 1 },
+                        sum,
+                        scale,
+                        zero_count: 2,
+                        positive: Some(Buckets {
+                            offset,
+                            bucket_counts: positive,
+                        }),
+                        negative: with_negative.then(Default::default),
+                        flags,
+                        exemplars,
+                        min: None,
+                        max: sum,
+                        zero_threshold: 0.5,
+                    };
+                    let summary = SummaryDataPoint {
+                        attributes,
+                        start_time_unix_nano: start,
+                        time_unix_nano: time,
+                        count,
+                        sum: sum.unwrap_or_default(),
+                        quantile_values: quantiles
+                            .into_iter()
+                            .map(|(quantile, value)| ValueAtQuantile { quantile, value })
+                            .collect(),
+                        flags,
+                    };
+                    (number, histogram, exponential, summary)
+                },
+            )
     }
 
     fn wide_metric() -> impl Strategy<Value = Metric> {

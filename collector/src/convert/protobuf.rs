@@ -2,7 +2,7 @@
 //! attribute from the bytes: no allocation per field, as prost makes when it decodes into owned
 //! messages. What every signal shares — the wire format, attributes and values, and the
 //! resource and scope blocks around the records — is here; each signal reads its own records
-//! (`spans/protobuf.rs`, `logs/protobuf.rs`).
+//! (`spans/protobuf.rs`, `logs/protobuf.rs`, `metrics/protobuf.rs`).
 //!
 //! A reader takes only what it can read exactly as prost would. It declines (`None`) anything
 //! else, and the caller then decodes with prost as before: invalid UTF-8 (prost's path repairs
@@ -146,7 +146,8 @@ pub fn read_blocks<'a>(
     Some(())
 }
 
-/// A `ResourceSpans` / `ResourceLogs`: resource 1, scope blocks 2, schema URL 3.
+/// A `ResourceSpans` / `ResourceLogs` / `ResourceMetrics`: resource 1, scope blocks 2, schema
+/// URL 3.
 fn resource_block<'a>(
     origins: &mut Origins<'a>,
     bytes: &'a [u8],
@@ -202,7 +203,8 @@ fn resource_block<'a>(
     Some(())
 }
 
-/// A `ScopeSpans` / `ScopeLogs`: scope 1, records 2, schema URL 3.
+/// A `ScopeSpans` / `ScopeLogs` / `ScopeMetrics`: scope 1, records (spans, log records or
+/// metrics) 2, schema URL 3.
 fn scope_block<'a>(
     origins: &mut Origins<'a>,
     resource: usize,
