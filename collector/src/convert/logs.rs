@@ -640,22 +640,11 @@ mod tests {
         #[test]
         fn damaged_bytes_are_read_as_prost_reads_them_or_declined(
             req in wide_request(),
-            edits in proptest::collection::vec((any::<proptest::sample::Index>(), any::<u8>(), 0u8..3), 1..4),
+            edits in crate::convert::strategies::edits(),
         ) {
             use prost::Message;
             let limits = Limits::default();
-            let mut bytes = req.encode_to_vec();
-            for (at, byte, how) in edits {
-                if bytes.is_empty() {
-                    break;
-                }
-                let i = at.index(bytes.len());
-                match how {
-                    0 => bytes[i] = byte,
-                    1 => bytes.insert(i, byte),
-                    _ => bytes.truncate(i),
-                }
-            }
+            let bytes = crate::convert::strategies::damaged(req.encode_to_vec(), edits);
             if let Some(direct) = convert_protobuf(&bytes, &limits) {
                 let decoded = ExportLogsServiceRequest::decode(&bytes[..]);
                 prop_assert!(decoded.is_ok(), "prost refuses what the direct reader took");

@@ -24,8 +24,7 @@ use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 
 use super::attributes::{Attr, AttributeColumns};
 use super::origin::{
-    Origin, OriginColumns, attribute_refs_bytes, attributes_bytes, resource_attributes_bytes,
-    resource_bytes, scope_bytes, scope_parts_bytes,
+    Origin, OriginColumns, attribute_refs_bytes, attributes_bytes, resource_bytes, scope_bytes,
 };
 use super::rejections::Rejections;
 use super::view::BlockView;
@@ -673,19 +672,9 @@ pub fn repeated_bytes(request: &ExportMetricsServiceRequest) -> usize {
 /// [`repeated_bytes`] of a request read straight from its bytes (counted on the view, without
 /// building messages; the general path counts on the decoded request without building a view).
 fn repeated_bytes_of(view: &MetricsView<'_>) -> usize {
-    let origins = &view.origins;
     let mut total = 0usize;
-    for block in &origins.blocks {
-        let resource = &origins.resources[block.resource];
-        let origin = resource_attributes_bytes(
-            &origins.attributes[resource.attributes.clone()],
-            resource.schema_url,
-        ) + scope_parts_bytes(
-            block.scope_name,
-            block.scope_version,
-            &origins.attributes[block.scope_attributes.clone()],
-            block.schema_url,
-        );
+    for block in &view.origins.blocks {
+        let origin = view.origins.origin_bytes(block);
         // A block without points still has its origin encoded once.
         total = total.saturating_add(origin);
         for metric in &view.records.metrics[block.records.clone()] {
@@ -1439,22 +1428,11 @@ mod tests {
         #[test]
         fn damaged_bytes_are_read_as_prost_reads_them_or_declined(
             req in wide_request(),
-            edits in proptest::collection::vec((any::<proptest::sample::Index>(), any::<u8>(), 0u8..3), 1..4),
+            edits in crate::convert::strategies::edits(),
         ) {
             use prost::Message;
             let limits = Limits::default();
-            let mut bytes = req.encode_to_vec();
-            for (at, byte, how) in edits {
-                if bytes.is_empty() {
-                    break;
-                }
-                let i = at.index(bytes.len());
-                match how {
-                    0 => bytes[i] = byte,
-                    1 => bytes.insert(i, byte),
-                    _ => bytes.truncate(i),
-                }
-            }
+            let bytes = crate::convert::strategies::damaged(req.encode_to_vec(), edits);
             if let Some(direct) = convert_protobuf(&bytes, &limits) {
                 let decoded = ExportMetricsServiceRequest::decode(&bytes[..]);
                 prop_assert!(decoded.is_ok(), "prost refuses what the direct reader took");

@@ -58,3 +58,27 @@ pub fn wide_attributes() -> impl Strategy<Value = Vec<KeyValue>> {
             .collect()
     })
 }
+
+/// Up to three edits of a request's bytes: a byte overwritten, a byte inserted, or the rest cut.
+pub fn edits() -> impl Strategy<Value = Vec<(proptest::sample::Index, u8, u8)>> {
+    proptest::collection::vec(
+        (any::<proptest::sample::Index>(), any::<u8>(), 0u8..3),
+        1..4,
+    )
+}
+
+/// `bytes` with `edits` applied in turn.
+pub fn damaged(mut bytes: Vec<u8>, edits: Vec<(proptest::sample::Index, u8, u8)>) -> Vec<u8> {
+    for (at, byte, how) in edits {
+        if bytes.is_empty() {
+            break;
+        }
+        let i = at.index(bytes.len());
+        match how {
+            0 => bytes[i] = byte,
+            1 => bytes.insert(i, byte),
+            _ => bytes.truncate(i),
+        }
+    }
+    bytes
+}

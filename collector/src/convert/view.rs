@@ -119,24 +119,29 @@ impl<'a> Origins<'a> {
         )
     }
 
+    /// Bytes each record of `block` stores again for its resource and scope (an upper bound).
+    pub fn origin_bytes(&self, block: &BlockView<'_>) -> usize {
+        let resource = &self.resources[block.resource];
+        resource_attributes_bytes(
+            &self.attributes[resource.attributes.clone()],
+            resource.schema_url,
+        ) + scope_parts_bytes(
+            block.scope_name,
+            block.scope_version,
+            &self.attributes[block.scope_attributes.clone()],
+            block.schema_url,
+        )
+    }
+
     /// Bytes the request's records repeat between them (an upper bound): each record stores its
     /// resource and scope; a block without records counts as one, as its origin is still
     /// encoded.
     pub fn repeated_bytes(&self) -> usize {
-        let mut total = 0usize;
-        for block in &self.blocks {
-            let resource = &self.resources[block.resource];
-            let per_record = resource_attributes_bytes(
-                &self.attributes[resource.attributes.clone()],
-                resource.schema_url,
-            ) + scope_parts_bytes(
-                block.scope_name,
-                block.scope_version,
-                &self.attributes[block.scope_attributes.clone()],
-                block.schema_url,
-            );
-            total = total.saturating_add(per_record.saturating_mul(block.records.len().max(1)));
-        }
-        total
+        self.blocks.iter().fold(0usize, |total, block| {
+            total.saturating_add(
+                self.origin_bytes(block)
+                    .saturating_mul(block.records.len().max(1)),
+            )
+        })
     }
 }
