@@ -70,6 +70,12 @@ pub struct ServeConfig {
     #[arg(long, env = "LAKESCOPE_MAX_REPEATED_BYTES", default_value_t = 128 * 1024 * 1024)]
     pub max_repeated_bytes: usize,
 
+    /// Most records (spans, log records, metric data points) in one OTLP request, counted before
+    /// it is decoded: each costs a few hundred bytes of memory once decoded, however small its
+    /// encoding. Beyond it the request is refused whole (HTTP 413 / gRPC RESOURCE_EXHAUSTED).
+    #[arg(long, env = "LAKESCOPE_MAX_REQUEST_RECORDS", default_value_t = 256 * 1024)]
+    pub max_request_records: usize,
+
     /// A query running longer than this is cancelled.
     #[arg(long, env = "LAKESCOPE_QUERY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub query_timeout: Duration,

@@ -94,6 +94,7 @@ pub async fn run(config: ServeConfig, demo_rate: Option<f64>) -> anyhow::Result<
         max_attributes: config.max_attributes,
         max_events_or_links: config.max_events_or_links,
         max_repeated_bytes: config.max_repeated_bytes,
+        max_request_records: config.max_request_records,
         max_buffer_bytes: config.max_buffer_bytes,
         min_free_disk_bytes: config.min_free_disk,
     };

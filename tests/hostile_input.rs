@@ -309,3 +309,133 @@ async fn records_repeating_a_huge_resource_are_refused_before_conversion() {
     );
     server.stop();
 }
+
+/// `field` (a length-delimited protobuf field, number < 16) holding `inner`.
+fn field(number: u8, inner: &[u8]) -> Vec<u8> {
+    let mut out = vec![(number << 3) | 2];
+    let mut len = inner.len();
+    while len >= 0x80 {
+        out.push((len as u8) | 0x80);
+        len >>= 7;
+    }
+    out.push(len as u8);
+    out.extend_from_slice(inner);
+    out
+}
+
+/// A record costs memory once decoded however little of the body it takes: an empty log record
+/// is 2 bytes of protobuf, so 16 MB of them is 8 million records, which took 1.6 GB to decode
+/// before any limit looked at them. Requests over `--max-request-records` are refused from a
+/// count made on their bytes, before decoding, in each protocol and encoding; a request at the
+/// limit is kept whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_of_millions_of_tiny_records_are_refused_before_decoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let baseline = server.peak_rss();
+    let mib = 1024 * 1024;
+
+    // Protobuf over HTTP: 8,000,000 empty log records.
+    let records = b"\x12\x00".repeat(8_000_000);
+    let body = field(1, &field(2, &records));
+    let (code, body) = post_to(&server, "/v1/logs", body).await;
+    assert_eq!(code, 413);
+    let status = common::proto_status(&body);
+    assert_eq!(status.code, 8);
+    assert!(
+        status.message.contains("8000000 records")
+            && status
+                .message
+                .contains("limit of 262144 (--max-request-records)"),
+        "{}",
+        status.message
+    );
+
+    // OTLP/JSON over HTTP: 5,000,000 empty spans, the answer in JSON.
+    let json = format!(
+        r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{}{{}}]}}]}}]}}"#,
+        "{},".repeat(4_999_999)
+    );
+    let res = reqwest::Client::new()
+        .post(server.otlp_url("/v1/traces"))
+        .header("content-type", "application/json")
+        .body(json)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 413);
+    let status: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(status["code"], 8);
+    assert!(
+        status["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("5000000 records")),
+        "{status}"
+    );
+
+    // gRPC: 300,000 empty data points, RESOURCE_EXHAUSTED.
+    let metrics = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "tiny".into(),
+                    data: Some(Data::Gauge(Gauge {
+                        data_points: vec![NumberDataPoint::default(); 300_000],
+                    })),
+                    ..Metric::default()
+                }],
+                ..ScopeMetrics::default()
+            }],
+            ..ResourceMetrics::default()
+        }],
+    };
+    let mut client = opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient::connect(
+        format!("http://{}", server.grpc),
+    )
+    .await
+    .unwrap();
+    let err = client.export(metrics).await.expect_err("refused");
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("300000 records"), "{err:?}");
+
+    for (signal, protocol) in [("logs", "http"), ("traces", "http"), ("metrics", "grpc")] {
+        let series = format!(
+            r#"lakescope_requests_refused_total{{signal="{signal}",protocol="{protocol}",reason="too_many_records"}}"#
+        );
+        assert_eq!(server.metric(&series).await, 1.0, "{series}");
+    }
+    let grown = server.peak_rss().saturating_sub(baseline);
+    eprintln!("peak RSS grew by {} MiB", grown / mib);
+    assert!(grown < 150 * mib, "peak RSS grew by {} MiB", grown / mib);
+
+    // Still serving.
+    let now = now_nanos() - 1_000_000_000;
+    let (code, _) = post(&server, request(vec![span(1, now)]).encode_to_vec()).await;
+    assert_eq!(code, 200);
+    assert_eq!(server.count("SELECT count(*) FROM spans").await, 1);
+    assert_eq!(server.count("SELECT count(*) FROM logs").await, 0);
+    assert_eq!(server.count("SELECT count(*) FROM metrics").await, 0);
+    server.stop();
+
+    // The limit is a flag: at it, a request is kept whole; one record over, refused.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--max-request-records", "1000"]);
+    let spans = |n: u32| {
+        request(
+            (0..n)
+                .map(|i| {
+                    let mut s = span(1, now);
+                    s.span_id = (u64::from(i) + 1).to_be_bytes().to_vec();
+                    s
+                })
+                .collect(),
+        )
+        .encode_to_vec()
+    };
+    let (code, body) = post(&server, spans(1001)).await;
+    assert_eq!(code, 413, "{}", String::from_utf8_lossy(&body));
+    let (code, _) = post(&server, spans(1000)).await;
+    assert_eq!(code, 200);
+    assert_eq!(server.count("SELECT count(*) FROM spans").await, 1000);
+    server.stop();
+}

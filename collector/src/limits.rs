@@ -16,6 +16,11 @@ pub struct Limits {
     /// `max_request_bytes` could otherwise expand without bound. Beyond it the request is refused
     /// whole (HTTP 413, gRPC RESOURCE_EXHAUSTED) before anything is converted.
     pub max_repeated_bytes: usize,
+    /// Most records (spans, log records, data points) in one request, counted on its bytes
+    /// before it is decoded: a record costs a few hundred bytes of memory once decoded and
+    /// converted however little of the body it takes (an empty log record is 2 bytes of
+    /// protobuf). Beyond it the request is refused whole (HTTP 413, gRPC RESOURCE_EXHAUSTED).
+    pub max_request_records: usize,
     /// Most Arrow bytes acknowledged but not yet flushed to Parquet, over all tables; OTLP
     /// requests are refused as retryable (HTTP 503 + Retry-After, gRPC UNAVAILABLE + RetryInfo)
     /// while the buffers hold this much.
@@ -33,6 +38,7 @@ impl Default for Limits {
             max_attributes: 1024,
             max_events_or_links: 1024,
             max_repeated_bytes: 128 * 1024 * 1024,
+            max_request_records: 256 * 1024,
             max_buffer_bytes: 256 * 1024 * 1024,
             min_free_disk_bytes: 1024 * 1024 * 1024,
         }

@@ -4,7 +4,7 @@ mod attributes;
 pub mod logs;
 pub mod metrics;
 mod origin;
-mod protobuf;
+pub(crate) mod protobuf;
 mod rejections;
 pub mod spans;
 #[cfg(test)]

@@ -32,6 +32,10 @@ pub enum DecodeError {
     UnsupportedEncoding(String),
     #[error("request body larger than the limit of {limit} bytes")]
     TooLarge { limit: usize },
+    #[error(
+        "request holds {records} records, more than the limit of {limit} (--max-request-records); send fewer records per request"
+    )]
+    TooManyRecords { records: usize, limit: usize },
     #[error("could not decompress the {encoding} body: {message}")]
     Decompress {
         encoding: &'static str,

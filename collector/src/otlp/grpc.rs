@@ -66,7 +66,7 @@ impl<T: Message> Encoder for ProstEncoder<T> {
 /// The one place gRPC status codes are chosen.
 pub fn status(error: &ReceiveError) -> Status {
     let code = match error {
-        ReceiveError::Decode(DecodeError::TooLarge { .. })
+        ReceiveError::Decode(DecodeError::TooLarge { .. } | DecodeError::TooManyRecords { .. })
         | ReceiveError::Ingest(IngestError::RepeatsTooMuch { .. }) => Code::ResourceExhausted,
         ReceiveError::Decode(_) => Code::InvalidArgument,
         ReceiveError::Ingest(
@@ -124,6 +124,8 @@ impl<S: Signal> UnaryService<Bytes> for Export<S> {
         Box::pin(async move {
             let raw = request.into_inner();
             let result = async {
+                let limit = ingest.limits().max_request_records;
+                super::check_records::<S>(&raw, super::decode::Encoding::Protobuf, limit)?;
                 if let Some(outcome) = S::export_protobuf(&ingest, &raw).await? {
                     return Ok(outcome);
                 }

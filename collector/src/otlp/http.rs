@@ -52,7 +52,7 @@ fn respond<M: Message + Serialize>(code: StatusCode, message: &M, encoding: Enco
 /// encoding (protobuf when the request's own encoding is unknown).
 pub fn error_response(error: &ReceiveError, encoding: Encoding) -> Response {
     let (code, grpc_code) = match error {
-        ReceiveError::Decode(DecodeError::TooLarge { .. })
+        ReceiveError::Decode(DecodeError::TooLarge { .. } | DecodeError::TooManyRecords { .. })
         | ReceiveError::Ingest(IngestError::RepeatsTooMuch { .. }) => {
             (StatusCode::PAYLOAD_TOO_LARGE, 8)
         }
@@ -98,6 +98,7 @@ async fn export<S: Signal>(State(ingest): State<Ingest>, request: Request) -> Re
         let limit = ingest.limits().max_request_bytes;
         let body = read_body(body, limit).await?;
         let body = decode::decompress(&parts.headers, body, limit)?;
+        super::check_records::<S>(&body, encoding, ingest.limits().max_request_records)?;
         if encoding == Encoding::Protobuf
             && let Some(outcome) = S::export_protobuf(&ingest, &body).await?
         {

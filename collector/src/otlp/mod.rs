@@ -5,6 +5,7 @@ pub mod decode;
 pub mod grpc;
 pub mod http;
 pub mod json;
+pub mod records;
 pub mod utf8;
 
 use decode::DecodeError;
@@ -63,6 +64,7 @@ pub fn count<S: Signal>(protocol: &'static str, result: &Result<ExportOutcome, R
         Err(error) => {
             let reason = match error {
                 ReceiveError::Decode(DecodeError::TooLarge { .. }) => "too_large",
+                ReceiveError::Decode(DecodeError::TooManyRecords { .. }) => "too_many_records",
                 ReceiveError::Ingest(IngestError::RepeatsTooMuch { .. }) => "repeats_too_much",
                 ReceiveError::Decode(_) => "invalid",
                 ReceiveError::Ingest(IngestError::Overloaded { .. }) => "overloaded",
@@ -83,6 +85,23 @@ pub fn count<S: Signal>(protocol: &'static str, result: &Result<ExportOutcome, R
     }
 }
 
+/// Refuses a request holding more records than `limit`, counted on its (decompressed) body
+/// before it is decoded (see [`records`]).
+pub fn check_records<S: Signal>(
+    body: &[u8],
+    encoding: decode::Encoding,
+    limit: usize,
+) -> Result<(), DecodeError> {
+    let records = match encoding {
+        decode::Encoding::Protobuf => records::in_protobuf(body, S::RECORDS),
+        decode::Encoding::Json => records::in_json(body, S::RECORDS),
+    };
+    if records > limit {
+        return Err(DecodeError::TooManyRecords { records, limit });
+    }
+    Ok(())
+}
+
 /// Seconds a sender should wait before retrying a request refused for lack of capacity.
 pub const RETRY_AFTER_SECS: u64 = 1;
 
@@ -96,6 +115,8 @@ pub trait Signal: Send + Sync + 'static {
     const NAME: &'static str;
     /// The string fields of the request, for repairing invalid UTF-8.
     const SCHEMA: &'static utf8::Schema;
+    /// Where the request's records are, for counting them before decoding.
+    const RECORDS: &'static records::Path;
     type Request: prost::Message + Default + Send + 'static;
     type Response: prost::Message + serde::Serialize + Default + Send + 'static;
 
@@ -131,6 +152,7 @@ impl Signal for Traces {
     const PATH: &'static str = "/v1/traces";
     const NAME: &'static str = "traces";
     const SCHEMA: &'static utf8::Schema = &utf8::TRACES;
+    const RECORDS: &'static records::Path = &records::SPANS;
     type Request = ExportTraceServiceRequest;
     type Response = ExportTraceServiceResponse;
 
@@ -169,6 +191,7 @@ impl Signal for Logs {
     const PATH: &'static str = "/v1/logs";
     const NAME: &'static str = "logs";
     const SCHEMA: &'static utf8::Schema = &utf8::LOGS;
+    const RECORDS: &'static records::Path = &records::LOG_RECORDS;
     type Request = ExportLogsServiceRequest;
     type Response = ExportLogsServiceResponse;
 
@@ -207,6 +230,7 @@ impl Signal for Metrics {
     const PATH: &'static str = "/v1/metrics";
     const NAME: &'static str = "metrics";
     const SCHEMA: &'static utf8::Schema = &utf8::METRICS;
+    const RECORDS: &'static records::Path = &records::DATA_POINTS;
     type Request = ExportMetricsServiceRequest;
     type Response = ExportMetricsServiceResponse;
 

@@ -6,8 +6,9 @@
 //!
 //! Beyond "no panic, no hang, no huge allocation" it checks the log's promise: what would be
 //! logged for the accepted part decodes and converts, on replay, to the same rows with nothing
-//! rejected; and that a request a direct protobuf reader takes is one prost decodes, to the same
-//! batch.
+//! rejected; that a request a direct protobuf reader takes is one prost decodes, to the same
+//! batch; and that the records counted on the bytes before decoding (`--max-request-records`)
+//! are never fewer than the request decodes to.
 #![no_main]
 
 use bytes::Bytes;
@@ -17,11 +18,12 @@ use http::header::{CONTENT_ENCODING, HeaderValue};
 use lakescope_collector::Limits;
 use lakescope_collector::convert::{Converted, logs, metrics, spans};
 use lakescope_collector::otlp::decode::{self, Encoding};
-use lakescope_collector::otlp::{json, utf8};
+use lakescope_collector::otlp::{json, records, utf8};
 use libfuzzer_sys::fuzz_target;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use prost::Message;
 
 /// Small enough that libFuzzer's memory limit catches any stage that amplifies its input.
@@ -38,11 +40,22 @@ fn check<R: Message + Default>(
     normalise: fn(&mut R) -> bool,
     convert: Convert<R>,
     retain_valid: fn(&mut R, &Limits),
+    path: &records::Path,
+    records_in: fn(&R) -> usize,
 ) {
     let limits = Limits::default();
+    let counted = match encoding {
+        Encoding::Protobuf => records::in_protobuf(&body, path),
+        Encoding::Json => records::in_json(&body, path),
+    };
     let Ok(decoded) = decode::decode(body, encoding, schema, from_json) else {
         return;
     };
+    let decoded_records = records_in(&decoded.message);
+    assert!(
+        counted >= decoded_records,
+        "counted {counted} records before decoding, decoded {decoded_records}"
+    );
     let mut request = decoded.message;
     let changed = normalise(&mut request);
     let Ok(converted) = convert(&request, &limits) else {
@@ -116,6 +129,31 @@ fn same(
     a == b || bytes(a) == bytes(b)
 }
 
+fn spans_in(r: &ExportTraceServiceRequest) -> usize {
+    let scopes = r.resource_spans.iter().flat_map(|r| &r.scope_spans);
+    scopes.map(|s| s.spans.len()).sum()
+}
+
+fn log_records_in(r: &ExportLogsServiceRequest) -> usize {
+    let scopes = r.resource_logs.iter().flat_map(|r| &r.scope_logs);
+    scopes.map(|s| s.log_records.len()).sum()
+}
+
+fn data_points_in(r: &ExportMetricsServiceRequest) -> usize {
+    let scopes = r.resource_metrics.iter().flat_map(|r| &r.scope_metrics);
+    let metrics = scopes.flat_map(|s| &s.metrics);
+    metrics
+        .map(|m| match &m.data {
+            Some(Data::Gauge(d)) => d.data_points.len(),
+            Some(Data::Sum(d)) => d.data_points.len(),
+            Some(Data::Histogram(d)) => d.data_points.len(),
+            Some(Data::ExponentialHistogram(d)) => d.data_points.len(),
+            Some(Data::Summary(d)) => d.data_points.len(),
+            None => 0,
+        })
+        .sum()
+}
+
 fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -157,6 +195,8 @@ fuzz_target!(|data: &[u8]| {
                 |r| logs::normalise(r, now()),
                 logs::convert,
                 logs::retain_valid,
+                &records::LOG_RECORDS,
+                log_records_in,
             )
         }
         2 => {
@@ -171,6 +211,8 @@ fuzz_target!(|data: &[u8]| {
                 |_| false,
                 metrics::convert,
                 metrics::retain_valid,
+                &records::DATA_POINTS,
+                data_points_in,
             )
         }
         _ => {
@@ -185,6 +227,8 @@ fuzz_target!(|data: &[u8]| {
                 |_| false,
                 spans::convert,
                 spans::retain_valid,
+                &records::SPANS,
+                spans_in,
             )
         }
     }
