@@ -324,7 +324,7 @@ fn field(number: u8, inner: &[u8]) -> Vec<u8> {
 }
 
 /// A record costs memory once decoded however little of the body it takes: an empty log record
-/// is 2 bytes of protobuf, so 16 MB of them is 8 million records, which took 1.6 GB to decode
+/// is 2 bytes of protobuf, so 16 MB of them is 8 million records, which took 1.5 GB to decode
 /// before any limit looked at them. Requests over `--max-request-records` are refused from a
 /// count made on their bytes, before decoding, in each protocol and encoding; a request at the
 /// limit is kept whole.

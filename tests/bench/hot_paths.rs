@@ -8,6 +8,8 @@
 //! - `protobuf_to_arrow (direct)`: protobuf bytes of one request → the same batch, read
 //!   straight from the bytes (`convert_protobuf`): the path of protobuf requests, which
 //!   replaces `otlp_decode` + `otlp_to_arrow`;
+//! - `records_count`: the records of one request counted on its protobuf bytes, and on its
+//!   OTLP/JSON, as the receivers count them before decoding (`--max-request-records`);
 //! - `parquet_encode`: 100 requests' batches → a sorted, zstd-compressed Parquet file on disk
 //!   (`write_flush`, as a flush does, fsync included);
 //! - `wal_append`: one request, and a group of 16, appended to the write-ahead log and fsynced
@@ -28,6 +30,7 @@ use lakescope_collector::convert::logs;
 use lakescope_collector::convert::spans;
 use lakescope_collector::lake::table::FlushJob;
 use lakescope_collector::lake::writer::write_flush;
+use lakescope_collector::otlp::records;
 use lakescope_collector::schema::spans::TABLE;
 use lakescope_collector::wal::{Signal, WalWriter};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -135,6 +138,14 @@ fn hot_paths(c: &mut Criterion) {
                 .expect("the direct reader takes the fleet's requests")
                 .expect("converts")
         })
+    });
+    let spans = spans_per_request as usize;
+    group.bench_function("records_count (protobuf)", |b| {
+        b.iter(|| assert_eq!(records::in_protobuf(&bytes, &records::SPANS), spans))
+    });
+    let json = serde_json::to_vec(&request).expect("encodes");
+    group.bench_function("records_count (json)", |b| {
+        b.iter(|| assert_eq!(records::in_json(&json, &records::SPANS), spans))
     });
 
     // The log is checkpointed outside the timed part, so its segments are deleted as a
