@@ -275,7 +275,8 @@ pub fn write_flush(
     // flush, next to the concatenated one and the buffered batches that stay readable until
     // the files land, held ~37 MB of a 402 MB peak heap under load (heaptrack,
     // docs/benchmarks.md). Gathering straight from the batches (arrow's `interleave`) would
-    // spare the concatenation too, but cost 10 % more CPU per flush.
+    // spare the concatenation too: 17 % fewer page faults, but 20 % more CPU per span under
+    // load (docs/benchmarks.md, "Flushes gathered from the buffered batches").
     let parts = storage_order(spec, &all)?;
     let mut written = Vec::with_capacity(parts.len());
     for (n, (partition_start, order)) in parts.into_iter().enumerate() {
