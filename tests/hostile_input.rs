@@ -439,3 +439,56 @@ async fn requests_of_millions_of_tiny_records_are_refused_before_decoding() {
     assert_eq!(server.count("SELECT count(*) FROM spans").await, 1000);
     server.stop();
 }
+
+/// Requests received at once were each checked against what was already buffered, so together
+/// they could take the buffers far past `--max-buffer-bytes`: 16 requests of 262,000 empty log
+/// records at once left 971 MB buffered against the 256 MiB limit. Each request now reserves
+/// its share of the limit before it is decoded; those that do not fit are refused as retryable
+/// (HTTP 503 + Retry-After), and every accepted one is stored whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_received_at_once_share_the_buffer_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let baseline = server.peak_rss();
+    let mib = 1024 * 1024;
+    let records = 262_000;
+    let body = field(1, &field(2, &b"\x12\x00".repeat(records)));
+    let client = reqwest::Client::new();
+    let sends = (0..24).map(|_| {
+        let request = client
+            .post(server.otlp_url("/v1/logs"))
+            .header("content-type", "application/x-protobuf")
+            .body(body.clone())
+            .send();
+        tokio::spawn(async move {
+            let res = request.await.expect("the server answers");
+            let retry = res.headers().get("retry-after").cloned();
+            (res.status().as_u16(), retry)
+        })
+    });
+    let mut accepted = 0;
+    let mut refused = 0;
+    for send in sends.collect::<Vec<_>>() {
+        match send.await.unwrap() {
+            (200, _) => accepted += 1,
+            (503, Some(retry)) if retry == "1" => refused += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    eprintln!("{accepted} accepted, {refused} refused");
+    assert!(
+        accepted >= 1 && refused >= 1,
+        "{accepted} accepted, {refused} refused"
+    );
+    let grown = server.peak_rss().saturating_sub(baseline);
+    eprintln!("peak RSS grew by {} MiB", grown / mib);
+    assert!(grown < 600 * mib, "peak RSS grew by {} MiB", grown / mib);
+    assert_eq!(
+        server.count("SELECT count(*) FROM logs").await,
+        accepted * records as i64
+    );
+    let series =
+        r#"lakescope_requests_refused_total{signal="logs",protocol="http",reason="overloaded"}"#;
+    assert_eq!(server.metric(series).await, refused as f64);
+    server.stop();
+}

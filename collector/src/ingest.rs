@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -38,9 +38,11 @@ pub enum IngestError {
     /// The log could not be written: the request was not acknowledged and can be retried.
     #[error("write-ahead log unavailable: {0}")]
     Unavailable(String),
-    /// The buffers hold as much unflushed data as they may: refused until a flush frees them.
+    /// The buffers, with the requests being received, hold as much unflushed data as they may:
+    /// refused until a flush frees them.
     #[error(
-        "overloaded: {buffered} bytes wait for a flush (limit {limit}); retry after a back-off"
+        "overloaded: {buffered} bytes wait for a flush or are being received (limit {limit}); \
+         retry after a back-off"
     )]
     Overloaded { buffered: usize, limit: usize },
     /// The data directory's file system has less free space than it keeps in reserve.
@@ -95,6 +97,27 @@ pub struct Ingest {
     /// The last write or sync of the log failed (e.g. a full disk); cleared by the next success.
     log_failing: Arc<AtomicBool>,
     disk: Arc<DiskSpace>,
+    /// Bytes reserved by the requests being decoded and converted ([`Ingest::reserve`]).
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// Memory a request is reckoned to take, per record, from its decoding until its batch is
+/// buffered: the decoded record and its row in the columns (an empty log record took ~460 B at
+/// the peak; docs/operations.md, `--max-buffer-bytes`). The request's body is added to it.
+pub const IN_FLIGHT_BYTES_PER_RECORD: usize = 512;
+
+/// A request's share of `--max-buffer-bytes` while it is decoded and converted; given back when
+/// dropped (by then its batch, if any, is in the buffers and counted there).
+#[derive(Debug)]
+pub struct Reservation {
+    in_flight: Arc<AtomicUsize>,
+    bytes: usize,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.in_flight.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
 }
 
 /// How long a sample of the free disk space is used before the next one.
@@ -210,6 +233,7 @@ impl Ingest {
                 limits: Arc::new(limits),
                 high_water,
                 log_failing,
+                in_flight: Arc::new(AtomicUsize::new(0)),
             },
             thread,
         ))
@@ -396,17 +420,39 @@ impl Ingest {
         Ok(outcome)
     }
 
-    /// Refuses new data while the buffers are at their limit. The receivers call it before
-    /// reading a body too, so a refusal costs next to nothing.
-    /// The bound is checked, not reserved, so concurrent requests may overshoot it by at most
-    /// their own size.
+    /// Refuses new data while the buffers and the requests being received are at their limit.
+    /// The receivers call it before reading a body too, so a refusal costs next to nothing.
     pub fn check_capacity(&self) -> Result<(), IngestError> {
         let limit = self.limits.max_buffer_bytes;
-        let buffered: usize = self.lake.tables().iter().map(|t| t.buffered().0).sum();
+        let buffered = self.buffered() + self.in_flight.load(Ordering::Acquire);
         if buffered >= limit {
             return Err(IngestError::Overloaded { buffered, limit });
         }
         self.check_disk()
+    }
+
+    fn buffered(&self) -> usize {
+        self.lake.tables().iter().map(|t| t.buffered().0).sum()
+    }
+
+    /// Reserves `bytes` of `--max-buffer-bytes` for a request about to be decoded and converted,
+    /// so that requests received at once cannot together take the buffers far past their limit
+    /// (each was only checked against what is already buffered). Refused as overloaded when the
+    /// buffers, the requests already in flight and this one would pass the limit; a request with
+    /// none other in flight is let through, so that one larger than the limit is not refused
+    /// for ever.
+    pub fn reserve(&self, bytes: usize) -> Result<Reservation, IngestError> {
+        let before = self.in_flight.fetch_add(bytes, Ordering::AcqRel);
+        let reservation = Reservation {
+            in_flight: Arc::clone(&self.in_flight),
+            bytes,
+        };
+        let limit = self.limits.max_buffer_bytes;
+        let buffered = self.buffered() + before;
+        if before > 0 && buffered.saturating_add(bytes) > limit {
+            return Err(IngestError::Overloaded { buffered, limit });
+        }
+        Ok(reservation)
     }
 
     fn check_disk(&self) -> Result<(), IngestError> {
@@ -420,7 +466,7 @@ impl Ingest {
     /// Whether new data would be accepted now: the log thread runs, the log's last write
     /// succeeded and the buffers are under their limit.
     pub fn readiness(&self) -> Readiness {
-        let buffered = self.lake.tables().iter().map(|t| t.buffered().0).sum();
+        let buffered = self.buffered();
         let limit = self.limits.max_buffer_bytes;
         let mut problems = Vec::new();
         if self.tx.is_closed() {

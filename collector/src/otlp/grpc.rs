@@ -124,8 +124,8 @@ impl<S: Signal> UnaryService<Bytes> for Export<S> {
         Box::pin(async move {
             let raw = request.into_inner();
             let result = async {
-                let limit = ingest.limits().max_request_records;
-                super::check_records::<S>(&raw, super::decode::Encoding::Protobuf, limit)?;
+                let _reservation =
+                    super::admit::<S>(&ingest, &raw, super::decode::Encoding::Protobuf)?;
                 if let Some(outcome) = S::export_protobuf(&ingest, &raw).await? {
                     return Ok(outcome);
                 }

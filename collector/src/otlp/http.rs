@@ -98,7 +98,7 @@ async fn export<S: Signal>(State(ingest): State<Ingest>, request: Request) -> Re
         let limit = ingest.limits().max_request_bytes;
         let body = read_body(body, limit).await?;
         let body = decode::decompress(&parts.headers, body, limit)?;
-        super::check_records::<S>(&body, encoding, ingest.limits().max_request_records)?;
+        let _reservation = super::admit::<S>(&ingest, &body, encoding)?;
         if encoding == Encoding::Protobuf
             && let Some(outcome) = S::export_protobuf(&ingest, &body).await?
         {

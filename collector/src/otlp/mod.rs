@@ -23,7 +23,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 
-use crate::ingest::{ExportOutcome, Ingest, IngestError};
+use crate::ingest::{ExportOutcome, IN_FLIGHT_BYTES_PER_RECORD, Ingest, IngestError, Reservation};
 
 /// A request that could not be accepted, in terms both protocols can express.
 #[derive(Debug, thiserror::Error)]
@@ -85,21 +85,26 @@ pub fn count<S: Signal>(protocol: &'static str, result: &Result<ExportOutcome, R
     }
 }
 
-/// Refuses a request holding more records than `limit`, counted on its (decompressed) body
-/// before it is decoded (see [`records`]).
-pub fn check_records<S: Signal>(
+/// Admits a request (its decompressed body) to decoding: refuses one holding more records than
+/// `--max-request-records`, counted on its bytes (see [`records`]), and reserves the memory it
+/// is reckoned to take until its batch is buffered; hold the reservation until then.
+pub fn admit<S: Signal>(
+    ingest: &Ingest,
     body: &[u8],
     encoding: decode::Encoding,
-    limit: usize,
-) -> Result<(), DecodeError> {
+) -> Result<Reservation, ReceiveError> {
     let records = match encoding {
         decode::Encoding::Protobuf => records::in_protobuf(body, S::RECORDS),
         decode::Encoding::Json => records::in_json(body, S::RECORDS),
     };
+    let limit = ingest.limits().max_request_records;
     if records > limit {
-        return Err(DecodeError::TooManyRecords { records, limit });
+        return Err(DecodeError::TooManyRecords { records, limit }.into());
     }
-    Ok(())
+    let bytes = body
+        .len()
+        .saturating_add(records.saturating_mul(IN_FLIGHT_BYTES_PER_RECORD));
+    Ok(ingest.reserve(bytes)?)
 }
 
 /// Seconds a sender should wait before retrying a request refused for lack of capacity.
