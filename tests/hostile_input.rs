@@ -491,4 +491,27 @@ async fn requests_received_at_once_share_the_buffer_limit() {
         r#"lakescope_requests_refused_total{signal="logs",protocol="http",reason="overloaded"}"#;
     assert_eq!(server.metric(series).await, refused as f64);
     server.stop();
+
+    // A request with no other in flight is taken even if it alone reserves more than the limit
+    // (140,000 spans reckon 72 MB against 64 MiB), so it is not refused for ever.
+    let dir = tempfile::tempdir().unwrap();
+    let limits = [
+        "--max-buffer-bytes",
+        "67108864",
+        "--flush-bytes",
+        "33554432",
+    ];
+    let server = Server::start(dir.path(), &limits);
+    let now = now_nanos() - 1_000_000_000;
+    let spans = (0..140_000u64)
+        .map(|i| {
+            let mut s = span(1, now);
+            s.span_id = (i + 1).to_be_bytes().to_vec();
+            s
+        })
+        .collect();
+    let (code, body) = post(&server, request(spans).encode_to_vec()).await;
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(server.count("SELECT count(*) FROM spans").await, 140_000);
+    server.stop();
 }

@@ -420,11 +420,20 @@ impl Ingest {
         Ok(outcome)
     }
 
-    /// Refuses new data while the buffers and the requests being received are at their limit.
-    /// The receivers call it before reading a body too, so a refusal costs next to nothing.
+    /// Refuses new data while the buffers are at their limit.
     pub fn check_capacity(&self) -> Result<(), IngestError> {
+        self.check_buffers(0)
+    }
+
+    /// [`Self::check_capacity`] for a request not yet read: the requests being decoded count
+    /// too. The receivers call it before reading a body, so a refusal costs next to nothing.
+    pub fn check_admission(&self) -> Result<(), IngestError> {
+        self.check_buffers(self.in_flight.load(Ordering::Acquire))
+    }
+
+    fn check_buffers(&self, in_flight: usize) -> Result<(), IngestError> {
         let limit = self.limits.max_buffer_bytes;
-        let buffered = self.buffered() + self.in_flight.load(Ordering::Acquire);
+        let buffered = self.buffered() + in_flight;
         if buffered >= limit {
             return Err(IngestError::Overloaded { buffered, limit });
         }
@@ -442,17 +451,32 @@ impl Ingest {
     /// none other in flight is let through, so that one larger than the limit is not refused
     /// for ever.
     pub fn reserve(&self, bytes: usize) -> Result<Reservation, IngestError> {
-        let before = self.in_flight.fetch_add(bytes, Ordering::AcqRel);
-        let reservation = Reservation {
+        let limit = self.limits.max_buffer_bytes;
+        let buffered = self.buffered();
+        let mut before = self.in_flight.load(Ordering::Acquire);
+        // Added only once admitted, so a request refused here never counts against others.
+        loop {
+            let total = buffered.saturating_add(before);
+            if before > 0 && total.saturating_add(bytes) > limit {
+                return Err(IngestError::Overloaded {
+                    buffered: total,
+                    limit,
+                });
+            }
+            match self.in_flight.compare_exchange_weak(
+                before,
+                before.saturating_add(bytes),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(now) => before = now,
+            }
+        }
+        Ok(Reservation {
             in_flight: Arc::clone(&self.in_flight),
             bytes,
-        };
-        let limit = self.limits.max_buffer_bytes;
-        let buffered = self.buffered() + before;
-        if before > 0 && buffered.saturating_add(bytes) > limit {
-            return Err(IngestError::Overloaded { buffered, limit });
-        }
-        Ok(reservation)
+        })
     }
 
     fn check_disk(&self) -> Result<(), IngestError> {

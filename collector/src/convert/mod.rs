@@ -8,7 +8,7 @@ pub(crate) mod protobuf;
 mod rejections;
 pub mod spans;
 #[cfg(test)]
-mod strategies;
+pub(crate) mod strategies;
 mod view;
 
 use datafusion::arrow::record_batch::RecordBatch;

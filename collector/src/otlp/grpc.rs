@@ -166,7 +166,7 @@ where
             if req.uri().path() != export_path {
                 return Ok(Status::unimplemented("no such method").into_http());
             }
-            if let Err(e) = ingest.check_capacity() {
+            if let Err(e) = ingest.check_admission() {
                 // Refused before the body is read.
                 let error = ReceiveError::Ingest(e);
                 let refused = status(&error);

@@ -94,7 +94,7 @@ async fn export<S: Signal>(State(ingest): State<Ingest>, request: Request) -> Re
         Err(e) => return error_response(&e.into(), Encoding::Protobuf),
     };
     let result = async {
-        ingest.check_capacity()?;
+        ingest.check_admission()?;
         let limit = ingest.limits().max_request_bytes;
         let body = read_body(body, limit).await?;
         let body = decode::decompress(&parts.headers, body, limit)?;

@@ -466,20 +466,91 @@ mod tests {
         assert_eq!(in_json(json, &DATA_POINTS), 3);
     }
 
+    fn log_records_in(request: &ExportLogsServiceRequest) -> usize {
+        let scopes = request.resource_logs.iter().flat_map(|r| &r.scope_logs);
+        scopes.map(|s| s.log_records.len()).sum()
+    }
+
+    fn data_points_in(request: &ExportMetricsServiceRequest) -> usize {
+        let scopes = request
+            .resource_metrics
+            .iter()
+            .flat_map(|r| &r.scope_metrics);
+        scopes
+            .flat_map(|s| &s.metrics)
+            .map(|m| match &m.data {
+                Some(metric::Data::Gauge(d)) => d.data_points.len(),
+                Some(metric::Data::Sum(d)) => d.data_points.len(),
+                Some(metric::Data::Histogram(d)) => d.data_points.len(),
+                Some(metric::Data::ExponentialHistogram(d)) => d.data_points.len(),
+                Some(metric::Data::Summary(d)) => d.data_points.len(),
+                None => 0,
+            })
+            .sum()
+    }
+
+    proptest::proptest! {
+        /// The limit's safety: whatever a damaged body decodes to — by prost, after the UTF-8
+        /// repair if need be, or from OTLP/JSON — holds no more records than were counted on
+        /// the body as received.
+        #[test]
+        fn damaged_bodies_never_decode_to_more_records_than_counted(
+            shape in proptest::collection::vec(proptest::collection::vec(0usize..4, 0..3), 0..3),
+            scopes in proptest::collection::vec(0usize..3, 0..3),
+            edits in crate::convert::strategies::edits(),
+        ) {
+            use crate::otlp::{decode, json, utf8};
+            let shape: Vec<&[usize]> = shape.iter().map(Vec::as_slice).collect();
+            let mut request = logs(&shape);
+            // Two-byte characters, which single-byte edits turn into invalid UTF-8.
+            for r in request.resource_logs.iter_mut().flat_map(|r| &mut r.scope_logs) {
+                for record in &mut r.log_records {
+                    record.severity_text = "é".repeat(3);
+                }
+            }
+            let bytes = crate::convert::strategies::damaged(request.encode_to_vec(), edits.clone());
+            let counted = in_protobuf(&bytes, &LOG_RECORDS);
+            if let Ok(d) = decode::decode_protobuf::<ExportLogsServiceRequest>(bytes.into(), &utf8::LOGS) {
+                proptest::prop_assert!(counted >= log_records_in(&d.message));
+            }
+            let text = crate::convert::strategies::damaged(serde_json::to_vec(&request).unwrap(), edits.clone());
+            let counted = in_json(&text, &LOG_RECORDS);
+            if let Ok(decoded) = json::logs(&text) {
+                proptest::prop_assert!(counted >= log_records_in(&decoded));
+            }
+            let (request, _) = metrics(&scopes);
+            let bytes = crate::convert::strategies::damaged(request.encode_to_vec(), edits.clone());
+            let counted = in_protobuf(&bytes, &DATA_POINTS);
+            if let Ok(d) = decode::decode_protobuf::<ExportMetricsServiceRequest>(bytes.into(), &utf8::METRICS) {
+                proptest::prop_assert!(counted >= data_points_in(&d.message));
+            }
+            let text = crate::convert::strategies::damaged(serde_json::to_vec(&request).unwrap(), edits);
+            let counted = in_json(&text, &DATA_POINTS);
+            if let Ok(decoded) = json::metrics(&text) {
+                proptest::prop_assert!(counted >= data_points_in(&decoded));
+            }
+        }
+    }
+
+    /// A length prost refuses (a tenth varint byte over 1) stops the count; the UTF-8 repair,
+    /// which re-encodes lengths, must not turn it into one prost accepts, or the records behind
+    /// it would be decoded uncounted.
     #[test]
-    fn damaged_bodies_are_counted_up_to_the_damage() {
-        let bytes = logs(&[&[4, 4]]).encode_to_vec();
-        for cut in 0..bytes.len() {
-            assert!(in_protobuf(&bytes[..cut], &LOG_RECORDS) <= 8, "{cut}");
-        }
-        let json = serde_json::to_vec(&logs(&[&[4, 4]])).unwrap();
-        for cut in 0..json.len() {
-            assert!(in_json(&json[..cut], &LOG_RECORDS) <= 8, "{cut}");
-        }
-        assert_eq!(in_json(b"not json", &LOG_RECORDS), 0);
-        assert_eq!(in_json(b"[{\"resourceLogs\":[]}]", &LOG_RECORDS), 0);
-        // A group (wire type 3) that never ends: the walk stops there.
-        assert_eq!(in_protobuf(&[0x0b, 0x12, 0x00], &LOG_RECORDS), 0);
+    fn a_length_prost_refuses_is_not_repaired_into_one_it_accepts() {
+        use crate::otlp::{decode, utf8};
+        let records = b"\x12\x00".repeat(5);
+        let scope = [&b"\x12"[..], &[records.len() as u8], &records].concat();
+        // A first block whose schema URL is not UTF-8 (so a repair is tried), then a block
+        // whose length is written in ten bytes, the last one 2.
+        let mut body = vec![0x0a, 0x03, 0x1a, 0x01, 0xff, 0x0a, 0x80 | scope.len() as u8];
+        body.extend([0x80; 8]);
+        body.push(0x02);
+        body.extend(&scope);
+        assert_eq!(in_protobuf(&body, &LOG_RECORDS), 0);
+        assert!(ExportLogsServiceRequest::decode(&body[..]).is_err());
+        assert!(
+            decode::decode_protobuf::<ExportLogsServiceRequest>(body.into(), &utf8::LOGS).is_err()
+        );
     }
 
     /// prost skips an unknown field's group (nested groups too), and so does the count: records

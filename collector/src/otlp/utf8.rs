@@ -84,11 +84,17 @@ pub static METRICS: Schema = Schema(&[(1, Msg(&RESOURCE_METRICS))]);
 /// Deeper nesting than this is not repaired (prost refuses it anyway).
 const MAX_DEPTH: usize = 100;
 
+/// A varint as prost reads it: at most ten bytes, the tenth at most 1. (A repair that read more
+/// would re-encode a length prost refuses as one it accepts, and the records counted on the
+/// original body (`super::records`) would no longer bound what the repaired one decodes to.)
 fn varint(input: &[u8], at: &mut usize) -> Option<u64> {
     let mut value = 0u64;
     for shift in (0..64).step_by(7) {
         let byte = *input.get(*at)?;
         *at += 1;
+        if shift == 63 && byte > 1 {
+            return None;
+        }
         value |= u64::from(byte & 0x7f) << shift;
         if byte < 0x80 {
             return Some(value);
