@@ -20,6 +20,7 @@ use datafusion::arrow::datatypes::Field;
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::metrics::v1::Metric;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 
 use super::attributes::{Attr, AttributeColumns};
@@ -638,6 +639,18 @@ impl MetricColumns {
     }
 }
 
+/// Data points of `metric`, of whichever kind.
+pub fn point_count(metric: &Metric) -> usize {
+    match &metric.data {
+        None => 0,
+        Some(Data::Gauge(g)) => g.data_points.len(),
+        Some(Data::Sum(s)) => s.data_points.len(),
+        Some(Data::Histogram(h)) => h.data_points.len(),
+        Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
+        Some(Data::Summary(s)) => s.data_points.len(),
+    }
+}
+
 /// Bytes the request's data points repeat between them (an upper bound): each point stores its
 /// resource, its scope and its metric's name, description, unit and metadata. Checked against
 /// [`Limits::max_repeated_bytes`] before converting.
@@ -650,14 +663,7 @@ pub fn repeated_bytes(request: &ExportMetricsServiceRequest) -> usize {
             // A block without points still has its origin encoded once.
             total = total.saturating_add(origin);
             for metric in &sm.metrics {
-                let points = match &metric.data {
-                    None => 0,
-                    Some(Data::Gauge(g)) => g.data_points.len(),
-                    Some(Data::Sum(s)) => s.data_points.len(),
-                    Some(Data::Histogram(h)) => h.data_points.len(),
-                    Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
-                    Some(Data::Summary(s)) => s.data_points.len(),
-                };
+                let points = point_count(metric);
                 let own = metric.name.len()
                     + metric.description.len()
                     + metric.unit.len()

@@ -476,17 +476,8 @@ mod tests {
             .resource_metrics
             .iter()
             .flat_map(|r| &r.scope_metrics);
-        scopes
-            .flat_map(|s| &s.metrics)
-            .map(|m| match &m.data {
-                Some(metric::Data::Gauge(d)) => d.data_points.len(),
-                Some(metric::Data::Sum(d)) => d.data_points.len(),
-                Some(metric::Data::Histogram(d)) => d.data_points.len(),
-                Some(metric::Data::ExponentialHistogram(d)) => d.data_points.len(),
-                Some(metric::Data::Summary(d)) => d.data_points.len(),
-                None => 0,
-            })
-            .sum()
+        let metrics = scopes.flat_map(|s| &s.metrics);
+        metrics.map(crate::convert::metrics::point_count).sum()
     }
 
     proptest::proptest! {

@@ -23,7 +23,6 @@ use libfuzzer_sys::fuzz_target;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use prost::Message;
 
 /// Small enough that libFuzzer's memory limit catches any stage that amplifies its input.
@@ -142,16 +141,7 @@ fn log_records_in(r: &ExportLogsServiceRequest) -> usize {
 fn data_points_in(r: &ExportMetricsServiceRequest) -> usize {
     let scopes = r.resource_metrics.iter().flat_map(|r| &r.scope_metrics);
     let metrics = scopes.flat_map(|s| &s.metrics);
-    metrics
-        .map(|m| match &m.data {
-            Some(Data::Gauge(d)) => d.data_points.len(),
-            Some(Data::Sum(d)) => d.data_points.len(),
-            Some(Data::Histogram(d)) => d.data_points.len(),
-            Some(Data::ExponentialHistogram(d)) => d.data_points.len(),
-            Some(Data::Summary(d)) => d.data_points.len(),
-            None => 0,
-        })
-        .sum()
+    metrics.map(metrics::point_count).sum()
 }
 
 fn now() -> u64 {
