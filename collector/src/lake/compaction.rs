@@ -17,15 +17,17 @@ use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{RecordBatch, new_null_array};
 use datafusion::arrow::compute::{SortOptions, cast};
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::error::ArrowError;
+use datafusion::common::ScalarValue;
 use datafusion::error::DataFusionError;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool, UnboundedMemoryPool};
+use datafusion::logical_expr::Operator;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::file::metadata::KeyValue;
-use datafusion::physical_expr::expressions::col as physical_col;
-use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
+use datafusion::physical_expr::expressions::{BinaryExpr, CastExpr, Literal, col as physical_col};
+use datafusion::physical_expr::{LexOrdering, PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet};
 use datafusion::physical_plan::sorts::streaming_merge::StreamingMergeBuilder;
@@ -39,7 +41,7 @@ use super::writer::{
     INPUTS_KEY, MERGED_ROW_GROUP_ROWS, SEQ_KEY, WriteError, create_dir_durably, properties,
 };
 use super::{Lake, Table};
-use crate::schema::TableSpec;
+use crate::schema::{SortKey, TableSpec};
 
 /// When and how much to compact.
 #[derive(Debug, Clone)]
@@ -294,11 +296,18 @@ fn merge_sorted(
     let ordering = LexOrdering::new(
         spec.sort
             .iter()
-            .map(|name| {
-                Ok(PhysicalSortExpr::new(
-                    physical_col(name, schema)?,
-                    SortOptions::default(),
-                ))
+            .map(|key| {
+                let column = physical_col(key.column(), schema)?;
+                let expr: Arc<dyn PhysicalExpr> = match *key {
+                    SortKey::Column(_) => column,
+                    // The flush's bucket: an `Int64` division truncates as Rust's does.
+                    SortKey::Bucket { nanos, .. } => Arc::new(BinaryExpr::new(
+                        Arc::new(CastExpr::new(column, DataType::Int64, None)),
+                        Operator::Divide,
+                        Arc::new(Literal::new(ScalarValue::Int64(Some(nanos)))),
+                    )),
+                };
+                Ok(PhysicalSortExpr::new(expr, SortOptions::default()))
             })
             .collect::<Result<Vec<_>, DataFusionError>>()?,
     )
@@ -743,9 +752,9 @@ pub(crate) mod tests {
         assert!(names.iter().any(|n| n == "attributes.entries.value"));
         assert!(!names.iter().any(|n| n == "span_id"));
         let reader = builder.build().unwrap();
-        // Sorted like a flush file: service, kind, status, start time.
+        // Sorted like a flush file: service, status, second of the start, trace, start.
         let mut merged_ids = Vec::new();
-        let mut last: Option<(String, String, String, i64)> = None;
+        let mut last: Option<(String, String, i64, Vec<u8>, i64)> = None;
         let mut null_routes = 0;
         for batch in reader {
             let batch = batch.unwrap();
@@ -757,8 +766,7 @@ pub(crate) mod tests {
                     .as_string::<i32>()
                     .clone()
             };
-            let (services, kinds, statuses) =
-                (text("service_name"), text("span_kind"), text("status_code"));
+            let (services, statuses) = (text("service_name"), text("status_code"));
             let times = batch
                 .column_by_name("start_time")
                 .unwrap()
@@ -771,8 +779,9 @@ pub(crate) mod tests {
                 merged_ids.push((traces.value(i)[15], ids.value(i).to_vec()));
                 let key = (
                     services.value(i).to_owned(),
-                    kinds.value(i).to_owned(),
                     statuses.value(i).to_owned(),
+                    times.value(i) / 1_000_000_000,
+                    traces.value(i).to_vec(),
                     times.value(i),
                 );
                 if let Some(prev) = &last {

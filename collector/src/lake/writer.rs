@@ -7,9 +7,9 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::{concat_batches, take};
-use datafusion::arrow::datatypes::{SchemaRef, TimestampNanosecondType};
+use datafusion::arrow::datatypes::{Int64Type, SchemaRef, TimestampNanosecondType};
 use datafusion::arrow::error::ArrowError;
 use datafusion::parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use datafusion::parquet::basic::{Compression, Encoding, ZstdLevel};
@@ -20,7 +20,7 @@ use datafusion::parquet::schema::types::ColumnPath;
 
 use super::layout;
 use super::table::{FlushJob, LakeFile};
-use crate::schema::TableSpec;
+use crate::schema::{SortKey, TableSpec};
 
 /// Parquet key-value metadata key holding the flush's WAL sequence number.
 pub const SEQ_KEY: &str = "lakescope.wal_seq";
@@ -153,34 +153,22 @@ fn split_by_partition(
 /// Rows a flush reorders into one batch at a time while it writes them in storage order.
 const FLUSH_CHUNK_ROWS: usize = 8192;
 
-/// Each hour partition's rows of `batch`, in storage order (by service, then time, so that
-/// files prune well on the common filters). Only the sort columns are copied to find it.
+/// Each hour partition's rows of `batch`, in storage order (`TableSpec::sort`: by service
+/// first, so that files prune well on the common filters). Only the sort columns are copied to
+/// find it.
 fn storage_order(
     spec: &TableSpec,
     batch: &RecordBatch,
 ) -> Result<BTreeMap<i64, UInt32Array>, WriteError> {
-    let column = |name: &'static str| {
-        batch
-            .column_by_name(name)
-            .ok_or(WriteError::MissingColumn(name))
-    };
-    let times = column(spec.time_column)?;
+    let times = batch
+        .column_by_name(spec.time_column)
+        .ok_or(WriteError::MissingColumn(spec.time_column))?;
     let parts = split_by_partition(times.as_ref(), spec.time_column)?;
     let single = parts.len() == 1;
     let mut ordered = BTreeMap::new();
     for (partition_start, rows) in parts {
         let rows = (!single).then(|| UInt32Array::from(rows));
-        let sort_columns = spec
-            .sort
-            .iter()
-            .map(|name| {
-                let values = column(name)?;
-                Ok(match &rows {
-                    Some(rows) => take(values.as_ref(), rows, None)?,
-                    None => Arc::clone(values),
-                })
-            })
-            .collect::<Result<Vec<_>, WriteError>>()?;
+        let sort_columns = sort_keys(spec, batch, rows.as_ref())?;
         let order = super::order::sort_to_indices(&sort_columns)?;
         let order = match &rows {
             Some(rows) => take(rows, &order, None)?.as_primitive().clone(),
@@ -189,6 +177,36 @@ fn storage_order(
         ordered.insert(partition_start, order);
     }
     Ok(ordered)
+}
+
+/// The values `spec.sort` orders `batch`'s rows by, key by key (of `rows` only, when given).
+pub(crate) fn sort_keys(
+    spec: &TableSpec,
+    batch: &RecordBatch,
+    rows: Option<&UInt32Array>,
+) -> Result<Vec<ArrayRef>, WriteError> {
+    spec.sort
+        .iter()
+        .map(|key| {
+            let name = key.column();
+            let values = batch
+                .column_by_name(name)
+                .ok_or(WriteError::MissingColumn(name))?;
+            let values = match rows {
+                Some(rows) => take(values.as_ref(), rows, None)?,
+                None => Arc::clone(values),
+            };
+            Ok(match *key {
+                SortKey::Column(_) => values,
+                SortKey::Bucket { nanos, .. } => {
+                    let times = values
+                        .as_primitive_opt::<TimestampNanosecondType>()
+                        .ok_or(WriteError::MissingColumn(name))?;
+                    Arc::new(times.unary::<_, Int64Type>(|t| t / nanos)) as ArrayRef
+                }
+            })
+        })
+        .collect()
 }
 
 /// Creates `dir` and fsyncs every directory it had to create, so the new entries survive a crash.
@@ -315,7 +333,7 @@ pub fn write_flush(
 mod tests {
     use std::collections::{BTreeMap, HashMap};
 
-    use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch};
+    use datafusion::arrow::array::{AsArray, RecordBatch};
     use datafusion::arrow::compute::concat_batches;
     use datafusion::arrow::datatypes::{Int64Type, TimestampNanosecondType};
     use datafusion::arrow::row::{RowConverter, SortField};
@@ -498,10 +516,10 @@ mod tests {
         let starts: Vec<i64> = files.iter().map(|f| f.partition_start).collect();
         assert_eq!(starts, vec![5 * hour, 6 * hour]);
 
-        let keys: Vec<SortField> = TABLE
-            .sort
+        let keys: Vec<SortField> = sort_keys(&TABLE, &all, None)
+            .unwrap()
             .iter()
-            .map(|c| SortField::new(all.column_by_name(c).unwrap().data_type().clone()))
+            .map(|values| SortField::new(values.data_type().clone()))
             .collect();
         let converter = RowConverter::new(keys).unwrap();
         let mut seen = 0;
@@ -513,12 +531,9 @@ mod tests {
             let read: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
             let read = concat_batches(&read[0].schema(), &read).unwrap();
             assert_eq!(read.num_rows(), expected_rows);
-            // In storage order: service, kind, status, start time never decrease.
-            let key_columns: Vec<ArrayRef> = TABLE
-                .sort
-                .iter()
-                .map(|c| Arc::clone(read.column_by_name(c).unwrap()))
-                .collect();
+            // In storage order: service, status, second of the start, trace, start never
+            // decrease.
+            let key_columns = sort_keys(&TABLE, &read, None).unwrap();
             let ordered = converter.convert_columns(&key_columns).unwrap();
             for i in 1..ordered.num_rows() {
                 assert!(ordered.row(i - 1) <= ordered.row(i), "row {i} of {file:?}");

@@ -5,6 +5,7 @@ use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
+use super::SortKey;
 use super::attributes::map_type;
 use super::spans::{Column, timestamp_type};
 
@@ -227,7 +228,10 @@ pub const TABLE: super::TableSpec = super::TableSpec {
     name: "logs",
     schema,
     time_column: col::TIMESTAMP,
-    sort: &[col::SERVICE_NAME, col::TIMESTAMP],
+    sort: &[
+        SortKey::Column(col::SERVICE_NAME),
+        SortKey::Column(col::TIMESTAMP),
+    ],
     bloom: &[col::TRACE_ID],
     ids: &[col::TRACE_ID, col::SPAN_ID],
     deltas: &[col::TIMESTAMP, col::OBSERVED_TIMESTAMP],

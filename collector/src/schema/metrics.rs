@@ -6,6 +6,7 @@ use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 
+use super::SortKey;
 use super::attributes::map_type;
 use super::spans::{Column, timestamp_type};
 
@@ -367,7 +368,11 @@ pub const TABLE: super::TableSpec = super::TableSpec {
     name: "metrics",
     schema,
     time_column: col::TIME,
-    sort: &[col::METRIC_NAME, col::SERVICE_NAME, col::TIME],
+    sort: &[
+        SortKey::Column(col::METRIC_NAME),
+        SortKey::Column(col::SERVICE_NAME),
+        SortKey::Column(col::TIME),
+    ],
     bloom: &[],
     ids: &[],
     // The points of one export share their times, so a dictionary of them pays here.

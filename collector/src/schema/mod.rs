@@ -19,8 +19,8 @@ pub struct TableSpec {
     pub schema: fn() -> SchemaRef,
     /// The timestamp column whose hour decides a row's partition.
     pub time_column: &'static str,
-    /// Sort order within a file.
-    pub sort: &'static [&'static str],
+    /// Storage order within a file: by each key in turn.
+    pub sort: &'static [SortKey],
     /// Columns with a bloom filter (point lookups).
     pub bloom: &'static [&'static str],
     /// Binary id columns: random bytes, written without a dictionary, lengths delta-encoded.
@@ -62,6 +62,25 @@ impl TableSpec {
     }
 }
 
+/// One key of a table's storage order (ascending).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    /// A column's values.
+    Column(&'static str),
+    /// A nanosecond timestamp column divided by `nanos` (truncated toward zero, as an `Int64`
+    /// division does): the keys after it order the rows within each such bucket of time.
+    Bucket { column: &'static str, nanos: i64 },
+}
+
+impl SortKey {
+    /// The stored column the key is read from.
+    pub fn column(self) -> &'static str {
+        match self {
+            SortKey::Column(name) | SortKey::Bucket { column: name, .. } => name,
+        }
+    }
+}
+
 /// `name` = `start` + `duration` (nanoseconds), computed when the table is read.
 #[derive(Debug, Clone, Copy)]
 pub struct DerivedEnd {
@@ -81,8 +100,9 @@ mod tests {
     fn every_column_a_table_spec_names_is_a_top_level_column_of_its_schema() {
         for spec in [&spans::TABLE, &logs::TABLE, &metrics::TABLE] {
             let schema = (spec.schema)();
+            let sort: Vec<&'static str> = spec.sort.iter().map(|key| key.column()).collect();
             let lists = [
-                spec.sort,
+                sort.as_slice(),
                 spec.bloom,
                 spec.ids,
                 spec.deltas,
