@@ -28,6 +28,7 @@ use crate::summary_store::SummaryStore;
 use crate::table::{LakeTable, store_path};
 use crate::trace_index::TraceIndex;
 use crate::views::edges::EdgeCache;
+use crate::views::latency::BucketCache;
 use crate::views::rollup::{Rollup, RollupCache};
 
 /// Bounds on every query.
@@ -137,6 +138,8 @@ pub struct QueryEngine {
     pub(crate) rollups: Arc<RollupCache>,
     /// Per-file rollups of the span-derived metrics (see `promql::spanmetrics`).
     pub(crate) span_rollups: Arc<SummaryCache<Rollup<MetricRow>>>,
+    /// Per-file latency histogram rollups (see `views::latency`).
+    pub(crate) latency_rollups: Arc<BucketCache>,
     /// Where per-file summaries are kept on disk.
     summary_store: SummaryStore,
     /// The span files' trace indexes (see `trace_index`).
@@ -197,6 +200,7 @@ impl QueryEngine {
         let edges = Arc::new(EdgeCache::new(limits.graph_cache_bytes));
         let rollups = Arc::new(RollupCache::new(limits.rollup_cache_bytes));
         let span_rollups = Arc::new(SummaryCache::new(limits.rollup_cache_bytes));
+        let latency_rollups = Arc::new(BucketCache::new(limits.rollup_cache_bytes));
         Ok(Self {
             ctx,
             lookup_ctx,
@@ -208,6 +212,7 @@ impl QueryEngine {
             edges,
             rollups,
             span_rollups,
+            latency_rollups,
             summary_store,
             trace_index,
             metadata_pass: Arc::new(std::sync::Mutex::new(None)),
@@ -230,9 +235,9 @@ impl QueryEngine {
         Arc::clone(&self.trace_index)
     }
 
-    /// Bytes held by both kinds of per-file rollups.
+    /// Bytes held by every kind of per-file rollup.
     pub(crate) fn rollup_bytes(&self) -> usize {
-        self.rollups.bytes() + self.span_rollups.bytes()
+        self.rollups.bytes() + self.span_rollups.bytes() + self.latency_rollups.bytes()
     }
 
     pub fn limits(&self) -> &QueryLimits {

@@ -4,8 +4,8 @@
 # endpoint once (reported as `first_ms`: no per-file summary made yet), waits SETTLE seconds
 # (default 15) for the server to summarise the files of the ranges asked for, as it does in the
 # background, and asks RUNS times more (default 5) over the last hour, and prints the median wall
-# time of those RUNS for each, in milliseconds, as JSON. The series is asked as the dashboard
-# asks it: on 15-second boundaries. Then, with the server
+# time of those RUNS for each, in milliseconds, as JSON. The series and the latency views are
+# asked as the dashboard asks them: on 15-second boundaries. Then, with the server
 # stopped, DuckDB (tests/bench/duckdb_views.py, from the test virtualenv) answers the same
 # questions over the same Parquet files RUNS times, and each view gets its ratio to DuckDB.
 #
@@ -76,8 +76,8 @@ lakescope=$(python3 - "$runs" "$spans" "$trace" "$range" <<'PY'
 import datetime, json, statistics, sys, time, urllib.error, urllib.request
 runs, spans, trace, r = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 base = "http://127.0.0.1:38080/api/v1/"
-# The series as the dashboard asks for it (ui/assets/app.js, seriesParams): the start moved
-# back to a 15-second boundary, a step of whole 15 seconds.
+# The series and the latency heatmap as the dashboard asks for them (ui/assets/app.js,
+# seriesParams): the start moved back to a 15-second boundary, a step of whole 15 seconds.
 now = time.time()
 hours = 3 if r == "now-3h" else 1
 iso = lambda t: datetime.datetime.fromtimestamp(t, datetime.timezone.utc).isoformat()
@@ -87,8 +87,8 @@ endpoints = {
     "services 24h": "services?start=now-24h",
     "service series": f"services/frontend/series?{series}",
     "operations": f"services/frontend/operations?start={r}",
-    "latency histogram+heatmap": f"latency?service=frontend&start={r}",
-    "operation histogram": f"latency?service=frontend&operation=GET%20/product/%7Bid%7D&start={r}",
+    "latency histogram+heatmap": f"latency?service=frontend&{series}",
+    "operation histogram": f"latency?service=frontend&operation=GET%20/product/%7Bid%7D&{series}",
     "slow-region compare": f"latency/compare?service=frontend&min_ms=50&start={r}",
     "errors": f"errors?start={r}",
     "dependencies": f"dependencies?start={r}",
@@ -127,8 +127,8 @@ if [ -n "${COLD:-}" ]; then
   now=$(date +%s)
   series="start=$(date -u -d "@$(( (now - hours * 3600) / 15 * 15 ))" +%Y-%m-%dT%H:%M:%SZ)&end=$(date -u -d "@$now" +%Y-%m-%dT%H:%M:%SZ)&step=$((30 * hours))s"
   paths=("services?start=$range" "services?start=now-24h" "services/frontend/series?$series"
-    "services/frontend/operations?start=$range" "latency?service=frontend&start=$range"
-    "latency?service=frontend&operation=GET%20/product/%7Bid%7D&start=$range"
+    "services/frontend/operations?start=$range" "latency?service=frontend&$series"
+    "latency?service=frontend&operation=GET%20/product/%7Bid%7D&$series"
     "latency/compare?service=frontend&min_ms=50&start=$range" "errors?start=$range"
     "dependencies?start=$range" "traces?start=$range&attribute=http.route=/checkout&limit=20"
     "traces/$trace")

@@ -3,7 +3,8 @@
 # spans before and after a lake-format change), alternating ROUNDS times. Each round restarts the
 # server on the lake (compaction off, so the files stay as they are), asks every view over the last
 # RANGE once to warm up and 5 times more, and prints one JSON line of medians in ms per build
-# (with the HTTP statuses of answers that were errors, as VIEW_refused).
+# (with the HTTP statuses of answers that were errors, as VIEW_refused). The series and the latency
+# view are asked both as given and on the dashboard's 15-second-aligned steps (from the rollups).
 # The lakes are not modified except by the server's own start (a format upgrade, if any: copy
 # the lake first).
 #
@@ -23,14 +24,26 @@ views() { # BIN LAKE
   server=$!
   for _ in $(seq 100); do curl -sf 127.0.0.1:38080/api/v1/services >/dev/null && break; sleep 0.2; done
   python3 - "$range" <<'PY'
-import json, statistics, sys, time, urllib.error, urllib.request
+import datetime, json, math, re, statistics, sys, time, urllib.error, urllib.request
 r = sys.argv[1]
 base = "http://127.0.0.1:38080/api/v1/"
+# The dashboard's steps (ui/assets/app.js, seriesParams): the start on a 15-second boundary and
+# the smallest step of whole 15 seconds giving at most 120 points. `series` and `latency` are
+# asked as given instead (not on those steps: aggregated from the spans).
+m = re.fullmatch(r"now-(\d+)([mh])", r)
+span = int(m.group(1)) * (60 if m.group(2) == "m" else 3600) if m else 3600
+now = time.time()
+step = next(s for s in [15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400]
+            if math.ceil(span / s) <= 120)
+iso = lambda t: datetime.datetime.fromtimestamp(t, datetime.timezone.utc).isoformat().replace("+", "%2B")
+steps = f"start={iso((now - span) // 15 * 15)}&end={iso(now)}&step={step}s"
 endpoints = {
     "services": f"services?start={r}",
     "series": f"services/frontend/series?start={r}",
+    "series on steps": f"services/frontend/series?{steps}",
     "operations": f"services/frontend/operations?start={r}",
     "latency": f"latency?service=frontend&start={r}",
+    "latency on steps": f"latency?service=frontend&{steps}",
     "compare": f"latency/compare?service=frontend&min_ms=50&start={r}",
     "errors": f"errors?start={r}",
     "dependencies": f"dependencies?start={r}",

@@ -61,7 +61,7 @@ function timeMs(text, now) {
 }
 
 /**
- * The shared time range for a series: the start moved back to a 15-second boundary and a step
+ * The shared time range for a series (and the latency heatmap): the start moved back to a 15-second boundary and a step
  * of whole 15 seconds (120 points or one more), so that the server sums its per-file rollups
  * instead of aggregating every span (docs/api.md). The range as given when it cannot be read.
  */

@@ -3,15 +3,18 @@
 //! slow region against the rest.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, Int64Array, RecordBatch};
 use datafusion::common::ScalarValue;
 use serde::Serialize;
 
 use super::dependencies::CLOCK_SKEW;
-use super::red::{Measure, measure_of};
+use super::red::{ENTRY, Measure, ROOT, measure_of};
+use super::rollup::{self, Kind, Name, Names, Rollup, SLOT};
 use super::rows;
 use crate::engine::{QueryEngine, QueryError, timestamp};
+use crate::summaries::SummaryCache;
 use crate::time_range::TimeRange;
 use crate::views::traces::rfc3339;
 
@@ -85,43 +88,101 @@ pub struct Distribution {
     pub heatmap: Vec<Vec<u64>>,
 }
 
+/// The latency rollup: per 15-second slot, service, operation and histogram bucket, how many
+/// entry and how many root spans fell in it. Histograms are exact counts per fixed bucket,
+/// which the RED rollup's sketches cannot give (a sketch's bins straddle the bucket bounds),
+/// so they have a summary of their own.
+pub struct Buckets;
+
+/// One row of the latency rollup.
+#[derive(Debug, Clone)]
+pub struct BucketRow {
+    pub slot: i64,
+    pub service: Name,
+    pub operation: Name,
+    /// Index into [`BOUNDS_MS`] (its length for the last, unbounded bucket).
+    pub bucket: usize,
+    pub entry: u64,
+    pub root: u64,
+}
+
+/// The latency rollups' per-file summaries.
+pub type BucketCache = SummaryCache<Rollup<BucketRow>>;
+
+impl Kind for Buckets {
+    type Row = BucketRow;
+    const NAME: &'static str = "latency";
+    const KEYS: &'static [&'static str] = &["slot", "service_name", "operation", "b"];
+
+    fn cache(engine: &QueryEngine) -> &Arc<BucketCache> {
+        &engine.latency_rollups
+    }
+
+    fn sql(filter: &str) -> String {
+        format!(
+            "SELECT CAST(start_time AS BIGINT) / {SLOT} AS slot, service_name, \
+               name AS operation, {} AS b, \
+               count(*) FILTER (WHERE {ENTRY}) AS entry, count(*) FILTER (WHERE {ROOT}) AS root \
+             FROM spans WHERE ({ENTRY} OR {ROOT}) {filter} \
+             GROUP BY slot, service_name, operation, b",
+            bucket_case()
+        )
+    }
+
+    fn decode(batches: &[RecordBatch]) -> Result<Vec<BucketRow>, QueryError> {
+        let mut names = Names::default();
+        let mut out = Vec::new();
+        for batch in batches {
+            let slot = rows::ints(batch, "slot")?;
+            let service = rows::strings(batch, "service_name")?;
+            let operation = rows::strings(batch, "operation")?;
+            let (b, entry, root) = (
+                rows::ints(batch, "b")?,
+                rows::ints(batch, "entry")?,
+                rows::ints(batch, "root")?,
+            );
+            for row in 0..batch.num_rows() {
+                let Ok(bucket) = usize::try_from(b.value(row)) else {
+                    continue;
+                };
+                out.push(BucketRow {
+                    slot: slot.value(row),
+                    service: names.get(service.value(row)),
+                    operation: names.get(operation.value(row)),
+                    bucket: bucket.min(BOUNDS_MS.len()),
+                    entry: rows::count(entry, row),
+                    root: rows::count(root, row),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn slot(row: &BucketRow) -> i64 {
+        row.slot
+    }
+
+    fn service(row: &BucketRow) -> &str {
+        &row.service
+    }
+
+    fn row_bytes(_row: &BucketRow) -> usize {
+        std::mem::size_of::<BucketRow>()
+    }
+}
+
 pub async fn distribution(
     engine: &QueryEngine,
     sel: &Selection,
     step: i64,
 ) -> Result<Distribution, QueryError> {
-    let (filter, extra, measure) = filter(engine, sel, 5).await?;
-    let mut params = vec![
-        timestamp(sel.range.start),
-        timestamp(sel.range.end),
-        ScalarValue::Int64(Some(sel.range.start)),
-        ScalarValue::Int64(Some(step)),
-    ];
-    params.extend(extra);
-    let sql = format!(
-        "SELECT (CAST(start_time AS BIGINT) - $3) / $4 AS t, {} AS b, count(*) AS n \
-         FROM spans WHERE {filter} GROUP BY 1, 2",
-        bucket_case()
-    );
     let steps = ((sel.range.end - sel.range.start + step - 1) / step).max(1) as usize;
     let width = BOUNDS_MS.len() + 1;
     let mut heatmap = vec![vec![0u64; width]; steps];
-    for batch in &engine.query(&sql, params).await?.batches {
-        let (t, b, n) = (
-            rows::ints(batch, "t")?,
-            rows::ints(batch, "b")?,
-            rows::ints(batch, "n")?,
-        );
-        for row in 0..batch.num_rows() {
-            let (Ok(t), Ok(b)) = (usize::try_from(t.value(row)), usize::try_from(b.value(row)))
-            else {
-                continue;
-            };
-            if let Some(cell) = heatmap.get_mut(t).and_then(|r| r.get_mut(b)) {
-                *cell += rows::count(n, row);
-            }
-        }
-    }
+    let measure = match rolled_up(engine, sel, step, &mut heatmap).await? {
+        Some(measure) => measure,
+        None => scanned(engine, sel, step, &mut heatmap).await?,
+    };
     let histogram: Vec<Bucket> = (0..width)
         .map(|b| Bucket {
             le_ms: BOUNDS_MS.get(b).copied(),
@@ -140,6 +201,100 @@ pub async fn distribution(
             .collect(),
         heatmap,
     })
+}
+
+/// Fills the heatmap from the latency rollups and returns the measure, or `None` (having filled
+/// nothing) when they cannot answer: the steps do not start on slot boundaries, or
+/// [`rollup::visit_kind`] declines.
+pub(crate) async fn rolled_up(
+    engine: &QueryEngine,
+    sel: &Selection,
+    step: i64,
+    heatmap: &mut [Vec<u64>],
+) -> Result<Option<Measure>, QueryError> {
+    if sel.range.start.rem_euclid(SLOT) != 0 || step % SLOT != 0 {
+        return Ok(None);
+    }
+    let mut entry_requests = 0;
+    // Per (step, bucket): entry and root spans.
+    let mut cells: BTreeMap<(i64, usize), (u64, u64)> = BTreeMap::new();
+    let service = sel.service.as_deref();
+    let rolled = rollup::visit_kind::<Buckets>(engine, sel.range, service, |row| {
+        entry_requests += row.entry;
+        if sel
+            .operation
+            .as_deref()
+            .is_none_or(|op| &*row.operation == op)
+        {
+            let cell = cells
+                .entry(((row.slot * SLOT - sel.range.start) / step, row.bucket))
+                .or_default();
+            cell.0 += row.entry;
+            cell.1 += row.root;
+        }
+    })
+    .await?;
+    if !rolled {
+        return Ok(None);
+    }
+    // As the scan: a service by its own measure, every service by its entry spans.
+    let measure = match service {
+        Some(_) => Measure::of(entry_requests),
+        None => Measure::Entry,
+    };
+    for ((t, b), (entry, root)) in cells {
+        let count = match measure {
+            Measure::Entry => entry,
+            Measure::Root => root,
+        };
+        if let Some(cell) = usize::try_from(t)
+            .ok()
+            .and_then(|t| heatmap.get_mut(t))
+            .and_then(|r| r.get_mut(b))
+        {
+            *cell += count;
+        }
+    }
+    Ok(Some(measure))
+}
+
+/// Fills the heatmap by aggregating the spans; returns the measure.
+async fn scanned(
+    engine: &QueryEngine,
+    sel: &Selection,
+    step: i64,
+    heatmap: &mut [Vec<u64>],
+) -> Result<Measure, QueryError> {
+    let (filter, extra, measure) = filter(engine, sel, 5).await?;
+    let mut params = vec![
+        timestamp(sel.range.start),
+        timestamp(sel.range.end),
+        ScalarValue::Int64(Some(sel.range.start)),
+        ScalarValue::Int64(Some(step)),
+    ];
+    params.extend(extra);
+    let sql = format!(
+        "SELECT (CAST(start_time AS BIGINT) - $3) / $4 AS t, {} AS b, count(*) AS n \
+         FROM spans WHERE {filter} GROUP BY 1, 2",
+        bucket_case()
+    );
+    for batch in &engine.query(&sql, params).await?.batches {
+        let (t, b, n) = (
+            rows::ints(batch, "t")?,
+            rows::ints(batch, "b")?,
+            rows::ints(batch, "n")?,
+        );
+        for row in 0..batch.num_rows() {
+            let (Ok(t), Ok(b)) = (usize::try_from(t.value(row)), usize::try_from(b.value(row)))
+            else {
+                continue;
+            };
+            if let Some(cell) = heatmap.get_mut(t).and_then(|r| r.get_mut(b)) {
+                *cell += rows::count(n, row);
+            }
+        }
+    }
+    Ok(measure)
 }
 
 /// One value of one dimension, in the slow region and in the rest.

@@ -409,7 +409,8 @@ pub async fn warm_kind<K: Kind>(engine: QueryEngine, stop: tokio_util::sync::Can
 pub async fn warm(engine: QueryEngine, stop: tokio_util::sync::CancellationToken) {
     tokio::join!(
         warm_kind::<Red>(engine.clone(), stop.clone()),
-        warm_kind::<crate::promql::spanmetrics::SpanMetrics>(engine, stop),
+        warm_kind::<crate::promql::spanmetrics::SpanMetrics>(engine.clone(), stop.clone()),
+        warm_kind::<super::latency::Buckets>(engine, stop),
     );
 }
 
@@ -523,6 +524,7 @@ mod tests {
 
     use super::*;
     use crate::QueryLimits;
+    use crate::views::latency::{self, Buckets, Selection, distribution};
     use crate::views::red::{operations, series};
     use crate::views::services::services;
     use crate::views::test_fleet::{Dice, MINUTE as M, T, batch, fleet, garble, write_parts};
@@ -578,6 +580,7 @@ mod tests {
 
     async fn summarise_all(engine: &QueryEngine) {
         super::summarise_all::<Red>(engine).await;
+        super::summarise_all::<Buckets>(engine).await;
     }
 
     /// Whether `range` is answered from the rollups.
@@ -640,6 +643,54 @@ mod tests {
                 }
             }
         }
+        assert_same_latency(rolled_up, reference).await;
+    }
+
+    /// The latency histograms and heatmaps from the rollups equal those aggregated from the
+    /// spans, cell by cell; steps that do not start on slot boundaries are aggregated.
+    async fn assert_same_latency(rolled_up: &QueryEngine, reference: &QueryEngine) {
+        for (start, end) in [
+            (T, T + 10 * M),
+            (T - M, T + 11 * M + 7 * S),
+            (T + 7 * S, T + 5 * M),
+        ] {
+            let range = TimeRange { start, end };
+            for step in [15 * S, 5 * M, 7 * S] {
+                for (service, operation) in [
+                    (Some("web"), None),
+                    (Some("web"), Some("serve")),
+                    (Some("cron"), None),
+                    (Some("cron"), Some("nightly")),
+                    (None, None),
+                ] {
+                    let sel = Selection {
+                        service: service.map(str::to_owned),
+                        operation: operation.map(str::to_owned),
+                        range,
+                    };
+                    let label = format!("{service:?} {operation:?} {}.. step {step}", start - T);
+                    let ours = distribution(rolled_up, &sel, step).await.unwrap();
+                    let theirs = distribution(reference, &sel, step).await.unwrap();
+                    assert!(ours.total > 20, "{label}: {}", ours.total);
+                    assert!(
+                        ours.histogram.iter().filter(|b| b.count > 0).count() >= 3,
+                        "{label}: {:?}",
+                        ours.histogram
+                    );
+                    assert_eq!(ours, theirs, "{label}");
+                    let aligned = start % (15 * S) == 0 && step % (15 * S) == 0;
+                    let mut heatmap = vec![vec![0; ours.histogram.len()]; ours.times.len()];
+                    let answered = latency::rolled_up(rolled_up, &sel, step, &mut heatmap)
+                        .await
+                        .unwrap();
+                    assert_eq!(answered.is_some(), aligned, "{label}");
+                    if aligned {
+                        assert_eq!(answered, Some(ours.measured_by), "{label}");
+                        assert_eq!(heatmap, ours.heatmap, "{label}");
+                    }
+                }
+            }
+        }
     }
 
     /// Spread over three files per hour partition.
@@ -695,6 +746,8 @@ mod tests {
         assert!(rolled(&restarted, range).await, "answered from the disk");
         assert_same_answers(&restarted, &reference).await;
 
+        let latency = walk(&dir.path().join(crate::summary_store::DIR).join("latency"));
+        assert_eq!(latency.len(), 9, "{latency:?}");
         let kept: Vec<PathBuf> = walk(&dir.path().join(crate::summary_store::DIR).join("red"));
         assert_eq!(
             kept.len(),
@@ -788,7 +841,10 @@ mod tests {
                 follow::<Red>(engine.clone(), Arc::clone(&file))
                     .await
                     .unwrap();
-                follow::<SpanMetrics>(engine, file).await.unwrap();
+                follow::<SpanMetrics>(engine.clone(), Arc::clone(&file))
+                    .await
+                    .unwrap();
+                follow::<Buckets>(engine, file).await.unwrap();
             }
         };
         // Every file followed as it appeared, except the last hour's, which nobody summarised.
@@ -830,6 +886,7 @@ mod tests {
             let summarised = file.partition_start != partitions[2];
             assert_eq!(store.has(Red::NAME, &file.path), summarised);
             assert_eq!(store.has(SpanMetrics::NAME, &file.path), summarised);
+            assert_eq!(store.has(Buckets::NAME, &file.path), summarised);
         }
         assert!(combined_before("red") >= red_before + 2);
         assert!(combined_before("spanmetrics") >= metrics_before + 2);
@@ -839,6 +896,7 @@ mod tests {
             for (name, sql) in [
                 (Red::NAME, Red::sql("")),
                 (SpanMetrics::NAME, SpanMetrics::sql("")),
+                (Buckets::NAME, Buckets::sql("")),
             ] {
                 let kept = store.read(name, &file.path, &sql).await.unwrap().unwrap();
                 let spans = reference

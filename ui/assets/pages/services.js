@@ -54,10 +54,13 @@ async function detail(view, service, operation) {
 
   const refresh = async () => {
     const range = rangeParams();
+    // The series and the heatmap on the same 15-second-aligned steps: both are then summed from
+    // the server's per-file rollups.
+    const steps = seriesParams();
     const [series, operations, latency] = await Promise.all([
-      api(`services/${encodeURIComponent(service)}/series`, { ...seriesParams(), operation }),
+      api(`services/${encodeURIComponent(service)}/series`, { ...steps, operation }),
       api(`services/${encodeURIComponent(service)}/operations`, range),
-      api("latency", { ...range, service, operation }),
+      api("latency", { ...steps, service, operation }),
     ]);
     const times = series.points.map((p) => p.time);
     charts.replaceChildren(
