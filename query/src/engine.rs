@@ -355,6 +355,42 @@ impl QueryEngine {
         max_rows: usize,
         kind: &'static str,
     ) -> Result<Rows, QueryError> {
+        self.admitted(kind, self.run_admitted(ctx, sql, params, options, max_rows))
+            .await
+    }
+
+    /// Every stored row of one trace, read without SQL (see [`crate::trace_lookup`]): the
+    /// columns a span is rebuilt from, in no particular order. Admitted, timed and counted as
+    /// one of Lakescope's own queries.
+    pub(crate) async fn trace_rows(&self, id: &[u8]) -> Result<Rows, QueryError> {
+        let work = async {
+            let started = Instant::now();
+            let (_, table) = self
+                .lake_tables
+                .iter()
+                .find(|(name, _)| name == lakescope_collector::lake::layout::SPANS)
+                .ok_or_else(|| QueryError::Execution("no spans table".into()))?;
+            let read = crate::trace_lookup::trace_rows(table, &self.runtime, id);
+            let (schema, batches) = tokio::time::timeout(self.limits.timeout, read)
+                .await
+                .map_err(|_| QueryError::Timeout(self.limits.timeout))??;
+            Ok(Rows {
+                schema,
+                batches,
+                truncated: false,
+                elapsed: started.elapsed(),
+            })
+        };
+        self.admitted("view", work).await
+    }
+
+    /// Runs `work` in one of the [`QueryLimits::max_concurrent`] slots, counted in the query
+    /// metrics as `kind`.
+    async fn admitted(
+        &self,
+        kind: &'static str,
+        work: impl std::future::Future<Output = Result<Rows, QueryError>>,
+    ) -> Result<Rows, QueryError> {
         let stats = lakescope_collector::stats::stats();
         let refused = |reason| {
             stats
@@ -372,7 +408,7 @@ impl QueryEngine {
             }
         };
         stats.queries_running.inc();
-        let result = self.run_admitted(ctx, sql, params, options, max_rows).await;
+        let result = work.await;
         stats.queries_running.dec();
         stats
             .query_metadata_cache_bytes

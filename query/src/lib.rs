@@ -20,6 +20,7 @@ pub mod table;
 pub mod text_search;
 pub mod time_range;
 pub mod trace_index;
+pub mod trace_lookup;
 pub mod views;
 
 pub use engine::{QueryEngine, QueryLimits};

@@ -318,8 +318,64 @@ fn partitioned_file(file: &Arc<LakeFile>) -> PartitionedFile {
     partitioned
 }
 
-/// The files that may hold one of `ids`, each restricted to the rows its trace index names, or
-/// without one, to the row groups whose bloom filter admits an id.
+/// Where in one file the rows holding one of the ids looked up may lie.
+#[derive(Debug)]
+pub(crate) enum Holding {
+    /// In none of its rows.
+    Nowhere,
+    /// Anywhere: the file has neither a usable trace index nor bloom filters.
+    Anywhere,
+    /// Only in these ascending row groups (of `row_groups`), each whole or at the selected rows.
+    In {
+        row_groups: usize,
+        scan: Vec<(usize, Option<RowSelection>)>,
+    },
+}
+
+/// Where `file` may hold one of `ids`: the rows its trace index names, or without one, the row
+/// groups whose bloom filter admits an id.
+pub(crate) fn holding(
+    probe: &BloomProbe,
+    index: Option<&TraceIndex>,
+    file: &LakeFile,
+    ids: &[&[u8]],
+) -> Holding {
+    let via = |via| {
+        let stats = lakescope_collector::stats::stats();
+        let label = lakescope_collector::stats::TraceLookupLabel { via };
+        stats.query_trace_lookup_files.get_or_create(&label).inc();
+    };
+    if let Some(located) = index.and_then(|index| index.locate(file, ids)) {
+        via("index");
+        if located.scan.is_empty() {
+            return Holding::Nowhere;
+        }
+        let scan = located
+            .scan
+            .into_iter()
+            .map(|(group, ranges)| {
+                let selection =
+                    RowSelection::from_consecutive_ranges(ranges.into_iter(), located.rows[group]);
+                (group, Some(selection))
+            })
+            .collect();
+        return Holding::In {
+            row_groups: located.row_groups,
+            scan,
+        };
+    }
+    via("bloom");
+    match probe.candidates(&file.path, ids) {
+        None => Holding::Anywhere,
+        Some(found) if found.scan.is_empty() => Holding::Nowhere,
+        Some(found) => Holding::In {
+            row_groups: found.row_groups,
+            scan: found.scan.into_iter().map(|g| (g, None)).collect(),
+        },
+    }
+}
+
+/// The files that may hold one of `ids`, each restricted to where it may hold them.
 fn row_groups_holding(
     probe: &BloomProbe,
     index: Option<&TraceIndex>,
@@ -331,45 +387,35 @@ fn row_groups_holding(
         .iter()
         .filter_map(|file| {
             let mut partitioned = partitioned_file(file);
-            let via = |via| {
-                let stats = lakescope_collector::stats::stats();
-                let label = lakescope_collector::stats::TraceLookupLabel { via };
-                stats.query_trace_lookup_files.get_or_create(&label).inc();
-            };
-            if let Some(located) = index.and_then(|index| index.locate(file, &ids)) {
-                via("index");
-                if located.scan.is_empty() {
-                    return None;
+            match holding(probe, index, file, &ids) {
+                Holding::Nowhere => return None,
+                Holding::Anywhere => {}
+                Holding::In { row_groups, scan }
+                    if scan.len() < row_groups || scan.iter().any(|(_, s)| s.is_some()) =>
+                {
+                    let mut plan = ParquetAccessPlan::new_none(row_groups);
+                    for (group, selection) in scan {
+                        plan.scan(group);
+                        if let Some(selection) = selection {
+                            plan.scan_selection(group, selection);
+                        }
+                    }
+                    partitioned.extensions.insert_arc(Arc::new(plan));
                 }
-                let mut plan = ParquetAccessPlan::new_none(located.row_groups);
-                for (group, ranges) in located.scan {
-                    plan.scan(group);
-                    plan.scan_selection(
-                        group,
-                        RowSelection::from_consecutive_ranges(
-                            ranges.into_iter(),
-                            located.rows[group],
-                        ),
-                    );
-                }
-                partitioned.extensions.insert_arc(Arc::new(plan));
-                return Some(partitioned);
-            }
-            via("bloom");
-            let Some(found) = probe.candidates(&file.path, &ids) else {
-                return Some(partitioned);
-            };
-            if found.scan.is_empty() {
-                return None;
-            }
-            if found.scan.len() < found.row_groups {
-                let mut plan = ParquetAccessPlan::new_none(found.row_groups);
-                found.scan.iter().for_each(|i| plan.scan(*i));
-                partitioned.extensions.insert_arc(Arc::new(plan));
+                Holding::In { .. } => {}
             }
             Some(partitioned)
         })
         .collect()
+}
+
+/// Forgets what the probe and the index keep about files no longer in `live`.
+pub(crate) fn forget_gone(probe: &BloomProbe, index: Option<&TraceIndex>, all: &[Arc<LakeFile>]) {
+    let live: Vec<&std::path::Path> = all.iter().map(|f| f.path.as_path()).collect();
+    probe.retain(&live);
+    if let Some(index) = index {
+        index.retain(&live);
+    }
 }
 
 #[async_trait]
@@ -439,12 +485,7 @@ impl TableProvider for LakeTable {
                     self.pinned.is_none().then(|| snapshot.files.to_vec());
                 tokio::task::spawn_blocking(move || {
                     if let Some(all) = all {
-                        let live: Vec<&std::path::Path> =
-                            all.iter().map(|f| f.path.as_path()).collect();
-                        probe.retain(&live);
-                        if let Some(index) = &index {
-                            index.retain(&live);
-                        }
+                        forget_gone(&probe, index.as_deref(), &all);
                     }
                     row_groups_holding(&probe, index.as_deref(), &in_range, &ids)
                 })
@@ -505,7 +546,7 @@ impl TableProvider for LakeTable {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use datafusion::common::Column;
     use datafusion::logical_expr::lit;
@@ -518,7 +559,7 @@ mod tests {
     }
 
     /// OTLP/JSON spans (comma-separated objects) as the write path converts them.
-    fn converted(spans: &str) -> RecordBatch {
+    pub(crate) fn converted(spans: &str) -> RecordBatch {
         let request: opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest =
             serde_json::from_str(&format!(
                 r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{spans}]}}]}}]}}"#
@@ -533,7 +574,7 @@ mod tests {
     }
 
     /// Writes `batch` as the lake's one spans file in the hour of `start`, returning its path.
-    fn write_spans_file(
+    pub(crate) fn write_spans_file(
         lake: &std::path::Path,
         start: i64,
         batch: &RecordBatch,

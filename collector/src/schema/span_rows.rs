@@ -101,8 +101,40 @@ fn enum_index(names: &[&str], value: &str) -> i32 {
     names.iter().position(|n| *n == value).unwrap_or(0) as i32
 }
 
-/// Every row of a batch with the `spans` schema (or a projection that keeps every stored
-/// column), as OTLP spans. The end is the start plus the duration (it is not stored).
+/// The columns [`read_spans`] rebuilds a span from; the others are derived from these.
+pub const READ_COLUMNS: [&str; 28] = [
+    col::TRACE_ID,
+    col::SPAN_ID,
+    col::PARENT_SPAN_ID,
+    col::TRACE_STATE,
+    col::FLAGS,
+    col::NAME,
+    col::SPAN_KIND,
+    col::START_TIME,
+    col::DURATION_NS,
+    col::STATUS_CODE,
+    col::STATUS_MESSAGE,
+    col::ATTRIBUTES,
+    col::ATTRIBUTE_TYPES,
+    col::DROPPED_ATTRIBUTES_COUNT,
+    col::EVENTS,
+    col::DROPPED_EVENTS_COUNT,
+    col::LINKS,
+    col::DROPPED_LINKS_COUNT,
+    col::RESOURCE_ATTRIBUTES,
+    col::RESOURCE_ATTRIBUTE_TYPES,
+    col::RESOURCE_DROPPED_ATTRIBUTES_COUNT,
+    col::RESOURCE_SCHEMA_URL,
+    col::SCOPE_NAME,
+    col::SCOPE_VERSION,
+    col::SCOPE_ATTRIBUTES,
+    col::SCOPE_ATTRIBUTE_TYPES,
+    col::SCOPE_DROPPED_ATTRIBUTES_COUNT,
+    col::SCOPE_SCHEMA_URL,
+];
+
+/// Every row of a batch with the `spans` schema (or a projection that keeps the
+/// [`READ_COLUMNS`]), as OTLP spans. The end is the start plus the duration (it is not stored).
 pub fn read_spans(batch: &RecordBatch) -> Result<Vec<StoredSpan>, ColumnError> {
     let trace_id = binaries(batch, col::TRACE_ID)?;
     let span_id = binaries(batch, col::SPAN_ID)?;

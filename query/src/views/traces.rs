@@ -42,11 +42,7 @@ impl TraceId {
 
 /// Every span of a trace, in start order; empty when the trace is unknown.
 pub async fn trace(engine: &QueryEngine, id: &TraceId) -> Result<Vec<StoredSpan>, QueryError> {
-    // Sorted here rather than by the query: a trace is a few spans, and a plan without a sort
-    // is a tenth cheaper to make and run (docs/benchmarks.md, "Only the columns zstd shrinks").
-    let rows = engine
-        .lookup("SELECT * FROM spans WHERE trace_id = $1", vec![id.param()])
-        .await?;
+    let rows = engine.trace_rows(&id.bytes()).await?;
     let mut spans = Vec::new();
     for batch in &rows.batches {
         spans.extend(read_spans(batch).map_err(|e| QueryError::Execution(e.to_string()))?);
