@@ -11,6 +11,7 @@
 
 use std::fs::File;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{TimeZone, Utc};
 use datafusion::arrow::array::{BinaryArray, RecordBatch, Scalar, new_null_array};
@@ -39,6 +40,16 @@ use crate::table::{Holding, LakeTable, forget_gone, holding, store_path};
 const TRACE_ID: &str = "trace_id";
 /// Rows per batch read: a trace's rows in one row group fit in one.
 const BATCH_ROWS: usize = 8192;
+
+/// Set when dropped: tells the readers their lookup is gone.
+#[derive(Default)]
+struct Stop(Arc<AtomicBool>);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
 
 /// One row group of one file to read, whole or at the selected rows.
 struct Part {
@@ -107,12 +118,16 @@ pub(crate) async fn trace_rows(
 
     let parts = parts(runtime, located).await?;
     let lanes = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // A lookup dropped before it ends (its time limit, a client gone) stops its readers at the
+    // next batch rather than decoding on after its query slot is given back.
+    let stop = Stop::default();
     let mut readers = Vec::new();
     for lane in spread(parts, lanes) {
         let (schema, id) = (Arc::clone(&schema), id.to_vec());
+        let stopped = Arc::clone(&stop.0);
         readers.push(tokio::task::spawn_blocking(move || {
             lane.iter()
-                .map(|part| read_part(part, &schema, &id))
+                .map(|part| read_part(part, &schema, &id, &stopped))
                 .collect::<Result<Vec<_>, _>>()
         }));
     }
@@ -193,7 +208,15 @@ fn spread(mut parts: Vec<Part>, lanes: usize) -> Vec<Vec<Part>> {
 }
 
 /// The rows of `part` holding `id`, conformed to `schema`.
-fn read_part(part: &Part, schema: &SchemaRef, id: &[u8]) -> Result<Vec<RecordBatch>, QueryError> {
+fn read_part(
+    part: &Part,
+    schema: &SchemaRef,
+    id: &[u8],
+    stopped: &AtomicBool,
+) -> Result<Vec<RecordBatch>, QueryError> {
+    if stopped.load(Ordering::Relaxed) {
+        return Ok(Vec::new());
+    }
     let fail = |e: &dyn std::fmt::Display| failed(&part.file, e);
     let file = File::open(&part.file.path).map_err(|e| fail(&e))?;
     let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, part.metadata.clone());
@@ -231,6 +254,7 @@ fn read_part(part: &Part, schema: &SchemaRef, id: &[u8]) -> Result<Vec<RecordBat
     }
     let reader = builder.build().map_err(|e| fail(&e))?;
     reader
+        .take_while(|_| !stopped.load(Ordering::Relaxed))
         .map(|batch| {
             batch
                 .and_then(|b| conform(&b, schema))
@@ -328,15 +352,18 @@ mod tests {
         let start = 1_795_551_330_000_000_000_i64;
         let dir = tempfile::tempdir().unwrap();
 
-        // Spans 0-1 of every trace: an indexed file, several row groups and blocks a trace.
+        // Spans 0-1 of 6,000 traces (the first 300 are looked up): an indexed file of 12,000
+        // rows in row groups of 5,000, pages of 512; a trace's two spans 6,000 rows apart, in
+        // two row groups and two of the index's blocks of 4,096 rows, each block selecting
+        // part of a row group.
         let indexed = write_spans_file(
             dir.path(),
             start,
-            &converted(&spans(traces, 0..2, start)),
+            &converted(&spans(6_000, 0..2, start)),
             WriterProperties::builder()
-                .set_max_row_group_row_count(Some(250))
-                .set_data_page_row_count_limit(64)
-                .set_write_batch_size(64)
+                .set_max_row_group_row_count(Some(5_000))
+                .set_data_page_row_count_limit(512)
+                .set_write_batch_size(512)
                 .build(),
         );
         // Spans 2-3: bloom filters on row groups of 64 rows.
@@ -377,15 +404,32 @@ mod tests {
         spans_table.push(1, converted(&spans(traces, 5..6, start + 3 * HOUR)));
         let engine = crate::QueryEngine::new(&lake, crate::QueryLimits::default()).unwrap();
         engine.trace_index().build(&indexed).unwrap();
+        let first = const_hex::decode(trace_hex(0)).unwrap();
+        let located = engine
+            .trace_index()
+            .locate(&LakeFile::new(indexed.clone(), 0, 0, 0), &[&first])
+            .unwrap();
+        assert!(
+            located.scan.len() == 2
+                && located.scan.iter().any(|(g, ranges)| ranges
+                    .iter()
+                    .map(|r| r.len())
+                    .sum::<usize>()
+                    < located.rows[*g]),
+            "a trace's rows select part of a row group: {located:?}"
+        );
 
         let via = |via| {
             let label = TraceLookupLabel { via };
             stats().query_trace_lookup_files.get_or_create(&label).get()
         };
-        let (by_index, by_bloom) = (via("index"), via("bloom"));
         for t in [0, 1, 77, 150, 298, 299] {
             let id = TraceId::parse(&trace_hex(t)).unwrap();
+            let (by_index, by_bloom) = (via("index"), via("bloom"));
             let read = trace(&engine, &id).await.unwrap();
+            // Other tests may count lookups too, so at least: one file by its index, two probed.
+            assert!(via("index") > by_index, "the indexed file was located");
+            assert!(via("bloom") >= by_bloom + 2, "the other files were probed");
             let sql = format!("SELECT * FROM spans WHERE trace_id = {}", id.literal());
             let rows = engine.user_query(&sql, Vec::new()).await.unwrap();
             let mut queried = Vec::new();
@@ -416,15 +460,13 @@ mod tests {
             let expected: Vec<String> = (0..6).map(|s| format!("e {t}/{s}")).collect();
             assert_eq!(events, expected, "trace {t}");
         }
-        assert!(via("index") >= by_index + 6, "the indexed file was located");
-        assert!(via("bloom") >= by_bloom + 12, "the other files were probed");
 
-        let absent = TraceId::parse(&trace_hex(traces + 1)).unwrap();
+        let absent = TraceId::parse(&trace_hex(10_000)).unwrap();
         assert!(trace(&engine, &absent).await.unwrap().is_empty());
     }
 
     #[test]
-    fn parts_are_spread_over_the_lanes_by_rows() {
+    fn parts_are_spread_over_the_lanes_by_rows_and_not_read_once_stopped() {
         let file = Arc::new(LakeFile::new("/nowhere.parquet".into(), 0, 0, 0));
         let batch = converted(&spans(1, 0..1, 1_795_551_330_000_000_000));
         let mut bytes = Vec::new();
@@ -451,5 +493,16 @@ mod tests {
         assert_eq!(rows, [vec![70, 10], vec![40, 30]]);
         assert_eq!(spread(vec![part(5)], 4).len(), 1);
         assert!(spread(Vec::new(), 2).is_empty());
+
+        // A lookup that is gone reads no further part (this one's file does not exist).
+        let schema = batch.schema();
+        let stopped = AtomicBool::new(true);
+        assert!(
+            read_part(&part(1), &schema, b"id", &stopped)
+                .unwrap()
+                .is_empty()
+        );
+        stopped.store(false, Ordering::Relaxed);
+        assert!(read_part(&part(1), &schema, b"id", &stopped).is_err());
     }
 }
