@@ -14,10 +14,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{TimeZone, Utc};
-use datafusion::arrow::array::{BinaryArray, RecordBatch, Scalar, new_null_array};
+use datafusion::arrow::array::{ArrayRef, BinaryArray, RecordBatch, Scalar, new_null_array};
 use datafusion::arrow::compute::kernels::cmp::eq;
 use datafusion::arrow::compute::{cast, filter_record_batch};
-use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatchOptions;
 use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
@@ -234,13 +234,7 @@ fn read_part(
         .collect();
     let projection = ProjectionMask::roots(builder.parquet_schema(), roots);
     let id_only = ProjectionMask::roots(builder.parquet_schema(), [id_at]);
-    let wanted = Scalar::new(
-        cast(
-            &BinaryArray::from_vec(vec![id]),
-            stored.field(id_at).data_type(),
-        )
-        .map_err(|e| fail(&e))?,
-    );
+    let wanted = id_scalar(id, stored.field(id_at).data_type()).map_err(|e| fail(&e))?;
     let predicate = ArrowPredicateFn::new(id_only, move |batch: RecordBatch| {
         eq(batch.column(0), &wanted)
     });
@@ -268,8 +262,12 @@ fn matching(batch: &RecordBatch, id: &[u8]) -> Result<RecordBatch, ArrowError> {
     let column = batch
         .column_by_name(TRACE_ID)
         .ok_or_else(|| ArrowError::SchemaError("no trace_id column".into()))?;
-    let wanted = Scalar::new(cast(&BinaryArray::from_vec(vec![id]), column.data_type())?);
-    filter_record_batch(batch, &eq(column, &wanted)?)
+    filter_record_batch(batch, &eq(column, &id_scalar(id, column.data_type())?)?)
+}
+
+/// `id` as a scalar comparable with a `trace_id` column stored as `stored`.
+fn id_scalar(id: &[u8], stored: &DataType) -> Result<Scalar<ArrayRef>, ArrowError> {
+    Ok(Scalar::new(cast(&BinaryArray::from_vec(vec![id]), stored)?))
 }
 
 /// `batch` with `schema`'s columns, by name: cast where a file stored another type, all null
