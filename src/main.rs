@@ -2,6 +2,7 @@
 
 mod config;
 mod loadgen;
+mod memory;
 mod ops;
 mod serve;
 
@@ -24,9 +25,6 @@ mod heapstages;
 #[global_allocator]
 static ALLOCATOR: heapstages::Counting = heapstages::Counting;
 
-/// `mi_option_purge_delay` in mimalloc 3's option enumeration (not among the crate's constants).
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -44,16 +42,13 @@ async fn main() -> anyhow::Result<()> {
     if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
         tracing::warn!(error = %e, "could not turn transparent huge pages off");
     }
-    // mimalloc hands freed memory back to the system a second after it is freed by default;
-    // flushes, merges and queries free and allocate again within that second, so resident
-    // memory stood near the sum of their peaks. Handing it back at once: peak RSS 614 against
-    // 739-768 MiB under sustained ingest with live merges, for some CPU (docs/benchmarks.md,
-    // "Where a loaded server's memory goes"). MIMALLOC_PURGE_DELAY (milliseconds) still decides.
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        // SAFETY: an option may be set at any time; it is read each time memory is freed.
-        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
-    }
     let command = Cli::parse().command;
+    // When freed memory goes back to the system (src/memory.rs; docs/operations.md).
+    memory::start(match &command {
+        Command::Serve(config) => config.keep_freed_memory_below,
+        Command::Demo(config) => config.serve.keep_freed_memory_below,
+        Command::Loadgen(_) => 0,
+    });
     #[cfg(feature = "heap-stages")]
     if !matches!(command, Command::Loadgen(_)) {
         heapstages::start_sampler();
@@ -62,20 +57,5 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(config) => serve::run(config, None).await,
         Command::Demo(config) => serve::run(config.serve, Some(config.rate)).await,
         Command::Loadgen(config) => loadgen::run(config).await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::MI_OPTION_PURGE_DELAY;
-
-    #[test]
-    fn the_option_set_at_start_is_mimallocs_purge_delay() {
-        // mimalloc 3's default purge delay is 1,000 ms; a renumbered option would read else.
-        let delay = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
-        assert_eq!(
-            delay, 1000,
-            "unless MIMALLOC_PURGE_DELAY is set for the test run"
-        );
     }
 }

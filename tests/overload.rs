@@ -141,6 +141,9 @@ async fn overload_is_refused_retryably_memory_stays_bounded_and_nothing_acknowle
             "2s",
             "--flush-bytes",
             "1000000000",
+            // Freed memory kept for reuse counts towards the bound below.
+            "--keep-freed-memory-below",
+            "134217728",
         ],
     );
     let health = reqwest::get(server.url("/healthz")).await.unwrap();
@@ -249,4 +252,41 @@ async fn overload_is_refused_retryably_memory_stays_bounded_and_nothing_acknowle
         LIMIT / (1024 * 1024)
     );
     server.stop();
+}
+
+/// Resident memory as `/metrics` shows it, and whether freed memory is kept, for a server
+/// started with `--keep-freed-memory-below` at `threshold`.
+async fn memory_metrics(threshold: &str) -> (f64, f64, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--keep-freed-memory-below", threshold]);
+    // The sampler's first reading lands within 100 ms of the start.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let resident = server.metric("lakescope_resident_memory_bytes").await;
+    let kept = server.metric("lakescope_freed_memory_kept").await;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    let rss_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    server.stop();
+    (resident, kept, rss_kib * 1024)
+}
+
+#[tokio::test]
+async fn freed_memory_is_kept_only_while_resident_memory_is_under_the_threshold() {
+    // An idle server is far under the default 512 MiB: what it frees is kept for reuse.
+    let (resident, kept, rss) = memory_metrics("536870912").await;
+    assert_eq!(kept, 1.0);
+    assert!(
+        resident > 0.5 * rss as f64 && resident < 1.5 * rss as f64,
+        "/metrics says {resident} resident bytes, /proc {rss}"
+    );
+    // Over the threshold (any process is over 1 MiB), memory goes back at once.
+    let (resident, kept, _) = memory_metrics("1048576").await;
+    assert_eq!(kept, 0.0);
+    assert!(resident > 1048576.0, "{resident}");
+    // 0: always at once, and no sampling.
+    let (resident, kept, _) = memory_metrics("0").await;
+    assert_eq!((resident, kept), (0.0, 0.0));
 }

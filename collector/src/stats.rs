@@ -87,6 +87,8 @@ pub struct Stats {
     pub wal_bytes: Gauge,
     pub buffer_limit_bytes: Gauge,
     pub disk_free_bytes: Gauge,
+    pub resident_memory_bytes: Gauge,
+    pub freed_memory_kept: Gauge,
     pub query_seconds: Family<QueryLabel, Histogram, fn() -> Histogram>,
     pub queries_refused: Family<QueryRefusal, Counter>,
     pub queries_running: Gauge,
@@ -119,6 +121,8 @@ impl Stats {
             wal_bytes: Gauge::default(),
             buffer_limit_bytes: Gauge::default(),
             disk_free_bytes: Gauge::default(),
+            resident_memory_bytes: Gauge::default(),
+            freed_memory_kept: Gauge::default(),
             query_seconds: Family::new_with_constructor(seconds_histogram),
             queries_refused: Family::default(),
             queries_running: Gauge::default(),
@@ -204,6 +208,16 @@ impl Stats {
             "disk_free_bytes",
             "Free bytes on the data directory's file system, as last sampled for the --min-free-disk check",
             stats.disk_free_bytes.clone(),
+        );
+        r.register(
+            "resident_memory_bytes",
+            "Resident memory of the process, sampled every 100 ms (0 while --keep-freed-memory-below is 0)",
+            stats.resident_memory_bytes.clone(),
+        );
+        r.register(
+            "freed_memory_kept",
+            "1 while freed memory is kept for a second to be reused (resident memory under --keep-freed-memory-below), 0 while it goes back to the system at once",
+            stats.freed_memory_kept.clone(),
         );
         r.register("files", "Live Parquet files", stats.files.clone());
         r.register(

@@ -37,13 +37,17 @@ disk_bytes() { find "$data/$table" -name '*.parquet' -printf '%s\n' | awk '{s +=
 
 serve
 ticks() { awk '{print $14 + $15}' "/proc/$server/stat"; }
+# Minor page faults: first touches of memory the process was handed (docs/benchmarks.md).
+faults() { awk '{print $10}' "/proc/$server/stat"; }
 before=$(ticks)
+faults_before=$(faults)
 fresh=()
 [ "$signal" = traces ] && [ -n "${FRESHNESS:-}" ] && fresh=(--freshness 127.0.0.1:28080)
 # shellcheck disable=SC2086
 load=$(taskset -c 0 "$loadgen_bin" loadgen --otlp-grpc 127.0.0.1:24317 --otlp-http 127.0.0.1:24318 \
   --signal "$signal" --duration "$duration" --connections 4 "${fresh[@]}" ${LOADGEN_ARGS:-})
 after=$(ticks)
+faults_after=$(faults)
 peak_kib=$(awk '/VmHWM/ {print $2}' "/proc/$server/status")
 kill -TERM "$server"
 wait "$server"
@@ -57,7 +61,8 @@ kill -TERM "$server"
 wait "$server"
 compacted=$(disk_bytes)
 hz=$(getconf CLK_TCK)
-python3 - "$load" "$before" "$after" "$hz" "$peak_kib" "$flushed" "$flush_files" "$compacted" "$files" <<'PY'
+python3 - "$load" "$before" "$after" "$hz" "$peak_kib" "$flushed" "$flush_files" "$compacted" "$files" \
+  "$((faults_after - faults_before))" <<'PY'
 import json, sys
 load = json.loads(sys.argv[1])
 cpu = (int(sys.argv[3]) - int(sys.argv[2])) / int(sys.argv[4])
@@ -68,6 +73,7 @@ out = {
     "server_cpu_s": round(cpu, 2),
     "records_per_server_cpu_s": round(n / cpu) if cpu else None,
     "server_cpu_s_per_million": round(cpu / n * 1e6, 2),
+    "server_page_faults_per_record": round(int(sys.argv[10]) / n, 3),
     "peak_rss_mib": round(int(sys.argv[5]) / 1024, 1),
     "disk_bytes_per_record_flushed": round(int(sys.argv[6]) / n, 1),
     "files_flushed": int(sys.argv[7]),
