@@ -94,8 +94,8 @@ pub struct ServeConfig {
     #[arg(long, env = "LAKESCOPE_MAX_BUFFER_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub max_buffer_bytes: usize,
 
-    /// Resident memory (bytes) under which memory the server frees is kept for a second to be
-    /// reused, sparing the kernel's page faults on fresh memory; at or over it, freed memory
+    /// Resident memory (bytes) under which memory the server frees is kept for three seconds to
+    /// be reused, sparing the kernel's page faults on fresh memory; at or over it, freed memory
     /// goes back to the system at once. 0: always at once. Ignored when MIMALLOC_PURGE_DELAY
     /// is set.
     #[arg(long, env = "LAKESCOPE_KEEP_FREED_MEMORY_BELOW", default_value_t = 512 * 1024 * 1024)]

@@ -3,8 +3,8 @@
 //! mimalloc hands freed memory back after a delay (`mi_option_purge_delay`). Handed back at once,
 //! every flush touches fresh pages again, and the kernel's page faults (zeroing included) were a
 //! fifth of a loaded server's CPU (docs/benchmarks.md, "Where a loaded server's CPU goes"). Kept
-//! for a second, the next flush reuses them, but flushes, merges and queries then peak on top of
-//! each other's leftovers. So freed memory is kept while resident memory is under
+//! for a few seconds, the next flushes reuse them, but flushes, merges and queries then peak on
+//! top of each other's leftovers. So freed memory is kept while resident memory is under
 //! `--keep-freed-memory-below` and handed back at once above it.
 
 use std::time::Duration;
@@ -14,8 +14,11 @@ use lakescope_collector::stats;
 /// `mi_option_purge_delay` in mimalloc 3's option enumeration (not among the crate's constants).
 pub const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// How long freed memory is kept while the process is under its threshold (mimalloc's default).
-const KEEP_MS: i64 = 1000;
+/// How long freed memory is kept while the process is under its threshold. Three seconds span a
+/// few flush cycles: page faults per span fell by half again against one second (mimalloc's
+/// default), for ~25 MiB more at the peak (docs/benchmarks.md, "Freed memory kept while the
+/// server is small").
+const KEEP_MS: i64 = 3000;
 
 /// How often resident memory is sampled: a flush of 64 MiB takes ~0.5 s.
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
@@ -46,7 +49,7 @@ fn set_purge_delay(ms: i64) {
 
 /// Sets how freed memory goes back for the life of the process: as `MIMALLOC_PURGE_DELAY`
 /// says when it is set; else at once while resident memory is at or over `keep_below` bytes
-/// (always when it is 0), kept for a second below it.
+/// (always when it is 0), kept for three seconds below it.
 pub fn start(keep_below: u64) {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
         tracing::info!("MIMALLOC_PURGE_DELAY is set; --keep-freed-memory-below is not applied");

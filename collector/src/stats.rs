@@ -216,7 +216,7 @@ impl Stats {
         );
         r.register(
             "freed_memory_kept",
-            "1 while freed memory is kept for a second to be reused (resident memory under --keep-freed-memory-below), 0 while it goes back to the system at once",
+            "1 while freed memory is kept for three seconds to be reused (resident memory under --keep-freed-memory-below), 0 while it goes back to the system at once",
             stats.freed_memory_kept.clone(),
         );
         r.register("files", "Live Parquet files", stats.files.clone());
