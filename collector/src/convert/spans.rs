@@ -632,15 +632,23 @@ fn convert_view(view: &TracesView<'_>, limits: &Limits) -> Result<super::Convert
         OriginColumns::for_blocks(accepted().map(|(block, o, _)| (block.records.len(), o)));
     let mut columns = SpanColumns::with_capacity(origin, attributes);
     let mut rejected = Rejections::new("span", "spans");
+    let (mut accepted, mut keys) = (Vec::new(), Vec::new());
     for (block, origin, shared) in &blocks {
-        for span in &view.records.spans[block.records.clone()] {
+        let spans = &view.records.spans[block.records.clone()];
+        // Judged in the order sent, so that the first rejection reported is the first sent.
+        accepted.clear();
+        for (i, span) in spans.iter().enumerate() {
             match shared
                 .clone()
                 .and_then(|_| validate_span(span, view, limits))
             {
-                Ok(()) => columns.append(span, view, origin),
+                Ok(()) => accepted.push(i as u32),
                 Err(e) => rejected.add(e),
             }
+        }
+        sort_in_storage_order(spans, &mut accepted, &mut keys);
+        for &i in &accepted {
+            columns.append(&spans[i as usize], view, origin);
         }
     }
     Ok(super::Converted {
@@ -649,6 +657,41 @@ fn convert_view(view: &TracesView<'_>, limits: &Limits) -> Result<super::Convert
         error_message: rejected.message(),
     })
 }
+
+/// Sorts `order` (indices into a block's `spans`) as the lake's files order spans after the
+/// service, which the block shares: by status, second of the start, trace, start; equal ones
+/// as they came. Each request's batch then holds sorted runs, and reordering a flush into
+/// storage order reads every batch's columns front to back instead of at random (arrow's
+/// `take` of text had been 13 % of a loaded server's time, docs/benchmarks.md).
+fn sort_in_storage_order(spans: &[SpanView<'_>], order: &mut [u32], keys: &mut Vec<SortKey>) {
+    // The status as its stored name sorts: ERROR, OK, UNSET.
+    let status = |code: i32| match code {
+        2 => 0u64,
+        1 => 1,
+        _ => 2,
+    };
+    keys.clear();
+    keys.extend(order.iter().map(|&i| {
+        let span = &spans[i as usize];
+        let start = span.start_time_unix_nano;
+        // Accepted spans have 16-byte trace ids and starts below 2^63 ns (under 2^34 seconds).
+        let trace = <[u8; 16]>::try_from(span.trace_id).map_or(0, u128::from_be_bytes);
+        (
+            (status(span.status_code) << 40) | (start / 1_000_000_000),
+            trace,
+            start,
+            i,
+        )
+    }));
+    keys.sort_unstable();
+    for (slot, key) in order.iter_mut().zip(keys.iter()) {
+        *slot = key.3;
+    }
+}
+
+/// A span's place in storage order within its block: status and second, trace id, start, and
+/// its index (so that equal spans keep the order they came in).
+type SortKey = (u64, u128, u64, u32);
 
 #[cfg(test)]
 mod tests;

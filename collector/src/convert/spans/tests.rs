@@ -181,6 +181,76 @@ fn a_flush_reorders_nested_columns_of_several_batches_exactly() {
 }
 
 #[test]
+fn a_blocks_spans_are_converted_in_the_lakes_storage_order() {
+    let span = |status: i32, second: u64, trace: u8, nanos: u64| {
+        let mut span = full_span();
+        span.status = Some(Status {
+            message: String::new(),
+            code: status,
+        });
+        span.start_time_unix_nano = 1_795_551_330_000_000_000 + second * 1_000_000_000 + nanos;
+        span.end_time_unix_nano = span.start_time_unix_nano + 1_000;
+        span.trace_id = vec![trace; 16];
+        span
+    };
+    let mut bad = span(2, 0, 8, 0);
+    bad.kind = 9;
+    let sent = vec![
+        span(0, 1, 5, 0),
+        span(2, 1, 9, 0),
+        span(0, 0, 7, 500),
+        bad,
+        span(0, 0, 7, 100),
+        span(0, 0, 3, 900),
+        span(1, 2, 1, 0),
+    ];
+    let converted = convert(&request(sent), &Limits::default()).unwrap();
+    assert_eq!(converted.rejected, 1);
+    let batch = converted.batch;
+    let rows: Vec<(String, u8, i64)> = (0..batch.num_rows())
+        .map(|i| {
+            let row = batch.slice(i, 1);
+            let trace = row
+                .column_by_name(spans::col::TRACE_ID)
+                .unwrap()
+                .as_binary::<i32>();
+            let start = row
+                .column_by_name(spans::col::START_TIME)
+                .unwrap()
+                .as_primitive::<datafusion::arrow::datatypes::TimestampNanosecondType>();
+            (
+                text(&row, spans::col::STATUS_CODE).unwrap(),
+                trace.value(0)[0],
+                start.value(0) - 1_795_551_330_000_000_000,
+            )
+        })
+        .collect();
+    let at = |second: i64, nanos: i64| second * 1_000_000_000 + nanos;
+    assert_eq!(
+        rows,
+        vec![
+            ("ERROR".into(), 9, at(1, 0)),
+            ("OK".into(), 1, at(2, 0)),
+            ("UNSET".into(), 3, at(0, 900)),
+            ("UNSET".into(), 7, at(0, 100)),
+            ("UNSET".into(), 7, at(0, 500)),
+            ("UNSET".into(), 5, at(1, 0)),
+        ]
+    );
+    // The order the flush sorts into leaves these rows where they are.
+    let keys = crate::lake::writer::sort_keys(&crate::schema::spans::TABLE, &batch, None).unwrap();
+    let columns: Vec<_> = keys
+        .into_iter()
+        .map(|values| datafusion::arrow::compute::SortColumn {
+            values,
+            options: None,
+        })
+        .collect();
+    let order = datafusion::arrow::compute::lexsort_to_indices(&columns, None).unwrap();
+    assert_eq!(order.values().to_vec(), (0..6).collect::<Vec<u32>>());
+}
+
+#[test]
 fn every_field_of_a_span_survives_the_round_trip() {
     let req = request(vec![full_span()]);
     let converted = convert(&req, &Limits::default()).unwrap();
@@ -390,8 +460,14 @@ proptest! {
         let req = request(spans.clone());
         let converted = convert(&req, &Limits::default()).unwrap();
         prop_assert_eq!(converted.rejected, 0);
+        // In the lake's order within the block, not necessarily the order sent.
+        let by_text = |spans: Vec<Span>| {
+            let mut texts: Vec<String> = spans.iter().map(|s| format!("{s:?}")).collect();
+            texts.sort();
+            texts
+        };
         let back: Vec<Span> = read_spans(&converted.batch).unwrap().into_iter().map(|s| s.span).collect();
-        prop_assert_eq!(back, spans);
+        prop_assert_eq!(by_text(back), by_text(spans));
     }
 }
 
@@ -441,11 +517,18 @@ proptest! {
             .flat_map(|(rs, ss)| ss.spans.iter().map(move |span| (rs, ss, span)))
             .collect();
         prop_assert_eq!(back.len(), sent.len());
-        for (row, (rs, ss, span)) in back.iter().zip(sent) {
-            prop_assert_eq!(&row.span, span);
-            prop_assert_eq!(Some(&row.resource), rs.resource.as_ref());
-            prop_assert_eq!(Some(&row.scope), ss.scope.as_ref());
-        }
+        // Each block's spans come in the lake's order, not necessarily the order sent.
+        let mut back: Vec<String> = back
+            .iter()
+            .map(|row| format!("{:?}", (&row.span, Some(&row.resource), Some(&row.scope))))
+            .collect();
+        let mut sent: Vec<String> = sent
+            .iter()
+            .map(|(rs, ss, span)| format!("{:?}", (span, rs.resource.as_ref(), ss.scope.as_ref())))
+            .collect();
+        back.sort();
+        sent.sort();
+        prop_assert_eq!(back, sent);
     }
 }
 
