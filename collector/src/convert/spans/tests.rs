@@ -193,9 +193,13 @@ fn a_blocks_spans_are_converted_in_the_lakes_storage_order() {
         span.trace_id = vec![trace; 16];
         span
     };
+    // Two rejected: the one sent first would sort after the other.
+    let mut short_id = span(0, 5, 4, 0);
+    short_id.span_id = vec![1; 4];
     let mut bad = span(2, 0, 8, 0);
     bad.kind = 9;
     let sent = vec![
+        short_id,
         span(0, 1, 5, 0),
         span(2, 1, 9, 0),
         span(0, 0, 7, 500),
@@ -205,7 +209,14 @@ fn a_blocks_spans_are_converted_in_the_lakes_storage_order() {
         span(1, 2, 1, 0),
     ];
     let converted = convert(&request(sent), &Limits::default()).unwrap();
-    assert_eq!(converted.rejected, 1);
+    assert_eq!(converted.rejected, 2);
+    assert!(
+        converted
+            .error_message
+            .starts_with("2 spans rejected; the first: span_id"),
+        "{}",
+        converted.error_message
+    );
     let batch = converted.batch;
     let rows: Vec<(String, u8, i64)> = (0..batch.num_rows())
         .map(|i| {
